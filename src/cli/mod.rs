@@ -1,0 +1,55 @@
+//! The command line: one file per subcommand, each exposing `Args` and `run`. No I/O here besides
+//! dispatch and printing the final error.
+
+mod version;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::runtime::logging::LogFormat;
+
+/// sluice: a GitOps agent for Kubernetes, and its command line.
+#[derive(Debug, Parser)]
+#[command(name = "sluice", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// Log line format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "SLUICE_LOG_FORMAT")]
+    pub log_format: LogFormat,
+
+    /// Log filter, e.g. `info` or `sluice=debug,kube=info` (RUST_LOG wins when set).
+    #[arg(long, global = true, default_value = "info", env = "SLUICE_LOG_LEVEL")]
+    pub log_level: String,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print the version of sluice and, with --server, of the Kubernetes API server.
+    Version(version::Args),
+}
+
+/// Runs the parsed command and maps its outcome to the process exit code: 0 success, 1 a negative
+/// answer (the command says what it means), 2 or more an error.
+pub fn run(cli: Cli) -> ExitCode {
+    let result = match cli.command {
+        Command::Version(args) => block_on(version::run(args)),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("the tokio runtime starts")
+        .block_on(future)
+}

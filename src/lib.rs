@@ -1,0 +1,4 @@
+//! sluice: a GitOps agent for Kubernetes. The binary is a thin shell over this library.
+
+pub mod cli;
+pub mod runtime;
