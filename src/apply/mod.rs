@@ -1,0 +1,9 @@
+//! The applier: the only code that writes to the API server. Decisions live in pure files
+//! (`order`, `plan`, `inventory`, `changeset`); `discovery` and `applier` do the I/O.
+
+pub mod applier;
+pub mod changeset;
+pub mod discovery;
+pub mod inventory;
+pub mod order;
+pub mod plan;
