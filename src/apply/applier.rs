@@ -3,7 +3,7 @@
 //! concurrently within a stage, writing only objects whose dry-run result differs from the live
 //! object. Does I/O (the API server); the decisions come from `plan` and `order`.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 
 use futures::{StreamExt, stream};
@@ -15,9 +15,10 @@ use serde_json::Value;
 
 use super::changeset::{Action, ChangeSet};
 use super::discovery::{Discovery, DiscoveryError, Resolved};
-use super::inventory::ObjectId;
+use super::inventory::{Inventory, InventoryEntry, ObjectId};
 use super::order::{Stage, rank_of, stage_of};
 use super::plan::{self, FIELD_MANAGER, Policy, SsaMode};
+use crate::runtime::crash;
 
 /// Labels that mark an applied object as owned by one Kustomization (or one `sluice apply --name`).
 pub const OWNER_NAME_LABEL: &str = "sluice.dev/name";
@@ -267,6 +268,7 @@ impl Applier {
             if let Some(error) = first_error {
                 return Err(ApplyFailure { changeset, error });
             }
+            crash::point(&format!("after-stage-{stage:?}"));
             if stage == Stage::Definitions {
                 let crds: Vec<&Desired> = indices
                     .iter()
@@ -281,10 +283,38 @@ impl Applier {
         Ok(changeset)
     }
 
+    /// The inventory `objects` will have once applied: their identities, with the namespace of
+    /// cluster-scoped objects dropped as the API server drops it.
+    pub async fn inventory_of(&self, objects: &[Value]) -> Result<Inventory, ApplyError> {
+        let defined: HashMap<(String, String), bool> =
+            objects.iter().filter_map(crd_defines).collect();
+        let mut entries = Vec::with_capacity(objects.len());
+        for (index, object) in objects.iter().enumerate() {
+            let (mut id, version) = ObjectId::of(object).ok_or(ApplyError::Malformed { index })?;
+            let namespaced = match self.discovery.resolve(&id.group, &version, &id.kind).await {
+                Ok(resolved) => resolved.namespaced,
+                Err(source) => match defined.get(&(id.group.clone(), id.kind.clone())) {
+                    Some(namespaced) => *namespaced,
+                    None => {
+                        return Err(ApplyError::Discovery {
+                            id,
+                            source: Box::new(source),
+                        });
+                    }
+                },
+            };
+            if !namespaced {
+                id.namespace.clear();
+            }
+            entries.push(InventoryEntry::new(&id, &version));
+        }
+        Ok(Inventory::from_entries(entries))
+    }
+
     /// Resolves every object whose kind the API server knows; kinds that a CRD of the set defines
     /// may stay unresolved until that CRD is applied.
     async fn resolve_known(&self, desired: &mut [Desired]) -> Result<(), ApplyError> {
-        let defined: HashSet<(String, String)> = desired
+        let defined: HashMap<(String, String), bool> = desired
             .iter()
             .filter_map(|d| crd_defines(&d.object))
             .collect();
@@ -296,7 +326,7 @@ impl Applier {
             {
                 Ok(resolved) => set_resolved(d, resolved)?,
                 Err(DiscoveryError::UnknownKind { .. })
-                    if defined.contains(&(d.id.group.clone(), d.id.kind.clone())) => {}
+                    if defined.contains_key(&(d.id.group.clone(), d.id.kind.clone())) => {}
                 Err(source) => {
                     return Err(ApplyError::Discovery {
                         id: d.id.clone(),
@@ -662,14 +692,18 @@ fn set_resolved(d: &mut Desired, resolved: Resolved) -> Result<(), ApplyError> {
     Ok(())
 }
 
-/// The (group, kind) a CustomResourceDefinition manifest defines.
-fn crd_defines(object: &Value) -> Option<(String, String)> {
+/// The (group, kind) a CustomResourceDefinition manifest defines, and whether it is namespaced.
+fn crd_defines(object: &Value) -> Option<((String, String), bool)> {
     if object.get("kind")?.as_str()? != "CustomResourceDefinition" {
         return None;
     }
     let spec = object.get("spec")?;
-    Some((
+    let key = (
         spec.get("group")?.as_str()?.to_string(),
         spec.pointer("/names/kind")?.as_str()?.to_string(),
+    );
+    Some((
+        key,
+        spec.get("scope").and_then(Value::as_str) != Some("Cluster"),
     ))
 }

@@ -1,5 +1,6 @@
 //! The applier: the only code that writes to the API server. Decisions live in pure files
-//! (`order`, `plan`, `inventory`, `changeset`); `discovery` and `applier` do the I/O.
+//! (`order`, `plan`, `inventory`, `changeset`, the guard and decision of `prune`); `discovery`,
+//! `applier`, `prune`, `store` and `reconcile` do the I/O.
 
 pub mod applier;
 pub mod changeset;
@@ -7,3 +8,6 @@ pub mod discovery;
 pub mod inventory;
 pub mod order;
 pub mod plan;
+pub mod prune;
+pub mod reconcile;
+pub mod store;
