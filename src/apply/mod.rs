@@ -5,6 +5,7 @@
 pub mod applier;
 pub mod changeset;
 pub mod discovery;
+pub mod health;
 pub mod inventory;
 pub mod order;
 pub mod plan;
