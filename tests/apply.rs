@@ -380,3 +380,58 @@ async fn per_object_annotations_skip_or_create_once() {
     assert_eq!(cm["data"]["key"], "first");
     ns.cleanup(&client).await;
 }
+
+#[tokio::test]
+async fn preview_says_what_would_change_and_writes_nothing() {
+    let client = support::client().await;
+    let ns = support::TestNamespace::new(&client, "apply-preview").await;
+    let applier = Applier::new(client.clone());
+    let n = ns.name();
+    applier
+        .apply(
+            vec![config_map(n, "same", "1"), config_map(n, "changed", "1")],
+            &options(),
+        )
+        .await
+        .unwrap();
+    let before = live(&client, "v1", "ConfigMap", n, "changed")
+        .await
+        .unwrap();
+
+    let set = vec![
+        config_map(n, "same", "1"),
+        config_map(n, "changed", "2"),
+        config_map(n, "new", "1"),
+    ];
+    let previews = applier.preview(set, &options()).await.unwrap();
+    let actions: Vec<(String, Action)> = previews
+        .iter()
+        .map(|p| (p.id.name.clone(), p.action))
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            ("changed".into(), Action::Configured),
+            ("new".into(), Action::Created),
+            ("same".into(), Action::Unchanged)
+        ]
+    );
+    let changed = previews.iter().find(|p| p.id.name == "changed").unwrap();
+    let text = sluice::apply::diff::render(&changed.id, changed.live.as_ref(), &changed.merged);
+    assert!(
+        text.contains("-  key: '1'") || text.contains("-  key: \"1\""),
+        "{text}"
+    );
+    assert!(
+        live(&client, "v1", "ConfigMap", n, "new").await.is_none(),
+        "preview created an object"
+    );
+    let after = live(&client, "v1", "ConfigMap", n, "changed")
+        .await
+        .unwrap();
+    assert_eq!(
+        after["metadata"]["resourceVersion"],
+        before["metadata"]["resourceVersion"]
+    );
+    ns.cleanup(&client).await;
+}

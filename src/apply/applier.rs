@@ -3,21 +3,21 @@
 //! concurrently within a stage, writing only objects whose dry-run result differs from the live
 //! object. Does I/O (the API server); the decisions come from `plan` and `order`.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use futures::{StreamExt, stream};
-use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams};
 use kube::{Api, Client};
 use serde_json::Value;
 
 use super::changeset::{Action, ChangeSet};
-use super::discovery::{Discovery, DiscoveryError, Resolved};
-use super::inventory::{Inventory, InventoryEntry, ObjectId};
+use super::desired::{Desired, prepare, validatable};
+use super::discovery::{Discovery, DiscoveryError};
+use super::inventory::ObjectId;
 use super::order::{Stage, rank_of, stage_of};
-use super::plan::{self, FIELD_MANAGER, Policy, SsaMode};
+use super::plan::{self, FIELD_MANAGER, SsaMode};
 use crate::runtime::crash;
 
 /// Labels that mark an applied object as owned by one Kustomization (or one `sluice apply --name`).
@@ -135,32 +135,12 @@ impl ApplyFailure {
     }
 }
 
-/// One object to apply, with what the applier has learnt about it so far.
-struct Desired {
-    id: ObjectId,
-    version: String,
-    object: Value,
-    policy: Policy,
-    resolved: Option<Resolved>,
-    /// The dry-run result, once validated.
-    dry_run: Option<Value>,
-    /// Immutable fields changed and force is allowed: delete, then create.
-    recreate: bool,
-}
-
 /// What applying one object did, with a reason for skips.
 type Outcome = Result<(Action, Option<String>), ApplyError>;
 
-/// What a dry run said about one object.
-enum DryRun {
-    Accepted(Value),
-    Immutable(String),
-    Rejected(String),
-}
-
 pub struct Applier {
-    client: Client,
-    discovery: Discovery,
+    pub(super) client: Client,
+    pub(super) discovery: Discovery,
 }
 
 impl Applier {
@@ -197,14 +177,7 @@ impl Applier {
             .existing_namespaces(&desired)
             .await
             .map_err(ApplyFailure::before_any_write)?;
-        let ready: Vec<usize> = (0..desired.len())
-            .filter(|&i| {
-                let d = &desired[i];
-                d.resolved
-                    .as_ref()
-                    .is_some_and(|r| !r.namespaced || existing.contains(&d.id.namespace))
-            })
-            .collect();
+        let ready = validatable(&desired, &existing);
         self.validate(&mut desired, &ready, options)
             .await
             .map_err(ApplyFailure::before_any_write)?;
@@ -281,199 +254,6 @@ impl Applier {
             }
         }
         Ok(changeset)
-    }
-
-    /// The inventory `objects` will have once applied: their identities, with the namespace of
-    /// cluster-scoped objects dropped as the API server drops it.
-    pub async fn inventory_of(&self, objects: &[Value]) -> Result<Inventory, ApplyError> {
-        let defined: HashMap<(String, String), bool> =
-            objects.iter().filter_map(crd_defines).collect();
-        let mut entries = Vec::with_capacity(objects.len());
-        for (index, object) in objects.iter().enumerate() {
-            let (mut id, version) = ObjectId::of(object).ok_or(ApplyError::Malformed { index })?;
-            let namespaced = match self.discovery.resolve(&id.group, &version, &id.kind).await {
-                Ok(resolved) => resolved.namespaced,
-                Err(source) => match defined.get(&(id.group.clone(), id.kind.clone())) {
-                    Some(namespaced) => *namespaced,
-                    None => {
-                        return Err(ApplyError::Discovery {
-                            id,
-                            source: Box::new(source),
-                        });
-                    }
-                },
-            };
-            if !namespaced {
-                id.namespace.clear();
-            }
-            entries.push(InventoryEntry::new(&id, &version));
-        }
-        Ok(Inventory::from_entries(entries))
-    }
-
-    /// Resolves every object whose kind the API server knows; kinds that a CRD of the set defines
-    /// may stay unresolved until that CRD is applied.
-    async fn resolve_known(&self, desired: &mut [Desired]) -> Result<(), ApplyError> {
-        let defined: HashMap<(String, String), bool> = desired
-            .iter()
-            .filter_map(|d| crd_defines(&d.object))
-            .collect();
-        for d in desired.iter_mut() {
-            match self
-                .discovery
-                .resolve(&d.id.group, &d.version, &d.id.kind)
-                .await
-            {
-                Ok(resolved) => set_resolved(d, resolved)?,
-                Err(DiscoveryError::UnknownKind { .. })
-                    if defined.contains_key(&(d.id.group.clone(), d.id.kind.clone())) => {}
-                Err(source) => {
-                    return Err(ApplyError::Discovery {
-                        id: d.id.clone(),
-                        source: Box::new(source),
-                    });
-                }
-            }
-        }
-        Ok(())
-    }
-
-    async fn resolve_deferred(
-        &self,
-        desired: &mut [Desired],
-        indices: &[usize],
-    ) -> Result<(), ApplyError> {
-        for &i in indices {
-            let d = &mut desired[i];
-            if d.resolved.is_none() {
-                self.discovery.forget(&d.id.group, &d.version);
-                match self
-                    .discovery
-                    .resolve(&d.id.group, &d.version, &d.id.kind)
-                    .await
-                {
-                    Ok(resolved) => set_resolved(d, resolved)?,
-                    Err(source) => {
-                        return Err(ApplyError::Discovery {
-                            id: d.id.clone(),
-                            source: Box::new(source),
-                        });
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-
-    async fn existing_namespaces(
-        &self,
-        desired: &[Desired],
-    ) -> Result<BTreeSet<String>, ApplyError> {
-        let wanted: BTreeSet<&ObjectId> = desired
-            .iter()
-            .filter(|d| !d.id.namespace.is_empty())
-            .map(|d| &d.id)
-            .collect();
-        let names: BTreeSet<&str> = wanted.iter().map(|id| id.namespace.as_str()).collect();
-        let api: Api<Namespace> = Api::all(self.client.clone());
-        let mut existing = BTreeSet::new();
-        for name in names {
-            let id = ObjectId {
-                namespace: String::new(),
-                name: name.to_string(),
-                group: String::new(),
-                kind: "Namespace".into(),
-            };
-            if api
-                .get_opt(name)
-                .await
-                .map_err(|source| ApplyError::Read {
-                    id,
-                    source: Box::new(source),
-                })?
-                .is_some()
-            {
-                existing.insert(name.to_string());
-            }
-        }
-        Ok(existing)
-    }
-
-    /// Dry-runs the given objects concurrently. Any rejection fails the whole set, naming every
-    /// rejected object; immutable-field changes are allowed only where force is on.
-    async fn validate(
-        &self,
-        desired: &mut [Desired],
-        indices: &[usize],
-        options: &ApplyOptions,
-    ) -> Result<(), ApplyError> {
-        let outcomes: Vec<(usize, DryRun)> = stream::iter(indices.iter().copied())
-            .map(|i| {
-                let d = &desired[i];
-                async move { (i, self.dry_run(d).await) }
-            })
-            .buffer_unordered(options.concurrency.max(1))
-            .collect()
-            .await;
-        let mut rejected = Vec::new();
-        for (i, outcome) in outcomes {
-            let d = &mut desired[i];
-            match outcome {
-                DryRun::Accepted(result) => d.dry_run = Some(result),
-                DryRun::Immutable(_) if options.force || d.policy.force => {
-                    d.recreate = true;
-                    d.dry_run = Some(d.object.clone());
-                }
-                DryRun::Immutable(reason) => rejected.push(Rejection {
-                    id: d.id.clone(),
-                    reason: format!("{reason} (set force, or annotate the object sluice.dev/force: enabled, to recreate it)"),
-                }),
-                DryRun::Rejected(reason) => rejected.push(Rejection { id: d.id.clone(), reason }),
-            }
-        }
-        if rejected.is_empty() {
-            Ok(())
-        } else {
-            rejected.sort_by(|a, b| a.id.cmp(&b.id));
-            Err(ApplyError::Rejected(rejected))
-        }
-    }
-
-    async fn dry_run(&self, d: &Desired) -> DryRun {
-        if d.policy.reconcile_disabled || d.policy.ssa == SsaMode::Ignore {
-            return DryRun::Accepted(d.object.clone());
-        }
-        let params = PatchParams::apply(FIELD_MANAGER).force().dry_run();
-        match self
-            .api(d)
-            .patch(&d.id.name, &params, &Patch::Apply(&d.object))
-            .await
-        {
-            Ok(result) => {
-                DryRun::Accepted(serde_json::to_value(result).expect("objects serialize"))
-            }
-            Err(kube::Error::Api(status)) => {
-                let fields: Vec<&str> = status
-                    .details
-                    .iter()
-                    .flat_map(|d| d.causes.iter())
-                    .filter(|c| c.message.contains("immutable"))
-                    .map(|c| c.field.as_str())
-                    .collect();
-                if status.code == 422
-                    && (status.message.contains("immutable") || !fields.is_empty())
-                {
-                    DryRun::Immutable(format!(
-                        "immutable field(s) {} changed: {}",
-                        fields.join(", "),
-                        status.message
-                    ))
-                } else {
-                    DryRun::Rejected(status.message.clone())
-                }
-            }
-            Err(other) => DryRun::Rejected(other.to_string()),
-        }
     }
 
     async fn apply_one(
@@ -636,7 +416,7 @@ impl Applier {
         }
     }
 
-    fn api(&self, d: &Desired) -> Api<DynamicObject> {
+    pub(super) fn api(&self, d: &Desired) -> Api<DynamicObject> {
         let resolved = d.resolved.as_ref().expect("resolved before use");
         if resolved.namespaced {
             Api::namespaced_with(self.client.clone(), &d.id.namespace, &resolved.resource)
@@ -644,66 +424,4 @@ impl Applier {
             Api::all_with(self.client.clone(), &resolved.resource)
         }
     }
-}
-
-/// Reads identities and policies, rejects duplicates and puts the owner labels on.
-fn prepare(objects: Vec<Value>, options: &ApplyOptions) -> Result<Vec<Desired>, ApplyError> {
-    let mut seen = HashSet::new();
-    let mut desired = Vec::with_capacity(objects.len());
-    for (index, mut object) in objects.into_iter().enumerate() {
-        let (id, version) = ObjectId::of(&object).ok_or(ApplyError::Malformed { index })?;
-        if !seen.insert(id.clone()) {
-            return Err(ApplyError::Duplicate { id });
-        }
-        if let Some(owner) = &options.owner {
-            let labels = &mut object["metadata"]["labels"];
-            if !labels.is_object() {
-                *labels = Value::Object(Default::default());
-            }
-            labels[OWNER_NAME_LABEL] = Value::from(owner.name.as_str());
-            labels[OWNER_NAMESPACE_LABEL] = Value::from(owner.namespace.as_str());
-        }
-        let policy = Policy::of(&object);
-        desired.push(Desired {
-            id,
-            version,
-            object,
-            policy,
-            resolved: None,
-            dry_run: None,
-            recreate: false,
-        });
-    }
-    Ok(desired)
-}
-
-/// Records the scope; a cluster-scoped object loses a stray namespace, a namespaced one must have one.
-fn set_resolved(d: &mut Desired, resolved: Resolved) -> Result<(), ApplyError> {
-    if resolved.namespaced && d.id.namespace.is_empty() {
-        return Err(ApplyError::MissingNamespace { id: d.id.clone() });
-    }
-    if !resolved.namespaced && !d.id.namespace.is_empty() {
-        d.id.namespace.clear();
-        if let Some(metadata) = d.object.get_mut("metadata").and_then(Value::as_object_mut) {
-            metadata.remove("namespace");
-        }
-    }
-    d.resolved = Some(resolved);
-    Ok(())
-}
-
-/// The (group, kind) a CustomResourceDefinition manifest defines, and whether it is namespaced.
-fn crd_defines(object: &Value) -> Option<((String, String), bool)> {
-    if object.get("kind")?.as_str()? != "CustomResourceDefinition" {
-        return None;
-    }
-    let spec = object.get("spec")?;
-    let key = (
-        spec.get("group")?.as_str()?.to_string(),
-        spec.pointer("/names/kind")?.as_str()?.to_string(),
-    );
-    Some((
-        key,
-        spec.get("scope").and_then(Value::as_str) != Some("Cluster"),
-    ))
 }

@@ -4,6 +4,8 @@
 
 pub mod applier;
 pub mod changeset;
+pub mod desired;
+pub mod diff;
 pub mod discovery;
 pub mod health;
 pub mod inventory;
@@ -12,3 +14,4 @@ pub mod plan;
 pub mod prune;
 pub mod reconcile;
 pub mod store;
+pub mod validate;
