@@ -1,4 +1,5 @@
 //! sluice: a GitOps agent for Kubernetes. The binary is a thin shell over this library.
 
+pub mod build;
 pub mod cli;
 pub mod runtime;
