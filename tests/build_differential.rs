@@ -32,9 +32,22 @@ fn kubectl() -> PathBuf {
 type Key = (String, String, String, String);
 
 fn key(v: &Value) -> Key {
-    let s = |p: &str| v.pointer(p).and_then(Value::as_str).unwrap_or_default().to_string();
-    let group = s("/apiVersion").rsplit_once('/').map(|(g, _)| g.to_string()).unwrap_or_default();
-    (group, s("/kind"), s("/metadata/namespace"), s("/metadata/name"))
+    let s = |p: &str| {
+        v.pointer(p)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    let group = s("/apiVersion")
+        .rsplit_once('/')
+        .map(|(g, _)| g.to_string())
+        .unwrap_or_default();
+    (
+        group,
+        s("/kind"),
+        s("/metadata/namespace"),
+        s("/metadata/name"),
+    )
 }
 
 fn by_key(values: Vec<Value>) -> BTreeMap<Key, Value> {
@@ -50,7 +63,11 @@ fn diff(want: &Value, got: &Value) -> String {
     let mut lcs = vec![vec![0usize; b.len() + 1]; a.len() + 1];
     for i in (0..a.len()).rev() {
         for j in (0..b.len()).rev() {
-            lcs[i][j] = if a[i] == b[j] { lcs[i + 1][j + 1] + 1 } else { lcs[i + 1][j].max(lcs[i][j + 1]) };
+            lcs[i][j] = if a[i] == b[j] {
+                lcs[i + 1][j + 1] + 1
+            } else {
+                lcs[i + 1][j].max(lcs[i][j + 1])
+            };
         }
     }
     let (mut i, mut j, mut out) = (0, 0, String::new());
@@ -76,9 +93,16 @@ fn compare(case: &Path, kubectl: &Path) -> Option<String> {
         Ok(d) => case.join(d.trim()),
         Err(_) => case.to_path_buf(),
     };
-    let out = Command::new(kubectl).arg("kustomize").arg(case).output().expect("kubectl runs");
+    let out = Command::new(kubectl)
+        .arg("kustomize")
+        .arg(case)
+        .output()
+        .expect("kubectl runs");
     if !out.status.success() {
-        return Some(format!("{name}: kubectl kustomize failed: {}", String::from_utf8_lossy(&out.stderr)));
+        return Some(format!(
+            "{name}: kubectl kustomize failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
     }
     let text = String::from_utf8(out.stdout).unwrap();
     let want: Vec<Value> = serde_saphyr::from_str_multiple(&text).expect("kubectl output parses");
@@ -98,7 +122,13 @@ fn compare(case: &Path, kubectl: &Path) -> Option<String> {
     for k in got.keys().filter(|k| !want.contains_key(*k)) {
         report.push_str(&format!("  only in sluice: {k:?}\n"));
     }
-    (!report.is_empty()).then(|| format!("{name} (kubectl: {} objects, sluice: {}):\n{report}", want.len(), got.len()))
+    (!report.is_empty()).then(|| {
+        format!(
+            "{name} (kubectl: {} objects, sluice: {}):\n{report}",
+            want.len(),
+            got.len()
+        )
+    })
 }
 
 #[test]
@@ -110,7 +140,11 @@ fn sluice_build_matches_kubectl_kustomize() {
         .filter(|p| p.is_dir() && !p.file_name().unwrap().to_string_lossy().starts_with('_'))
         .collect();
     cases.sort();
-    assert!(cases.len() >= 10, "expected the fixture cases under {}", fixtures().display());
+    assert!(
+        cases.len() >= 10,
+        "expected the fixture cases under {}",
+        fixtures().display()
+    );
     let failures: Vec<String> = cases.iter().filter_map(|c| compare(c, &kubectl)).collect();
     assert!(
         failures.is_empty(),

@@ -24,7 +24,13 @@ pub struct FieldSpec {
 
 impl FieldSpec {
     pub fn new(kind: Option<&str>, path: &str, create: bool) -> Self {
-        Self { group: None, version: None, kind: kind.map(str::to_string), path: path.into(), create }
+        Self {
+            group: None,
+            version: None,
+            kind: kind.map(str::to_string),
+            path: path.into(),
+            create,
+        }
     }
 
     pub fn applies_to(&self, obj: &Object) -> bool {
@@ -76,7 +82,11 @@ fn walk<E>(
         if !create || each {
             return Ok(());
         }
-        let fresh = if rest.is_empty() { Value::Null } else { Value::Object(Map::new()) };
+        let fresh = if rest.is_empty() {
+            Value::Null
+        } else {
+            Value::Object(Map::new())
+        };
         map.insert(name.to_string(), fresh);
     }
     let child = map.get_mut(name).expect("present");
@@ -86,27 +96,73 @@ fn walk<E>(
     walk(child, rest, create, f)
 }
 
-const WORKLOADS: [&str; 5] = ["ReplicationController", "Deployment", "ReplicaSet", "DaemonSet", "StatefulSet"];
+const WORKLOADS: [&str; 5] = [
+    "ReplicationController",
+    "Deployment",
+    "ReplicaSet",
+    "DaemonSet",
+    "StatefulSet",
+];
 
 /// Where `commonLabels` (and `labels` with `includeSelectors`) go.
 pub fn common_labels() -> Vec<FieldSpec> {
     let mut v = vec![FieldSpec::new(None, "metadata/labels", true)];
     v.push(FieldSpec::new(Some("Service"), "spec/selector", true));
-    v.push(FieldSpec::new(Some("ReplicationController"), "spec/selector", true));
+    v.push(FieldSpec::new(
+        Some("ReplicationController"),
+        "spec/selector",
+        true,
+    ));
     for k in &WORKLOADS[1..] {
         v.push(FieldSpec::new(Some(k), "spec/selector/matchLabels", true));
     }
     for k in WORKLOADS {
-        v.push(FieldSpec::new(Some(k), "spec/template/metadata/labels", true));
+        v.push(FieldSpec::new(
+            Some(k),
+            "spec/template/metadata/labels",
+            true,
+        ));
     }
-    v.push(FieldSpec::new(Some("StatefulSet"), "spec/volumeClaimTemplates[]/metadata/labels", true));
-    v.push(FieldSpec::new(Some("Job"), "spec/selector/matchLabels", false));
-    v.push(FieldSpec::new(Some("Job"), "spec/template/metadata/labels", true));
-    v.push(FieldSpec::new(Some("CronJob"), "spec/jobTemplate/spec/selector/matchLabels", false));
-    v.push(FieldSpec::new(Some("CronJob"), "spec/jobTemplate/metadata/labels", true));
-    v.push(FieldSpec::new(Some("CronJob"), "spec/jobTemplate/spec/template/metadata/labels", true));
-    v.push(FieldSpec::new(Some("PodDisruptionBudget"), "spec/selector/matchLabels", false));
-    for p in ["spec/podSelector/matchLabels", "spec/ingress/from/podSelector/matchLabels", "spec/egress/to/podSelector/matchLabels"] {
+    v.push(FieldSpec::new(
+        Some("StatefulSet"),
+        "spec/volumeClaimTemplates[]/metadata/labels",
+        true,
+    ));
+    v.push(FieldSpec::new(
+        Some("Job"),
+        "spec/selector/matchLabels",
+        false,
+    ));
+    v.push(FieldSpec::new(
+        Some("Job"),
+        "spec/template/metadata/labels",
+        true,
+    ));
+    v.push(FieldSpec::new(
+        Some("CronJob"),
+        "spec/jobTemplate/spec/selector/matchLabels",
+        false,
+    ));
+    v.push(FieldSpec::new(
+        Some("CronJob"),
+        "spec/jobTemplate/metadata/labels",
+        true,
+    ));
+    v.push(FieldSpec::new(
+        Some("CronJob"),
+        "spec/jobTemplate/spec/template/metadata/labels",
+        true,
+    ));
+    v.push(FieldSpec::new(
+        Some("PodDisruptionBudget"),
+        "spec/selector/matchLabels",
+        false,
+    ));
+    for p in [
+        "spec/podSelector/matchLabels",
+        "spec/ingress/from/podSelector/matchLabels",
+        "spec/egress/to/podSelector/matchLabels",
+    ] {
         v.push(FieldSpec::new(Some("NetworkPolicy"), p, false));
     }
     v
@@ -116,7 +172,11 @@ pub fn common_labels() -> Vec<FieldSpec> {
 pub fn metadata_labels(include_templates: bool) -> Vec<FieldSpec> {
     let mut v = vec![FieldSpec::new(None, "metadata/labels", true)];
     if include_templates {
-        v.extend(common_labels().into_iter().filter(|f| f.path.contains("emplate/metadata/labels")));
+        v.extend(
+            common_labels()
+                .into_iter()
+                .filter(|f| f.path.contains("emplate/metadata/labels")),
+        );
     }
     v
 }
@@ -125,19 +185,36 @@ pub fn metadata_labels(include_templates: bool) -> Vec<FieldSpec> {
 pub fn common_annotations() -> Vec<FieldSpec> {
     let mut v = vec![FieldSpec::new(None, "metadata/annotations", true)];
     for k in WORKLOADS.iter().chain(&["Job"]) {
-        v.push(FieldSpec::new(Some(k), "spec/template/metadata/annotations", true));
+        v.push(FieldSpec::new(
+            Some(k),
+            "spec/template/metadata/annotations",
+            true,
+        ));
     }
-    v.push(FieldSpec::new(Some("CronJob"), "spec/jobTemplate/metadata/annotations", true));
-    v.push(FieldSpec::new(Some("CronJob"), "spec/jobTemplate/spec/template/metadata/annotations", true));
+    v.push(FieldSpec::new(
+        Some("CronJob"),
+        "spec/jobTemplate/metadata/annotations",
+        true,
+    ));
+    v.push(FieldSpec::new(
+        Some("CronJob"),
+        "spec/jobTemplate/spec/template/metadata/annotations",
+        true,
+    ));
     v
 }
 
 /// Where `replicas` go.
 pub fn replicas() -> Vec<FieldSpec> {
-    ["Deployment", "ReplicationController", "ReplicaSet", "StatefulSet"]
-        .iter()
-        .map(|k| FieldSpec::new(Some(k), "spec/replicas", true))
-        .collect()
+    [
+        "Deployment",
+        "ReplicationController",
+        "ReplicaSet",
+        "StatefulSet",
+    ]
+    .iter()
+    .map(|k| FieldSpec::new(Some(k), "spec/replicas", true))
+    .collect()
 }
 
 /// Kinds that are not namespaced. Kinds not listed (custom resources) are taken as namespaced.
@@ -191,8 +268,10 @@ mod tests {
     use serde_json::json;
 
     fn deploy() -> Object {
-        Object::new(json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
-            "spec": {"template": {"spec": {"containers": [{"name": "a"}, {"name": "b"}]}}}}))
+        Object::new(
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
+            "spec": {"template": {"spec": {"containers": [{"name": "a"}, {"name": "b"}]}}}}),
+        )
         .unwrap()
     }
 
@@ -205,7 +284,10 @@ mod tests {
             Ok(())
         })
         .unwrap();
-        assert_eq!(o.value()["spec"]["selector"]["matchLabels"], json!({"x": "y"}));
+        assert_eq!(
+            o.value()["spec"]["selector"]["matchLabels"],
+            json!({"x": "y"})
+        );
     }
 
     #[test]
@@ -217,7 +299,10 @@ mod tests {
             Ok(())
         })
         .unwrap();
-        assert_eq!(o.value()["spec"]["template"]["spec"]["containers"][1]["image"], "img");
+        assert_eq!(
+            o.value()["spec"]["template"]["spec"]["containers"][1]["image"],
+            "img"
+        );
     }
 
     #[test]

@@ -41,7 +41,10 @@ impl FluxOptions {
         k.patches.extend(self.patches.iter().cloned());
         k.images.extend(self.images.iter().cloned());
         if !self.common_labels.is_empty() {
-            k.labels.push(LabelSpec { pairs: self.common_labels.clone(), ..Default::default() });
+            k.labels.push(LabelSpec {
+                pairs: self.common_labels.clone(),
+                ..Default::default()
+            });
         }
         k.common_annotations.extend(self.common_annotations.clone());
     }
@@ -49,7 +52,9 @@ impl FluxOptions {
 
 /// The build-related fields of a Flux (or sluice) Kustomization `spec`: the extras and
 /// `postBuild.substitute`. `substituteFrom` needs the cluster and is left to the caller.
-pub fn from_spec(spec: &serde_json::Value) -> Result<(FluxOptions, Option<BTreeMap<String, String>>), String> {
+pub fn from_spec(
+    spec: &serde_json::Value,
+) -> Result<(FluxOptions, Option<BTreeMap<String, String>>), String> {
     use super::kustomization::scalar_string;
     use serde_json::Value;
     let string = |key: &str| spec.get(key).and_then(Value::as_str).map(str::to_string);
@@ -57,7 +62,10 @@ pub fn from_spec(spec: &serde_json::Value) -> Result<(FluxOptions, Option<BTreeM
         let mut out = BTreeMap::new();
         if let Some(Value::Object(m)) = v {
             for (k, v) in m {
-                out.insert(k.clone(), scalar_string(v).map_err(|e| format!("{k}: {e}"))?);
+                out.insert(
+                    k.clone(),
+                    scalar_string(v).map_err(|e| format!("{k}: {e}"))?,
+                );
             }
         }
         Ok(out)
@@ -69,12 +77,15 @@ pub fn from_spec(spec: &serde_json::Value) -> Result<(FluxOptions, Option<BTreeM
         name_suffix: string("nameSuffix"),
         patches: serde_json::from_value(list("patches")).map_err(|e| format!("patches: {e}"))?,
         images: serde_json::from_value(list("images")).map_err(|e| format!("images: {e}"))?,
-        common_labels: map(spec.pointer("/commonMetadata/labels")).map_err(|e| format!("commonMetadata.labels: {e}"))?,
+        common_labels: map(spec.pointer("/commonMetadata/labels"))
+            .map_err(|e| format!("commonMetadata.labels: {e}"))?,
         common_annotations: map(spec.pointer("/commonMetadata/annotations"))
             .map_err(|e| format!("commonMetadata.annotations: {e}"))?,
     };
     let substitute = match spec.get("postBuild") {
-        Some(pb) => Some(map(pb.get("substitute")).map_err(|e| format!("postBuild.substitute: {e}"))?),
+        Some(pb) => {
+            Some(map(pb.get("substitute")).map_err(|e| format!("postBuild.substitute: {e}"))?)
+        }
         None => None,
     };
     Ok((opts, substitute))
@@ -94,7 +105,10 @@ mod tests {
             "postBuild": {"substitute": {"ENV": "prod", "N": 3}}});
         let (opts, vars) = from_spec(&spec).unwrap();
         assert_eq!(opts.target_namespace.as_deref(), Some("prod"));
-        assert_eq!(opts.patches[0].target.as_ref().unwrap().kind.as_deref(), Some("Deployment"));
+        assert_eq!(
+            opts.patches[0].target.as_ref().unwrap().kind.as_deref(),
+            Some("Deployment")
+        );
         assert_eq!(opts.images[0].new_tag.as_deref(), Some("1.25"));
         assert_eq!(vars.unwrap()["N"], "3");
         let mut k = Kustomization::default();

@@ -20,16 +20,23 @@ pub struct Entry {
 
 /// Parses a `KEY=VALUE` literal; a value in matching quotes loses them.
 pub fn parse_literal(s: &str) -> Result<Entry, String> {
-    let (k, v) = s.split_once('=').ok_or_else(|| format!("literal {s:?} is not KEY=VALUE"))?;
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("literal {s:?} is not KEY=VALUE"))?;
     if k.is_empty() {
         return Err(format!("literal {s:?} has an empty key"));
     }
-    let v = if v.len() >= 2 && ((v.starts_with('"') && v.ends_with('"')) || (v.starts_with('\'') && v.ends_with('\''))) {
+    let v = if v.len() >= 2
+        && ((v.starts_with('"') && v.ends_with('"')) || (v.starts_with('\'') && v.ends_with('\'')))
+    {
         &v[1..v.len() - 1]
     } else {
         v
     };
-    Ok(Entry { key: k.to_string(), value: v.as_bytes().to_vec() })
+    Ok(Entry {
+        key: k.to_string(),
+        value: v.as_bytes().to_vec(),
+    })
 }
 
 /// Parses an env file: `KEY=VALUE` lines, `#` comments and blank lines skipped. Returns the
@@ -43,18 +50,29 @@ pub fn parse_env(text: &str) -> Result<Vec<Entry>, (u64, String)> {
             continue;
         }
         let Some((k, v)) = line.split_once('=') else {
-            return Err((i as u64 + 1, format!("{line:?} is not KEY=VALUE (reading variables from the environment is not supported)")));
+            return Err((
+                i as u64 + 1,
+                format!(
+                    "{line:?} is not KEY=VALUE (reading variables from the environment is not supported)"
+                ),
+            ));
         };
         if k.is_empty() || k.contains(char::is_whitespace) {
             return Err((i as u64 + 1, format!("invalid key {k:?}")));
         }
-        out.push(Entry { key: k.to_string(), value: v.as_bytes().to_vec() });
+        out.push(Entry {
+            key: k.to_string(),
+            value: v.as_bytes().to_vec(),
+        });
     }
     Ok(out)
 }
 
 /// Generator options with the kustomization-wide ones folded in.
-pub fn merged_options(global: Option<&GeneratorOptions>, local: Option<&GeneratorOptions>) -> GeneratorOptions {
+pub fn merged_options(
+    global: Option<&GeneratorOptions>,
+    local: Option<&GeneratorOptions>,
+) -> GeneratorOptions {
     let mut out = global.cloned().unwrap_or_default();
     if let Some(l) = local {
         out.labels.extend(l.labels.clone());
@@ -70,11 +88,20 @@ pub fn merged_options(global: Option<&GeneratorOptions>, local: Option<&Generato
 }
 
 fn string_map(m: &BTreeMap<String, String>) -> Value {
-    Value::Object(m.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect())
+    Value::Object(
+        m.iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect(),
+    )
 }
 
 /// Builds the ConfigMap or Secret for a generator from its entries.
-pub fn build(kind: &str, spec: &GeneratorSpec, entries: Vec<Entry>, opts: &GeneratorOptions) -> Result<Value, String> {
+pub fn build(
+    kind: &str,
+    spec: &GeneratorSpec,
+    entries: Vec<Entry>,
+    opts: &GeneratorOptions,
+) -> Result<Value, String> {
     let mut data = Map::new();
     let mut binary = Map::new();
     for e in entries {
@@ -104,7 +131,10 @@ pub fn build(kind: &str, spec: &GeneratorSpec, entries: Vec<Entry>, opts: &Gener
     let mut obj = json!({"apiVersion": "v1", "kind": kind, "metadata": meta});
     let map = obj.as_object_mut().expect("literal object");
     if kind == "Secret" {
-        map.insert("type".into(), Value::String(spec.type_.clone().unwrap_or_else(|| "Opaque".into())));
+        map.insert(
+            "type".into(),
+            Value::String(spec.type_.clone().unwrap_or_else(|| "Opaque".into())),
+        );
     }
     if !data.is_empty() {
         map.insert("data".into(), Value::Object(data));
@@ -131,8 +161,13 @@ pub fn merge_into(existing: &mut Value, new: &Value) {
     }
     for field in ["labels", "annotations"] {
         if let Some(Value::Object(n)) = new.pointer(&format!("/metadata/{field}")) {
-            let meta = existing.get_mut("metadata").and_then(Value::as_object_mut).expect("objects have metadata");
-            let slot = meta.entry(field).or_insert_with(|| Value::Object(Map::new()));
+            let meta = existing
+                .get_mut("metadata")
+                .and_then(Value::as_object_mut)
+                .expect("objects have metadata");
+            let slot = meta
+                .entry(field)
+                .or_insert_with(|| Value::Object(Map::new()));
             if let Value::Object(m) = slot {
                 m.extend(n.clone());
             }
@@ -150,7 +185,9 @@ fn go_json_string(s: &str, out: &mut String) {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
-            '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => out.push_str(&format!("\\u{:04x}", c as u32)),
+            '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => {
+                out.push_str(&format!("\\u{:04x}", c as u32))
+            }
             c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
             c => out.push(c),
         }
@@ -192,7 +229,12 @@ fn go_json(v: &Value, out: &mut String) {
 
 /// kustomize's content hash of a ConfigMap or Secret, as used in its name suffix.
 pub fn content_hash(obj: &Value) -> String {
-    let field = |name: &str| obj.get(name).filter(|v| !v.is_null()).cloned().unwrap_or(Value::String(String::new()));
+    let field = |name: &str| {
+        obj.get(name)
+            .filter(|v| !v.is_null())
+            .cloned()
+            .unwrap_or(Value::String(String::new()))
+    };
     let kind = obj.get("kind").and_then(Value::as_str).unwrap_or_default();
     let mut m = Map::new();
     m.insert("kind".into(), Value::String(kind.into()));
@@ -237,7 +279,10 @@ mod tests {
     #[test]
     fn env_files_skip_comments() {
         let e = parse_env("# c\n\nA=1\n  B=two words\n").unwrap();
-        assert_eq!(e.iter().map(|e| e.key.as_str()).collect::<Vec<_>>(), ["A", "B"]);
+        assert_eq!(
+            e.iter().map(|e| e.key.as_str()).collect::<Vec<_>>(),
+            ["A", "B"]
+        );
         assert_eq!(parse_env("A=1\nB\n").unwrap_err().0, 2);
     }
 

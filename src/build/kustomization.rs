@@ -18,7 +18,10 @@ pub const FILE_NAMES: [&str; 3] = ["kustomization.yaml", "kustomization.yml", "K
 const UNSUPPORTED: &[(&str, &str)] = &[
     ("helmCharts", "Helm charts are not rendered"),
     ("helmGlobals", "Helm charts are not rendered"),
-    ("helmChartInflationGenerator", "Helm charts are not rendered"),
+    (
+        "helmChartInflationGenerator",
+        "Helm charts are not rendered",
+    ),
     ("generators", "generator plugins are not run"),
     ("validators", "validator plugins are not run"),
     ("replacements", "not implemented"),
@@ -211,7 +214,8 @@ pub fn scalar_map<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, St
 
 fn opt_scalar<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     let v: Option<Value> = Option::deserialize(d)?;
-    v.map(|v| scalar_string(&v).map_err(serde::de::Error::custom)).transpose()
+    v.map(|v| scalar_string(&v).map_err(serde::de::Error::custom))
+        .transpose()
 }
 
 pub fn scalar_string(v: &Value) -> Result<String, String> {
@@ -220,7 +224,10 @@ pub fn scalar_string(v: &Value) -> Result<String, String> {
         Value::Number(n) => Ok(n.to_string()),
         Value::Bool(b) => Ok(b.to_string()),
         Value::Null => Ok(String::new()),
-        other => Err(format!("expected a string, found {}", super::object::type_name(other))),
+        other => Err(format!(
+            "expected a string, found {}",
+            super::object::type_name(other)
+        )),
     }
 }
 
@@ -242,7 +249,10 @@ pub fn parse(text: &str, file: &str) -> Result<Kustomization, BuildError> {
         other => {
             return Err(BuildError::Kustomization {
                 at: Loc::new(file, doc.line),
-                message: format!("expected a mapping, found {}", super::object::type_name(&other)),
+                message: format!(
+                    "expected a mapping, found {}",
+                    super::object::type_name(&other)
+                ),
             });
         }
     };
@@ -255,8 +265,9 @@ pub fn parse(text: &str, file: &str) -> Result<Kustomization, BuildError> {
             });
         }
         if key == "images" {
-            let uses_suffix =
-                value.as_array().is_some_and(|a| a.iter().any(|i| i.get("tagSuffix").is_some()));
+            let uses_suffix = value
+                .as_array()
+                .is_some_and(|a| a.iter().any(|i| i.get("tagSuffix").is_some()));
             if uses_suffix {
                 return Err(BuildError::Unsupported {
                     at: Loc::new(file, field_line(text, key)),
@@ -269,16 +280,25 @@ pub fn parse(text: &str, file: &str) -> Result<Kustomization, BuildError> {
     let k: Kustomization = serde_json::from_value(Value::Object(map.clone())).map_err(|e| {
         let message = e.to_string();
         let field = message.split('`').nth(1).unwrap_or_default().to_string();
-        let line = map.keys().find(|k| **k == field).map(|k| field_line(text, k)).unwrap_or(0);
-        BuildError::Kustomization { at: Loc::new(file, line.max(doc.line)), message: format!("kustomization: {message}") }
-    })?;
-    if let Some(kind) = &k.kind {
-        if kind != "Kustomization" && kind != "Component" {
-            return Err(BuildError::Kustomization {
-                at: Loc::new(file, field_line(text, "kind")),
-                message: format!("kind must be Kustomization or Component, not {kind}"),
-            });
+        let line = map
+            .keys()
+            .find(|k| **k == field)
+            .map(|k| field_line(text, k))
+            .unwrap_or(0);
+        BuildError::Kustomization {
+            at: Loc::new(file, line.max(doc.line)),
+            message: format!("kustomization: {message}"),
         }
+    })?;
+    if let Some(kind) = k
+        .kind
+        .as_ref()
+        .filter(|k| *k != "Kustomization" && *k != "Component")
+    {
+        return Err(BuildError::Kustomization {
+            at: Loc::new(file, field_line(text, "kind")),
+            message: format!("kind must be Kustomization or Component, not {kind}"),
+        });
     }
     Ok(k)
 }
@@ -289,7 +309,11 @@ mod tests {
 
     #[test]
     fn parses_supported_fields() {
-        let k = parse("resources: [a.yaml]\ncommonLabels: {app: web, n: 1}\nnamePrefix: p-\n", "k.yaml").unwrap();
+        let k = parse(
+            "resources: [a.yaml]\ncommonLabels: {app: web, n: 1}\nnamePrefix: p-\n",
+            "k.yaml",
+        )
+        .unwrap();
         assert_eq!(k.resources, ["a.yaml"]);
         assert_eq!(k.common_labels["n"], "1");
         assert_eq!(k.name_prefix.as_deref(), Some("p-"));
@@ -297,14 +321,22 @@ mod tests {
 
     #[test]
     fn unknown_field_names_field_and_line() {
-        let err = parse("resources: []\nresourcez: [a]\n", "dir/kustomization.yaml").unwrap_err().to_string();
+        let err = parse("resources: []\nresourcez: [a]\n", "dir/kustomization.yaml")
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("dir/kustomization.yaml:2:"), "{err}");
         assert!(err.contains("resourcez"), "{err}");
     }
 
     #[test]
     fn unsupported_field_is_named() {
-        for field in ["helmCharts", "replacements", "vars", "openapi", "generators"] {
+        for field in [
+            "helmCharts",
+            "replacements",
+            "vars",
+            "openapi",
+            "generators",
+        ] {
             let text = format!("resources: []\n{field}: []\n");
             let err = parse(&text, "k.yaml").unwrap_err().to_string();
             assert!(err.starts_with("k.yaml:2: field `"), "{err}");

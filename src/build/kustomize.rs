@@ -6,15 +6,17 @@ use std::path::{Path, PathBuf};
 
 use super::BuildError;
 use super::builtin;
+use super::fieldspec;
 use super::flux::FluxOptions;
 use super::generator;
-use super::kustomization::{self, FILE_NAMES, GeneratorSpec, Kustomization, PatchOptions, PatchSpec};
+use super::kustomization::{
+    self, FILE_NAMES, GeneratorSpec, Kustomization, PatchOptions, PatchSpec,
+};
 use super::nameref;
 use super::object::{Loc, Resource};
 use super::patch;
 use super::plain;
 use super::source::{Source, is_within};
-use super::fieldspec;
 use super::transform::{self, SubjectMode};
 
 /// A kustomization file being rendered: where it is and its text, for messages.
@@ -27,7 +29,12 @@ pub(crate) struct KFile {
 impl KFile {
     /// The location of the first line mentioning `needle` (the file when none does).
     pub fn at(&self, needle: &str) -> Loc {
-        let line = self.text.lines().position(|l| l.contains(needle)).map(|i| i as u64 + 1).unwrap_or(0);
+        let line = self
+            .text
+            .lines()
+            .position(|l| l.contains(needle))
+            .map(|i| i as u64 + 1)
+            .unwrap_or(0);
         Loc::new(&self.file, line)
     }
 }
@@ -38,25 +45,42 @@ pub(crate) struct Ctx<'a> {
 }
 
 fn is_remote(entry: &str) -> bool {
-    entry.contains("://") || entry.starts_with("git@") || entry.starts_with("github.com/") || entry.contains("?ref=")
+    entry.contains("://")
+        || entry.starts_with("git@")
+        || entry.starts_with("github.com/")
+        || entry.contains("?ref=")
 }
 
 /// Renders the top directory: a kustomization, or a plain directory of manifests.
-pub fn build_top(src: &Source, dir: &Path, flux: &FluxOptions) -> Result<Vec<Resource>, BuildError> {
-    let mut ctx = Ctx { src, stack: vec![dir.to_path_buf()] };
+pub fn build_top(
+    src: &Source,
+    dir: &Path,
+    flux: &FluxOptions,
+) -> Result<Vec<Resource>, BuildError> {
+    let mut ctx = Ctx {
+        src,
+        stack: vec![dir.to_path_buf()],
+    };
     let mut acc = Vec::new();
     match ctx.find(dir)? {
         Some(kf) => {
             let mut k = kustomization::parse(&kf.text, &kf.file)?;
             if k.is_component() {
-                return Err(BuildError::Kustomization { at: kf.at("kind"), message: "a Component cannot be built on its own".into() });
+                return Err(BuildError::Kustomization {
+                    at: kf.at("kind"),
+                    message: "a Component cannot be built on its own".into(),
+                });
             }
             flux.merge_into(&mut k);
             ctx.accumulate(&kf, &k, &mut acc)?;
         }
         None => {
             let found = plain::read_dir(src, dir, &mut |sub| ctx.build_if_kustomization(sub))?;
-            let kf = KFile { dir: dir.to_path_buf(), file: src.display(dir), text: String::new() };
+            let kf = KFile {
+                dir: dir.to_path_buf(),
+                file: src.display(dir),
+                text: String::new(),
+            };
             for res in found {
                 push_unique(&mut acc, res)?;
             }
@@ -66,7 +90,11 @@ pub fn build_top(src: &Source, dir: &Path, flux: &FluxOptions) -> Result<Vec<Res
         }
     }
     for res in acc.iter_mut().filter(|r| r.needs_hash) {
-        let name = format!("{}-{}", res.obj.name(), generator::content_hash(res.obj.value()));
+        let name = format!(
+            "{}-{}",
+            res.obj.name(),
+            generator::content_hash(res.obj.value())
+        );
         res.rename(&name);
     }
     nameref::fix(&mut acc);
@@ -76,9 +104,19 @@ pub fn build_top(src: &Source, dir: &Path, flux: &FluxOptions) -> Result<Vec<Res
 /// Appends an object, refusing a second one with the same identity.
 pub(crate) fn push_unique(acc: &mut Vec<Resource>, res: Resource) -> Result<(), BuildError> {
     let key = res.obj.key();
-    let norm = |k: &super::ObjectKey| (k.group.clone(), k.kind.clone(), k.namespace.clone().unwrap_or_default(), k.name.clone());
+    let norm = |k: &super::ObjectKey| {
+        (
+            k.group.clone(),
+            k.kind.clone(),
+            k.namespace.clone().unwrap_or_default(),
+            k.name.clone(),
+        )
+    };
     if let Some(first) = acc.iter().find(|r| norm(&r.obj.key()) == norm(&key)) {
-        return Err(BuildError::Duplicate { key, first: first.loc.clone(), second: res.loc });
+        return Err(BuildError::Duplicate {
+            at: res.loc,
+            message: format!("{key} is defined twice: first at {}", first.loc),
+        });
     }
     acc.push(res);
     Ok(())
@@ -86,12 +124,20 @@ pub(crate) fn push_unique(acc: &mut Vec<Resource>, res: Resource) -> Result<(), 
 
 impl Ctx<'_> {
     fn find(&self, dir: &Path) -> Result<Option<KFile>, BuildError> {
-        let found: Vec<PathBuf> = FILE_NAMES.iter().map(|n| dir.join(n)).filter(|p| p.is_file()).collect();
+        let found: Vec<PathBuf> = FILE_NAMES
+            .iter()
+            .map(|n| dir.join(n))
+            .filter(|p| p.is_file())
+            .collect();
         match found.as_slice() {
             [] => Ok(None),
             [one] => {
                 let real = self.src.resolve(one, &self.src.loc(dir, 0))?;
-                Ok(Some(KFile { dir: dir.to_path_buf(), file: self.src.display(one), text: self.src.read_text(&real)? }))
+                Ok(Some(KFile {
+                    dir: dir.to_path_buf(),
+                    file: self.src.display(one),
+                    text: self.src.read_text(&real)?,
+                }))
             }
             _ => Err(BuildError::Kustomization {
                 at: self.src.loc(dir, 0),
@@ -101,23 +147,36 @@ impl Ctx<'_> {
     }
 
     fn build_if_kustomization(&mut self, dir: &Path) -> Result<Option<Vec<Resource>>, BuildError> {
-        if FILE_NAMES.iter().any(|n| dir.join(n).is_file()) { self.build_dir(dir, &Loc::default()).map(Some) } else { Ok(None) }
+        if FILE_NAMES.iter().any(|n| dir.join(n).is_file()) {
+            self.build_dir(dir, &Loc::default()).map(Some)
+        } else {
+            Ok(None)
+        }
     }
 
     /// Renders a kustomization directory named in `resources`.
     fn build_dir(&mut self, dir: &Path, at: &Loc) -> Result<Vec<Resource>, BuildError> {
         if self.stack.iter().any(|d| d == dir) {
-            return Err(BuildError::Kustomization { at: at.clone(), message: format!("cycle: {} includes itself", self.src.display(dir)) });
+            return Err(BuildError::Kustomization {
+                at: at.clone(),
+                message: format!("cycle: {} includes itself", self.src.display(dir)),
+            });
         }
         let Some(kf) = self.find(dir)? else {
             return Err(BuildError::Kustomization {
                 at: at.clone(),
-                message: format!("no kustomization.yaml, kustomization.yml or Kustomization in {}", self.src.display(dir)),
+                message: format!(
+                    "no kustomization.yaml, kustomization.yml or Kustomization in {}",
+                    self.src.display(dir)
+                ),
             });
         };
         let k = kustomization::parse(&kf.text, &kf.file)?;
         if k.is_component() {
-            return Err(BuildError::Kustomization { at: at.clone(), message: format!("{} is a Component: list it under components", kf.file) });
+            return Err(BuildError::Kustomization {
+                at: at.clone(),
+                message: format!("{} is a Component: list it under components", kf.file),
+            });
         }
         self.stack.push(dir.to_path_buf());
         let mut acc = Vec::new();
@@ -131,27 +190,48 @@ impl Ctx<'_> {
     pub fn restricted_file(&self, kf: &KFile, rel: &str) -> Result<PathBuf, BuildError> {
         let at = kf.at(rel);
         if is_remote(rel) {
-            return Err(BuildError::Unsupported { at, field: "remote file".into(), detail: rel.into() });
+            return Err(BuildError::Unsupported {
+                at,
+                field: "remote file".into(),
+                detail: rel.into(),
+            });
         }
         let real = self.src.resolve(&kf.dir.join(rel), &at)?;
         if !is_within(&real, &kf.dir) {
-            return Err(BuildError::Restricted { at, path: rel.into(), dir: self.src.display(&kf.dir) });
+            return Err(BuildError::Restricted {
+                at,
+                path: rel.into(),
+                dir: self.src.display(&kf.dir),
+            });
         }
         Ok(real)
     }
 
-    fn accumulate(&mut self, kf: &KFile, k: &Kustomization, acc: &mut Vec<Resource>) -> Result<(), BuildError> {
+    fn accumulate(
+        &mut self,
+        kf: &KFile,
+        k: &Kustomization,
+        acc: &mut Vec<Resource>,
+    ) -> Result<(), BuildError> {
         for entry in k.resources.iter().chain(&k.bases) {
             let at = kf.at(entry);
             if is_remote(entry) {
-                return Err(BuildError::Unsupported { at, field: "resources".into(), detail: format!("remote base {entry}") });
+                return Err(BuildError::Unsupported {
+                    at,
+                    field: "resources".into(),
+                    detail: format!("remote base {entry}"),
+                });
             }
             let real = self.src.resolve(&kf.dir.join(entry), &at)?;
             let found = if real.is_dir() {
                 self.build_dir(&real, &at)?
             } else {
                 if !is_within(&real, &kf.dir) {
-                    return Err(BuildError::Restricted { at, path: entry.clone(), dir: self.src.display(&kf.dir) });
+                    return Err(BuildError::Restricted {
+                        at,
+                        path: entry.clone(),
+                        dir: self.src.display(&kf.dir),
+                    });
                 }
                 plain::read_file(self.src, &real)?
             };
@@ -169,22 +249,44 @@ impl Ctx<'_> {
             })?;
             let ck = kustomization::parse(&ckf.text, &ckf.file)?;
             if !ck.is_component() {
-                return Err(BuildError::Kustomization { at, message: format!("{} must have kind: Component", ckf.file) });
+                return Err(BuildError::Kustomization {
+                    at,
+                    message: format!("{} must have kind: Component", ckf.file),
+                });
             }
             self.accumulate(&ckf, &ck, acc)?;
         }
         self.transform(kf, k, acc)
     }
 
-    fn generate(&self, kf: &KFile, k: &Kustomization, acc: &mut Vec<Resource>) -> Result<(), BuildError> {
-        let specs = k.config_map_generator.iter().map(|s| ("ConfigMap", s)).chain(k.secret_generator.iter().map(|s| ("Secret", s)));
+    fn generate(
+        &self,
+        kf: &KFile,
+        k: &Kustomization,
+        acc: &mut Vec<Resource>,
+    ) -> Result<(), BuildError> {
+        let specs = k
+            .config_map_generator
+            .iter()
+            .map(|s| ("ConfigMap", s))
+            .chain(k.secret_generator.iter().map(|s| ("Secret", s)));
         for (kind, spec) in specs {
             let at = kf.at(&format!("name: {}", spec.name));
-            let opts = generator::merged_options(k.generator_options.as_ref(), spec.options.as_ref());
+            let opts =
+                generator::merged_options(k.generator_options.as_ref(), spec.options.as_ref());
             let entries = self.entries(kf, spec)?;
-            let value = generator::build(kind, spec, entries, &opts).map_err(|message| BuildError::Generate { at: at.clone(), message: format!("{kind} {}: {message}", spec.name) })?;
+            let value = generator::build(kind, spec, entries, &opts).map_err(|message| {
+                BuildError::Generate {
+                    at: at.clone(),
+                    message: format!("{kind} {}: {message}", spec.name),
+                }
+            })?;
             let hash = !opts.disable_name_suffix_hash.unwrap_or(false);
-            let ns = spec.namespace.as_deref().filter(|s| !s.is_empty()).unwrap_or("default");
+            let ns = spec
+                .namespace
+                .as_deref()
+                .filter(|s| !s.is_empty())
+                .unwrap_or("default");
             let existing = acc.iter_mut().find(|r| {
                 r.obj.kind() == kind
                     && r.names().any(|n| n == spec.name)
@@ -192,13 +294,20 @@ impl Ctx<'_> {
             });
             match (spec.behavior.as_deref().unwrap_or("create"), existing) {
                 ("create", _) => {
-                    let obj = super::Object::new(value).map_err(|message| BuildError::Generate { at: at.clone(), message })?;
+                    let obj =
+                        super::Object::new(value).map_err(|message| BuildError::Generate {
+                            at: at.clone(),
+                            message,
+                        })?;
                     let mut res = Resource::new(obj, at.clone());
                     res.needs_hash = hash;
                     push_unique(acc, res)?;
                 }
                 ("merge" | "replace", None) => {
-                    return Err(BuildError::Generate { at, message: format!("{kind} {} does not exist to merge or replace", spec.name) });
+                    return Err(BuildError::Generate {
+                        at,
+                        message: format!("{kind} {} does not exist to merge or replace", spec.name),
+                    });
                 }
                 ("merge", Some(res)) => {
                     generator::merge_into(res.obj.value_mut(), &value);
@@ -213,41 +322,75 @@ impl Ctx<'_> {
                     res.needs_hash = hash;
                 }
                 (other, _) => {
-                    return Err(BuildError::Generate { at, message: format!("behavior must be create, merge or replace, not {other:?}") });
+                    return Err(BuildError::Generate {
+                        at,
+                        message: format!(
+                            "behavior must be create, merge or replace, not {other:?}"
+                        ),
+                    });
                 }
             }
         }
         Ok(())
     }
 
-    fn entries(&self, kf: &KFile, spec: &GeneratorSpec) -> Result<Vec<generator::Entry>, BuildError> {
+    fn entries(
+        &self,
+        kf: &KFile,
+        spec: &GeneratorSpec,
+    ) -> Result<Vec<generator::Entry>, BuildError> {
         let mut out = Vec::new();
         for env in spec.envs.iter().chain(&spec.env) {
             let path = self.restricted_file(kf, env)?;
             let text = self.src.read_text(&path)?;
-            let parsed = generator::parse_env(&text)
-                .map_err(|(line, message)| BuildError::Generate { at: self.src.loc(&path, line), message })?;
+            let parsed =
+                generator::parse_env(&text).map_err(|(line, message)| BuildError::Generate {
+                    at: self.src.loc(&path, line),
+                    message,
+                })?;
             out.extend(parsed);
         }
         for lit in &spec.literals {
-            out.push(generator::parse_literal(lit).map_err(|message| BuildError::Generate { at: kf.at(lit), message })?);
+            out.push(
+                generator::parse_literal(lit).map_err(|message| BuildError::Generate {
+                    at: kf.at(lit),
+                    message,
+                })?,
+            );
         }
         for file in &spec.files {
             let (key, rel) = match file.split_once('=') {
                 Some((k, p)) => (k.to_string(), p),
-                None => (Path::new(file).file_name().and_then(|n| n.to_str()).unwrap_or(file).to_string(), file.as_str()),
+                None => (
+                    Path::new(file)
+                        .file_name()
+                        .and_then(|n| n.to_str())
+                        .unwrap_or(file)
+                        .to_string(),
+                    file.as_str(),
+                ),
             };
             let path = self.restricted_file(kf, rel)?;
             if path.is_dir() {
-                return Err(BuildError::Generate { at: kf.at(file), message: format!("{rel} is a directory") });
+                return Err(BuildError::Generate {
+                    at: kf.at(file),
+                    message: format!("{rel} is a directory"),
+                });
             }
-            out.push(generator::Entry { key, value: self.src.read_bytes(&path)? });
+            out.push(generator::Entry {
+                key,
+                value: self.src.read_bytes(&path)?,
+            });
         }
         Ok(out)
     }
 
     /// Loads a patch given as a file path or inline text.
-    pub fn patch_content(&self, kf: &KFile, spec: &PatchSpec) -> Result<(patch::Content, Loc), BuildError> {
+    pub fn patch_content(
+        &self,
+        kf: &KFile,
+        spec: &PatchSpec,
+    ) -> Result<(patch::Content, Loc), BuildError> {
         match (&spec.path, &spec.patch) {
             (Some(path), None) => {
                 let real = self.restricted_file(kf, path)?;
@@ -256,24 +399,45 @@ impl Ctx<'_> {
                 Ok((patch::parse(&text, &at)?, at))
             }
             (None, Some(text)) => {
-                let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or_default().trim();
+                let first = text
+                    .lines()
+                    .find(|l| !l.trim().is_empty())
+                    .unwrap_or_default()
+                    .trim();
                 let at = kf.at(first);
                 Ok((patch::parse(text, &at)?, at))
             }
-            _ => Err(BuildError::Patch { at: kf.at("patch"), message: "a patch needs exactly one of path and patch".into() }),
+            _ => Err(BuildError::Patch {
+                at: kf.at("patch"),
+                message: "a patch needs exactly one of path and patch".into(),
+            }),
         }
     }
 
-    fn transform(&self, kf: &KFile, k: &Kustomization, acc: &mut Vec<Resource>) -> Result<(), BuildError> {
+    fn transform(
+        &self,
+        kf: &KFile,
+        k: &Kustomization,
+        acc: &mut Vec<Resource>,
+    ) -> Result<(), BuildError> {
         for entry in &k.patches_strategic_merge {
             let spec = if entry.contains('\n') || entry.trim_start().starts_with("apiVersion") {
-                PatchSpec { patch: Some(entry.clone()), ..Default::default() }
+                PatchSpec {
+                    patch: Some(entry.clone()),
+                    ..Default::default()
+                }
             } else {
-                PatchSpec { path: Some(entry.clone()), ..Default::default() }
+                PatchSpec {
+                    path: Some(entry.clone()),
+                    ..Default::default()
+                }
             };
             let (content, at) = self.patch_content(kf, &spec)?;
             if matches!(content, patch::Content::Json(_)) {
-                return Err(BuildError::Patch { at, message: "patchesStrategicMerge entries must be strategic merge patches".into() });
+                return Err(BuildError::Patch {
+                    at,
+                    message: "patchesStrategicMerge entries must be strategic merge patches".into(),
+                });
             }
             patch::apply(acc, &content, None, &PatchOptions::default(), &at)?;
         }
@@ -284,18 +448,40 @@ impl Ctx<'_> {
         if let Some(ns) = k.namespace.as_deref().filter(|s| !s.is_empty()) {
             transform::set_namespace(acc, ns, false, SubjectMode::DefaultOnly, &[])?;
         }
-        transform::add_prefix_suffix(acc, k.name_prefix.as_deref().unwrap_or(""), k.name_suffix.as_deref().unwrap_or(""), None);
+        transform::add_prefix_suffix(
+            acc,
+            k.name_prefix.as_deref().unwrap_or(""),
+            k.name_suffix.as_deref().unwrap_or(""),
+            None,
+        );
         for l in &k.labels {
-            let mut specs = if l.include_selectors { fieldspec::common_labels() } else { fieldspec::metadata_labels(l.include_templates) };
+            let mut specs = if l.include_selectors {
+                fieldspec::common_labels()
+            } else {
+                fieldspec::metadata_labels(l.include_templates)
+            };
             specs.extend(l.fields.iter().cloned());
             transform::add_pairs(acc, &l.pairs, &specs, &kf.at("labels"))?;
         }
-        transform::add_pairs(acc, &k.common_labels, &fieldspec::common_labels(), &kf.at("commonLabels"))?;
-        transform::add_pairs(acc, &k.common_annotations, &fieldspec::common_annotations(), &kf.at("commonAnnotations"))?;
+        transform::add_pairs(
+            acc,
+            &k.common_labels,
+            &fieldspec::common_labels(),
+            &kf.at("commonLabels"),
+        )?;
+        transform::add_pairs(
+            acc,
+            &k.common_annotations,
+            &fieldspec::common_annotations(),
+            &kf.at("commonAnnotations"),
+        )?;
         for spec in &k.patches_json6902 {
             let (content, at) = self.patch_content(kf, spec)?;
             if spec.target.is_none() {
-                return Err(BuildError::Patch { at, message: "patchesJson6902 entries need a target".into() });
+                return Err(BuildError::Patch {
+                    at,
+                    message: "patchesJson6902 entries need a target".into(),
+                });
             }
             patch::apply(acc, &content, spec.target.as_ref(), &spec.options, &at)?;
         }

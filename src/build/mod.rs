@@ -46,15 +46,19 @@ pub enum BuildError {
     #[error("{at}: {message}")]
     Kustomization { at: Loc, message: String },
     #[error("{at}: field `{field}` is not supported by sluice{}", hint(.detail))]
-    Unsupported { at: Loc, field: String, detail: String },
+    Unsupported {
+        at: Loc,
+        field: String,
+        detail: String,
+    },
     #[error("{at}: {path} is outside the source root {root}")]
     OutsideRoot { at: Loc, path: String, root: String },
     #[error("{at}: {path} is not in or below {dir} (kustomize load restrictions)")]
     Restricted { at: Loc, path: String, dir: String },
     #[error("{at}: file is {size} bytes, over the limit of {limit} bytes")]
     TooLarge { at: Loc, size: u64, limit: u64 },
-    #[error("{second}: {key} is already defined at {first}")]
-    Duplicate { key: ObjectKey, first: Loc, second: Loc },
+    #[error("{at}: {message}")]
+    Duplicate { at: Loc, message: String },
     #[error("{at}: {message}")]
     Patch { at: Loc, message: String },
     #[error("{at}: {message}")]
@@ -66,7 +70,11 @@ pub enum BuildError {
 }
 
 fn hint(detail: &str) -> String {
-    if detail.is_empty() { String::new() } else { format!(" ({detail})") }
+    if detail.is_empty() {
+        String::new()
+    } else {
+        format!(" ({detail})")
+    }
 }
 
 impl BuildError {
@@ -84,8 +92,8 @@ impl BuildError {
             | BuildError::Patch { at, .. }
             | BuildError::Generate { at, .. }
             | BuildError::Transform { at, .. }
-            | BuildError::Substitute { at, .. } => at,
-            BuildError::Duplicate { second, .. } => second,
+            | BuildError::Substitute { at, .. }
+            | BuildError::Duplicate { at, .. } => at,
         }
     }
 }
@@ -107,7 +115,11 @@ pub struct BuildOptions {
 
 impl Default for BuildOptions {
     fn default() -> Self {
-        Self { max_file_size: DEFAULT_MAX_FILE_SIZE, flux: FluxOptions::default(), substitute: None }
+        Self {
+            max_file_size: DEFAULT_MAX_FILE_SIZE,
+            flux: FluxOptions::default(),
+            substitute: None,
+        }
     }
 }
 
@@ -117,7 +129,11 @@ impl Default for BuildOptions {
 /// substituted. The result is in kustomize's order; use [`apply_order`] to sort for applying.
 pub fn render(root: &Path, path: &Path, opts: &BuildOptions) -> Result<Vec<Object>, BuildError> {
     let source = source::Source::new(root, opts.max_file_size)?;
-    let top = if path.is_absolute() { path.to_path_buf() } else { source.root().join(path) };
+    let top = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        source.root().join(path)
+    };
     let at = Loc::new("(build)", 0);
     let top = source.resolve(&top, &at)?;
     if !top.is_dir() {

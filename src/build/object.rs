@@ -20,7 +20,11 @@ pub struct ObjectKey {
 
 impl fmt::Display for ObjectKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let group = if self.group.is_empty() { String::new() } else { format!(".{}", self.group) };
+        let group = if self.group.is_empty() {
+            String::new()
+        } else {
+            format!(".{}", self.group)
+        };
         match &self.namespace {
             Some(ns) => write!(f, "{}{group} {ns}/{}", self.kind, self.name),
             None => write!(f, "{}{group} {}", self.kind, self.name),
@@ -32,7 +36,10 @@ impl Object {
     /// Wraps a value, checking that it has the shape of a Kubernetes object.
     pub fn new(value: Value) -> Result<Self, String> {
         let Value::Object(map) = &value else {
-            return Err(format!("not a Kubernetes object: expected a mapping, found {}", type_name(&value)));
+            return Err(format!(
+                "not a Kubernetes object: expected a mapping, found {}",
+                type_name(&value)
+            ));
         };
         match map.get("apiVersion") {
             Some(Value::String(s)) if !s.is_empty() => {}
@@ -46,10 +53,9 @@ impl Object {
             Some(Value::String(s)) if !s.is_empty() => {}
             _ => return Err("not a Kubernetes object: missing metadata.name".into()),
         }
-        if let Some(ns) = map.get("metadata").and_then(|m| m.get("namespace")) {
-            if !ns.is_string() && !ns.is_null() {
-                return Err("metadata.namespace must be a string".into());
-            }
+        let ns = map.get("metadata").and_then(|m| m.get("namespace"));
+        if ns.is_some_and(|ns| !ns.is_string() && !ns.is_null()) {
+            return Err("metadata.namespace must be a string".into());
         }
         Ok(Self(value))
     }
@@ -84,7 +90,10 @@ impl Object {
 
     /// The API group: the part of apiVersion before `/`, empty for the core group.
     pub fn group(&self) -> &str {
-        self.api_version().rsplit_once('/').map(|(g, _)| g).unwrap_or("")
+        self.api_version()
+            .rsplit_once('/')
+            .map(|(g, _)| g)
+            .unwrap_or("")
     }
 
     pub fn version(&self) -> &str {
@@ -97,7 +106,8 @@ impl Object {
     }
 
     pub fn namespace(&self) -> Option<&str> {
-        self.str_at(&["metadata", "namespace"]).filter(|s| !s.is_empty())
+        self.str_at(&["metadata", "namespace"])
+            .filter(|s| !s.is_empty())
     }
 
     pub fn key(&self) -> ObjectKey {
@@ -123,7 +133,9 @@ impl Object {
 
     pub(crate) fn metadata_mut(&mut self) -> &mut Map<String, Value> {
         let root = self.0.as_object_mut().expect("checked in Object::new");
-        let meta = root.entry("metadata").or_insert_with(|| Value::Object(Map::new()));
+        let meta = root
+            .entry("metadata")
+            .or_insert_with(|| Value::Object(Map::new()));
         if !meta.is_object() {
             *meta = Value::Object(Map::new());
         }
@@ -131,13 +143,15 @@ impl Object {
     }
 
     pub(crate) fn set_name(&mut self, name: &str) {
-        self.metadata_mut().insert("name".into(), Value::String(name.into()));
+        self.metadata_mut()
+            .insert("name".into(), Value::String(name.into()));
     }
 
     pub(crate) fn set_namespace(&mut self, namespace: Option<&str>) {
         match namespace {
             Some(ns) => {
-                self.metadata_mut().insert("namespace".into(), Value::String(ns.into()));
+                self.metadata_mut()
+                    .insert("namespace".into(), Value::String(ns.into()));
             }
             None => {
                 self.metadata_mut().remove("namespace");
@@ -167,13 +181,20 @@ pub struct Loc {
 
 impl Loc {
     pub fn new(file: impl Into<String>, line: u64) -> Self {
-        Self { file: file.into(), line }
+        Self {
+            file: file.into(),
+            line,
+        }
     }
 }
 
 impl fmt::Display for Loc {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.line > 0 { write!(f, "{}:{}", self.file, self.line) } else { write!(f, "{}", self.file) }
+        if self.line > 0 {
+            write!(f, "{}:{}", self.file, self.line)
+        } else {
+            write!(f, "{}", self.file)
+        }
     }
 }
 
@@ -192,7 +213,13 @@ pub(crate) struct Resource {
 impl Resource {
     pub fn new(obj: Object, loc: Loc) -> Self {
         let original = (obj.name().to_string(), obj.namespace().map(str::to_string));
-        Self { obj, loc, original, previous: Vec::new(), needs_hash: false }
+        Self {
+            obj,
+            loc,
+            original,
+            previous: Vec::new(),
+            needs_hash: false,
+        }
     }
 
     /// Renames the object, remembering the identity it had.
@@ -211,7 +238,10 @@ impl Resource {
     }
 
     fn remember(&mut self) {
-        let id = (self.obj.name().to_string(), self.obj.namespace().map(str::to_string));
+        let id = (
+            self.obj.name().to_string(),
+            self.obj.namespace().map(str::to_string),
+        );
         if !self.previous.contains(&id) {
             self.previous.push(id);
         }
@@ -242,20 +272,34 @@ mod tests {
         let o = Object::new(json!({"apiVersion": "apps/v1", "kind": "Deployment",
             "metadata": {"name": "web", "namespace": "prod"}}))
         .unwrap();
-        assert_eq!((o.group(), o.version(), o.kind()), ("apps", "v1", "Deployment"));
+        assert_eq!(
+            (o.group(), o.version(), o.kind()),
+            ("apps", "v1", "Deployment")
+        );
         assert_eq!((o.name(), o.namespace()), ("web", Some("prod")));
         assert_eq!(o.key().to_string(), "Deployment.apps prod/web");
     }
 
     #[test]
     fn rejects_non_objects() {
-        assert!(Object::new(json!([1])).unwrap_err().contains("found a list"));
-        assert!(Object::new(json!({"apiVersion": "v1", "kind": "X"})).unwrap_err().contains("metadata.name"));
+        assert!(
+            Object::new(json!([1]))
+                .unwrap_err()
+                .contains("found a list")
+        );
+        assert!(
+            Object::new(json!({"apiVersion": "v1", "kind": "X"}))
+                .unwrap_err()
+                .contains("metadata.name")
+        );
     }
 
     #[test]
     fn history_keeps_every_name() {
-        let o = Object::new(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}})).unwrap();
+        let o = Object::new(
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}}),
+        )
+        .unwrap();
         let mut r = Resource::new(o, Loc::default());
         r.rename("p-a");
         r.rename("p-a-s");

@@ -27,7 +27,10 @@ const FIRST: [&str; 22] = [
     "CronJob",
     "PodDisruptionBudget",
 ];
-const LAST: [&str; 2] = ["MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"];
+const LAST: [&str; 2] = [
+    "MutatingWebhookConfiguration",
+    "ValidatingWebhookConfiguration",
+];
 
 fn rank(o: &Object) -> usize {
     if let Some(i) = FIRST.iter().position(|k| *k == o.kind()) {
@@ -64,6 +67,15 @@ mod tests {
         ];
         apply_order(&mut v);
         let kinds: Vec<&str> = v.iter().map(Object::kind).collect();
-        assert_eq!(kinds, ["Namespace", "CustomResourceDefinition", "Deployment", "Widget", "ValidatingWebhookConfiguration"]);
+        assert_eq!(
+            kinds,
+            [
+                "Namespace",
+                "CustomResourceDefinition",
+                "Deployment",
+                "Widget",
+                "ValidatingWebhookConfiguration"
+            ]
+        );
     }
 }

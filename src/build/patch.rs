@@ -20,14 +20,18 @@ pub enum Content {
 /// Parses patch text: a list is a JSON 6902 patch, mappings are strategic merge patches.
 pub fn parse(text: &str, at: &Loc) -> Result<Content, BuildError> {
     let docs = yaml::parse(text, &at.file, false).map_err(|e| match e {
-        BuildError::Parse { at: inner, message } => {
-            BuildError::Parse { at: Loc::new(inner.file, inner.line + at.line.saturating_sub(1)), message }
-        }
+        BuildError::Parse { at: inner, message } => BuildError::Parse {
+            at: Loc::new(inner.file, inner.line + at.line.saturating_sub(1)),
+            message,
+        },
         other => other,
     })?;
     if docs.len() == 1 && docs[0].value.is_array() {
-        let patch = serde_json::from_value(docs[0].value.clone())
-            .map_err(|e| BuildError::Patch { at: at.clone(), message: format!("invalid JSON 6902 patch: {e}") })?;
+        let patch =
+            serde_json::from_value(docs[0].value.clone()).map_err(|e| BuildError::Patch {
+                at: at.clone(),
+                message: format!("invalid JSON 6902 patch: {e}"),
+            })?;
         return Ok(Content::Json(patch));
     }
     for d in &docs {
@@ -46,8 +50,10 @@ fn is_builtin(obj: &Object) -> bool {
 }
 
 fn rebuild(res: &mut Resource, value: Value, at: &Loc) -> Result<(), BuildError> {
-    let obj = Object::new(value)
-        .map_err(|m| BuildError::Patch { at: at.clone(), message: format!("patched {}: {m}", res.obj.key()) })?;
+    let obj = Object::new(value).map_err(|m| BuildError::Patch {
+        at: at.clone(),
+        message: format!("patched {}: {m}", res.obj.key()),
+    })?;
     let name = obj.name().to_string();
     let ns = obj.namespace().map(str::to_string);
     // Renaming first records the identity the object had before the patch.
@@ -57,12 +63,20 @@ fn rebuild(res: &mut Resource, value: Value, at: &Loc) -> Result<(), BuildError>
     Ok(())
 }
 
-fn apply_smp(res: &mut Resource, doc: &Value, opts: &PatchOptions, at: &Loc) -> Result<bool, BuildError> {
+fn apply_smp(
+    res: &mut Resource,
+    doc: &Value,
+    opts: &PatchOptions,
+    at: &Loc,
+) -> Result<bool, BuildError> {
     let mut patch = doc.clone();
     if let Value::Object(p) = &mut patch {
         if !opts.allow_kind_change {
             p.insert("kind".into(), Value::String(res.obj.kind().into()));
-            p.insert("apiVersion".into(), Value::String(res.obj.api_version().into()));
+            p.insert(
+                "apiVersion".into(),
+                Value::String(res.obj.api_version().into()),
+            );
         }
         if let Some(Value::Object(meta)) = p.get_mut("metadata") {
             if !opts.allow_name_change {
@@ -81,14 +95,19 @@ fn apply_smp(res: &mut Resource, doc: &Value, opts: &PatchOptions, at: &Loc) -> 
             rebuild(res, value, at)?;
             Ok(true)
         }
-        Err(message) => Err(BuildError::Patch { at: at.clone(), message: format!("{}: {message}", res.obj.key()) }),
+        Err(message) => Err(BuildError::Patch {
+            at: at.clone(),
+            message: format!("{}: {message}", res.obj.key()),
+        }),
     }
 }
 
 fn apply_json(res: &mut Resource, patch: &json_patch::Patch, at: &Loc) -> Result<(), BuildError> {
     let mut value = res.obj.value().clone();
-    json_patch::patch(&mut value, patch)
-        .map_err(|e| BuildError::Patch { at: at.clone(), message: format!("{}: {e}", res.obj.key()) })?;
+    json_patch::patch(&mut value, patch).map_err(|e| BuildError::Patch {
+        at: at.clone(),
+        message: format!("{}: {e}", res.obj.key()),
+    })?;
     rebuild(res, value, at)
 }
 
@@ -96,9 +115,18 @@ fn apply_json(res: &mut Resource, patch: &json_patch::Patch, at: &Loc) -> Result
 /// now or as before any rename).
 fn names_object(doc: &Value, res: &Resource) -> bool {
     let kind = doc.get("kind").and_then(Value::as_str).unwrap_or_default();
-    let name = doc.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
-    let ns = doc.pointer("/metadata/namespace").and_then(Value::as_str).filter(|s| !s.is_empty());
-    let group = doc.get("apiVersion").and_then(Value::as_str).map(|v| v.rsplit_once('/').map(|(g, _)| g).unwrap_or(""));
+    let name = doc
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let ns = doc
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty());
+    let group = doc
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .map(|v| v.rsplit_once('/').map(|(g, _)| g).unwrap_or(""));
     let norm = |n: Option<&str>| n.unwrap_or("default").to_string();
     kind == res.obj.kind()
         && group.is_none_or(|g| g == res.obj.group())
@@ -118,11 +146,15 @@ pub fn apply(
     let selector = target
         .map(Selector::new)
         .transpose()
-        .map_err(|message| BuildError::Patch { at: at.clone(), message: format!("target: {message}") })?;
+        .map_err(|message| BuildError::Patch {
+            at: at.clone(),
+            message: format!("target: {message}"),
+        })?;
     match (content, selector) {
-        (Content::Json(_), None) => {
-            Err(BuildError::Patch { at: at.clone(), message: "a JSON 6902 patch needs a target".into() })
-        }
+        (Content::Json(_), None) => Err(BuildError::Patch {
+            at: at.clone(),
+            message: "a JSON 6902 patch needs a target".into(),
+        }),
         (Content::Json(patch), Some(sel)) => {
             for res in resources.iter_mut().filter(|r| sel.matches(r)) {
                 apply_json(res, patch, at)?;
@@ -142,18 +174,34 @@ pub fn apply(
                         }
                     }
                 }
-                if keep { i += 1 } else { resources.remove(i); }
+                if keep {
+                    i += 1
+                } else {
+                    resources.remove(i);
+                }
             }
             Ok(())
         }
         (Content::Strategic(docs), None) => {
             for d in docs {
                 let doc_at = Loc::new(&at.file, at.line.max(d.line));
-                let hits: Vec<usize> =
-                    resources.iter().enumerate().filter(|(_, r)| names_object(&d.value, r)).map(|(i, _)| i).collect();
+                let hits: Vec<usize> = resources
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, r)| names_object(&d.value, r))
+                    .map(|(i, _)| i)
+                    .collect();
                 let describe = || {
-                    let kind = d.value.get("kind").and_then(Value::as_str).unwrap_or("(no kind)");
-                    let name = d.value.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("(no name)");
+                    let kind = d
+                        .value
+                        .get("kind")
+                        .and_then(Value::as_str)
+                        .unwrap_or("(no kind)");
+                    let name = d
+                        .value
+                        .pointer("/metadata/name")
+                        .and_then(Value::as_str)
+                        .unwrap_or("(no name)");
                     format!("{kind} {name}")
                 };
                 match hits.as_slice() {
@@ -171,7 +219,11 @@ pub fn apply(
                     _ => {
                         return Err(BuildError::Patch {
                             at: doc_at,
-                            message: format!("patch target {} matches {} objects", describe(), hits.len()),
+                            message: format!(
+                                "patch target {} matches {} objects",
+                                describe(),
+                                hits.len()
+                            ),
                         });
                     }
                 }

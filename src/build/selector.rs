@@ -18,14 +18,25 @@ pub struct Selector {
 }
 
 fn anchored(pattern: &str) -> Result<regex::Regex, String> {
-    regex::Regex::new(&format!("^(?:{pattern})$")).map_err(|e| format!("invalid regular expression {pattern:?}: {e}"))
+    regex::Regex::new(&format!("^(?:{pattern})$"))
+        .map_err(|e| format!("invalid regular expression {pattern:?}: {e}"))
 }
 
 impl Selector {
     pub fn new(spec: &TargetSpec) -> Result<Self, String> {
         Ok(Self {
-            name: spec.name.as_deref().filter(|s| !s.is_empty()).map(anchored).transpose()?,
-            namespace: spec.namespace.as_deref().filter(|s| !s.is_empty()).map(anchored).transpose()?,
+            name: spec
+                .name
+                .as_deref()
+                .filter(|s| !s.is_empty())
+                .map(anchored)
+                .transpose()?,
+            namespace: spec
+                .namespace
+                .as_deref()
+                .filter(|s| !s.is_empty())
+                .map(anchored)
+                .transpose()?,
             labels: parse_selector(spec.label_selector.as_deref().unwrap_or(""))?,
             annotations: parse_selector(spec.annotation_selector.as_deref().unwrap_or(""))?,
             spec: spec.clone(),
@@ -34,9 +45,21 @@ impl Selector {
 
     pub fn matches(&self, res: &Resource) -> bool {
         let o = &res.obj;
-        let gvk = self.spec.kind.as_deref().is_none_or(|k| k.is_empty() || k == o.kind())
-            && self.spec.group.as_deref().is_none_or(|g| g.is_empty() || g == o.group())
-            && self.spec.version.as_deref().is_none_or(|v| v.is_empty() || v == o.version());
+        let gvk = self
+            .spec
+            .kind
+            .as_deref()
+            .is_none_or(|k| k.is_empty() || k == o.kind())
+            && self
+                .spec
+                .group
+                .as_deref()
+                .is_none_or(|g| g.is_empty() || g == o.group())
+            && self
+                .spec
+                .version
+                .as_deref()
+                .is_none_or(|v| v.is_empty() || v == o.version());
         if !gvk {
             return false;
         }
@@ -49,15 +72,23 @@ impl Selector {
         if let Some(re) = &self.namespace {
             let cluster = is_cluster_scoped(o);
             let effective = |ns: Option<&str>| {
-                if cluster { String::new() } else { ns.unwrap_or("default").to_string() }
+                if cluster {
+                    String::new()
+                } else {
+                    ns.unwrap_or("default").to_string()
+                }
             };
-            let both = [effective(res.original.1.as_deref()), effective(o.namespace())];
+            let both = [
+                effective(res.original.1.as_deref()),
+                effective(o.namespace()),
+            ];
             if !both.iter().any(|n| re.is_match(n)) {
                 return false;
             }
         }
         let empty = Map::new();
-        selects(&self.labels, o.labels().unwrap_or(&empty)) && selects(&self.annotations, o.annotations().unwrap_or(&empty))
+        selects(&self.labels, o.labels().unwrap_or(&empty))
+            && selects(&self.annotations, o.annotations().unwrap_or(&empty))
     }
 }
 
@@ -103,11 +134,23 @@ fn split_top(s: &str) -> Vec<&str> {
 
 fn parse_selector(s: &str) -> Result<Vec<Requirement>, String> {
     let mut reqs = Vec::new();
-    for part in split_top(s).into_iter().map(str::trim).filter(|p| !p.is_empty()) {
+    for part in split_top(s)
+        .into_iter()
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+    {
         let set = |rest: &str| -> Result<Vec<String>, String> {
-            let inner = rest.trim().strip_prefix('(').and_then(|r| r.strip_suffix(')'));
-            let inner = inner.ok_or_else(|| format!("invalid selector {part:?}: expected (values)"))?;
-            Ok(inner.split(',').map(|v| v.trim().to_string()).filter(|v| !v.is_empty()).collect())
+            let inner = rest
+                .trim()
+                .strip_prefix('(')
+                .and_then(|r| r.strip_suffix(')'));
+            let inner =
+                inner.ok_or_else(|| format!("invalid selector {part:?}: expected (values)"))?;
+            Ok(inner
+                .split(',')
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+                .collect())
         };
         let req = if let Some(k) = part.strip_prefix('!') {
             Requirement::NotExists(k.trim().into())

@@ -11,16 +11,20 @@ enum ListMerge {
     Replace,
 }
 
-/// Keys kustomize guesses for lists of objects it has no schema for, in its order.
-const GUESSED_KEYS: [&str; 7] = ["mountPath", "devicePath", "ip", "type", "topologyKey", "name", "containerPort"];
-
-fn list_merge(field: &str, path: &[String], builtin: bool) -> Option<ListMerge> {
+/// Built-in kinds merge lists by the merge keys of their schema; custom resources (no schema
+/// known) replace lists, as kustomize does.
+fn list_merge(field: &str, path: &[String], builtin: bool) -> ListMerge {
+    if !builtin {
+        return ListMerge::Replace;
+    }
     let in_container = path.iter().any(|p| p.ends_with("ontainers"));
-    Some(match field {
+    match field {
         "containers" | "initContainers" | "ephemeralContainers" => ListMerge::Key("name"),
-        "volumes" | "env" | "imagePullSecrets" | "resourceClaims" | "schedulingGates" => ListMerge::Key("name"),
+        "volumes" | "env" | "imagePullSecrets" | "resourceClaims" | "schedulingGates" => {
+            ListMerge::Key("name")
+        }
         "ports" if in_container => ListMerge::Key("containerPort"),
-        "ports" if builtin => ListMerge::Key("port"),
+        "ports" => ListMerge::Key("port"),
         "volumeMounts" => ListMerge::Key("mountPath"),
         "volumeDevices" => ListMerge::Key("devicePath"),
         "hostAliases" => ListMerge::Key("ip"),
@@ -30,26 +34,13 @@ fn list_merge(field: &str, path: &[String], builtin: bool) -> Option<ListMerge> 
         "resizePolicy" => ListMerge::Key("resourceName"),
         "readinessGates" => ListMerge::Key("conditionType"),
         "finalizers" => ListMerge::Union,
-        _ if builtin => ListMerge::Replace,
-        _ => return None,
-    })
-}
-
-fn guess_key(a: &[Value], b: &[Value]) -> ListMerge {
-    let all: Vec<&Value> = a.iter().chain(b).filter(|v| !is_directive_element(v)).collect();
-    if all.is_empty() || !all.iter().all(|v| v.is_object()) {
-        return ListMerge::Replace;
+        _ => ListMerge::Replace,
     }
-    for key in GUESSED_KEYS {
-        if all.iter().all(|v| v.get(key).is_some()) {
-            return ListMerge::Key(key);
-        }
-    }
-    ListMerge::Replace
 }
 
 fn is_directive_element(v: &Value) -> bool {
-    v.as_object().is_some_and(|m| m.len() == 1 && m.contains_key("$patch"))
+    v.as_object()
+        .is_some_and(|m| m.len() == 1 && m.contains_key("$patch"))
 }
 
 fn directive(v: &Value) -> Option<&str> {
@@ -66,7 +57,11 @@ pub fn clean(v: &Value) -> Value {
                 .collect(),
         ),
         Value::Array(items) => Value::Array(
-            items.iter().filter(|v| directive(v).is_none() || !is_directive_element(v)).map(clean).collect(),
+            items
+                .iter()
+                .filter(|v| directive(v).is_none() || !is_directive_element(v))
+                .map(clean)
+                .collect(),
         ),
         other => other.clone(),
     }
@@ -98,9 +93,17 @@ pub fn apply(target: &mut Value, patch: &Value, builtin: bool) -> Result<Outcome
     Ok(Outcome::Merged)
 }
 
-fn merge_map(t: &mut Map<String, Value>, p: &Map<String, Value>, path: &mut Vec<String>, builtin: bool) -> Result<(), String> {
+fn merge_map(
+    t: &mut Map<String, Value>,
+    p: &Map<String, Value>,
+    path: &mut Vec<String>,
+    builtin: bool,
+) -> Result<(), String> {
     if directive(&Value::Object(p.clone())) == Some("replace") {
-        *t = clean(&Value::Object(p.clone())).as_object().cloned().unwrap_or_default();
+        *t = clean(&Value::Object(p.clone()))
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
         return Ok(());
     }
     for (k, pv) in p {
@@ -119,23 +122,21 @@ fn merge_map(t: &mut Map<String, Value>, p: &Map<String, Value>, path: &mut Vec<
         }
         path.push(k.clone());
         match (t.get_mut(k), pv) {
-            (Some(tv @ Value::Object(_)), Value::Object(pm)) => {
-                match directive(pv) {
-                    Some("delete") => {
-                        t.remove(k);
-                    }
-                    Some("replace") => *tv = clean(pv),
-                    _ => {
-                        let tm = tv.as_object_mut().expect("matched");
-                        merge_map(tm, pm, path, builtin)?;
-                        if let Some(Value::Array(keep)) = pm.get("$retainKeys") {
-                            tm.retain(|name, _| keep.iter().any(|r| r.as_str() == Some(name)));
-                        }
+            (Some(tv @ Value::Object(_)), Value::Object(pm)) => match directive(pv) {
+                Some("delete") => {
+                    t.remove(k);
+                }
+                Some("replace") => *tv = clean(pv),
+                _ => {
+                    let tm = tv.as_object_mut().expect("matched");
+                    merge_map(tm, pm, path, builtin)?;
+                    if let Some(Value::Array(keep)) = pm.get("$retainKeys") {
+                        tm.retain(|name, _| keep.iter().any(|r| r.as_str() == Some(name)));
                     }
                 }
-            }
+            },
             (Some(Value::Array(tl)), Value::Array(pl)) => {
-                let mode = list_merge(k, path, builtin).unwrap_or_else(|| guess_key(tl, pl));
+                let mode = list_merge(k, path, builtin);
                 merge_list(tl, pl, mode, path, builtin)?;
             }
             _ if directive(pv) == Some("delete") => {
@@ -158,45 +159,93 @@ fn merge_list(
     builtin: bool,
 ) -> Result<(), String> {
     if p.iter().any(|v| directive(v) == Some("replace")) {
-        *t = p.iter().filter(|v| directive(v) != Some("replace")).map(clean).collect();
+        *t = p
+            .iter()
+            .filter(|v| directive(v) != Some("replace"))
+            .map(clean)
+            .collect();
         return Ok(());
     }
     match mode {
         ListMerge::Replace => *t = p.iter().map(clean).collect(),
         ListMerge::Union => {
-            for v in p {
-                if !t.contains(v) {
-                    t.push(v.clone());
-                }
-            }
+            let in_patch: Vec<Value> = p
+                .iter()
+                .filter(|v| directive(v).is_none())
+                .cloned()
+                .collect();
+            let server_only: Vec<Value> = t
+                .iter()
+                .filter(|v| !in_patch.contains(v))
+                .cloned()
+                .collect();
+            let order = t.clone();
+            *t = interleave(server_only, in_patch, &|v| {
+                order.iter().position(|o| o == v)
+            });
         }
         ListMerge::Key(key) => {
+            let order: Vec<Value> = t
+                .iter()
+                .map(|v| v.get(key).cloned().unwrap_or(Value::Null))
+                .collect();
+            let mut in_patch = Vec::new();
+            let mut touched = Vec::new();
             for pv in p {
                 let Some(kv) = pv.get(key) else {
                     if !is_directive_element(pv) {
-                        t.push(clean(pv));
+                        in_patch.push(clean(pv));
                     }
                     continue;
                 };
+                touched.push(kv.clone());
                 let pos = t.iter().position(|tv| tv.get(key) == Some(kv));
                 match (pos, directive(pv)) {
-                    (Some(i), Some("delete")) => {
-                        t.remove(i);
-                    }
-                    (None, Some("delete")) => {}
+                    (_, Some("delete")) => {}
                     (Some(i), _) => {
-                        if let (Value::Object(tm), Value::Object(pm)) = (&mut t[i], pv) {
+                        let mut merged = t[i].clone();
+                        if let (Value::Object(tm), Value::Object(pm)) = (&mut merged, pv) {
                             merge_map(tm, pm, path, builtin)?;
                         } else {
-                            t[i] = clean(pv);
+                            merged = clean(pv);
                         }
+                        in_patch.push(merged);
                     }
-                    (None, _) => t.push(clean(pv)),
+                    (None, _) => in_patch.push(clean(pv)),
                 }
             }
+            let server_only: Vec<Value> = t
+                .iter()
+                .filter(|v| v.get(key).is_none_or(|k| !touched.contains(k)))
+                .cloned()
+                .collect();
+            let index = |v: &Value| v.get(key).and_then(|k| order.iter().position(|o| o == k));
+            *t = interleave(server_only, in_patch, &index);
         }
     }
     Ok(())
+}
+
+/// Orders a merged list the way Kubernetes' strategic merge does: elements named in the patch keep
+/// the patch's order, elements only in the original keep theirs, and an original element goes
+/// before a patch element only when both were in the original and it came first there.
+fn interleave(
+    left: Vec<Value>,
+    right: Vec<Value>,
+    index: &dyn Fn(&Value) -> Option<usize>,
+) -> Vec<Value> {
+    let mut out = Vec::with_capacity(left.len() + right.len());
+    let (mut l, mut r) = (left.into_iter().peekable(), right.into_iter().peekable());
+    loop {
+        let take_left = match (l.peek(), r.peek()) {
+            (None, None) => break,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (Some(a), Some(b)) => matches!((index(a), index(b)), (Some(i), Some(j)) if i < j),
+        };
+        out.push(if take_left { l.next() } else { r.next() }.expect("peeked"));
+    }
+    out
 }
 
 #[cfg(test)]
@@ -220,7 +269,10 @@ mod tests {
         apply(&mut d, &p, true).unwrap();
         let c = &d["spec"]["template"]["spec"]["containers"];
         assert_eq!(c[0]["image"], "a:2");
-        assert_eq!(c[0]["env"], json!([{"name": "A", "value": "1"}, {"name": "B", "value": "2"}]));
+        assert_eq!(
+            c[0]["env"],
+            json!([{"name": "B", "value": "2"}, {"name": "A", "value": "1"}])
+        );
         assert_eq!(c[0]["args"], json!(["y"]));
         assert_eq!(c[1]["image"], "s:1");
     }
@@ -232,12 +284,24 @@ mod tests {
             "containers": [{"name": "side", "$patch": "delete"}],
             "tolerations": [{"key": "n"}]}}}});
         apply(&mut d, &p, true).unwrap();
-        assert_eq!(d["spec"]["template"]["spec"]["containers"].as_array().unwrap().len(), 1);
-        assert_eq!(d["spec"]["template"]["spec"]["tolerations"], json!([{"key": "n"}]));
+        assert_eq!(
+            d["spec"]["template"]["spec"]["containers"]
+                .as_array()
+                .unwrap()
+                .len(),
+            1
+        );
+        assert_eq!(
+            d["spec"]["template"]["spec"]["tolerations"],
+            json!([{"key": "n"}])
+        );
         let p = json!({"spec": {"template": {"spec": {"$patch": "replace", "containers": []}}}});
         apply(&mut d, &p, true).unwrap();
         assert_eq!(d["spec"]["template"]["spec"], json!({"containers": []}));
-        assert_eq!(apply(&mut d, &json!({"$patch": "delete"}), true).unwrap(), Outcome::Deleted);
+        assert_eq!(
+            apply(&mut d, &json!({"$patch": "delete"}), true).unwrap(),
+            Outcome::Deleted
+        );
     }
 
     #[test]
@@ -248,9 +312,14 @@ mod tests {
     }
 
     #[test]
-    fn custom_resources_guess_merge_keys() {
+    fn custom_resources_replace_lists() {
         let mut d = json!({"spec": {"items": [{"name": "a", "v": 1}, {"name": "b", "v": 1}]}});
-        apply(&mut d, &json!({"spec": {"items": [{"name": "b", "v": 2}]}}), false).unwrap();
-        assert_eq!(d["spec"]["items"], json!([{"name": "a", "v": 1}, {"name": "b", "v": 2}]));
+        apply(
+            &mut d,
+            &json!({"spec": {"items": [{"name": "b", "v": 2}]}}),
+            false,
+        )
+        .unwrap();
+        assert_eq!(d["spec"]["items"], json!([{"name": "b", "v": 2}]));
     }
 }

@@ -19,7 +19,10 @@ impl Source {
             at: Loc::new(root.display().to_string(), 0),
             source,
         })?;
-        Ok(Self { root, max_file_size })
+        Ok(Self {
+            root,
+            max_file_size,
+        })
     }
 
     pub fn root(&self) -> &Path {
@@ -59,9 +62,16 @@ impl Source {
     /// Reads a file (already resolved) as bytes, enforcing the size limit.
     pub fn read_bytes(&self, path: &Path) -> Result<Vec<u8>, BuildError> {
         let at = self.loc(path, 0);
-        let meta = std::fs::metadata(path).map_err(|source| BuildError::Read { at: at.clone(), source })?;
+        let meta = std::fs::metadata(path).map_err(|source| BuildError::Read {
+            at: at.clone(),
+            source,
+        })?;
         if meta.len() > self.max_file_size {
-            return Err(BuildError::TooLarge { at, size: meta.len(), limit: self.max_file_size });
+            return Err(BuildError::TooLarge {
+                at,
+                size: meta.len(),
+                limit: self.max_file_size,
+            });
         }
         std::fs::read(path).map_err(|source| BuildError::Read { at, source })
     }
@@ -78,10 +88,20 @@ impl Source {
     /// The entries of a directory, sorted by name.
     pub fn list_dir(&self, dir: &Path) -> Result<Vec<PathBuf>, BuildError> {
         let at = self.loc(dir, 0);
-        let entries = std::fs::read_dir(dir).map_err(|source| BuildError::Read { at: at.clone(), source })?;
+        let entries = std::fs::read_dir(dir).map_err(|source| BuildError::Read {
+            at: at.clone(),
+            source,
+        })?;
         let mut out = Vec::new();
         for entry in entries {
-            out.push(entry.map_err(|source| BuildError::Read { at: at.clone(), source })?.path());
+            out.push(
+                entry
+                    .map_err(|source| BuildError::Read {
+                        at: at.clone(),
+                        source,
+                    })?
+                    .path(),
+            );
         }
         out.sort();
         Ok(out)

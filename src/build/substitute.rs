@@ -8,11 +8,17 @@ use super::object::{Loc, Object};
 use super::yaml;
 
 /// Annotations or labels that turn substitution off for one object.
-const OPT_OUT: [&str; 2] = ["kustomize.toolkit.fluxcd.io/substitute", "sluice.dev/substitute"];
+const OPT_OUT: [&str; 2] = [
+    "kustomize.toolkit.fluxcd.io/substitute",
+    "sluice.dev/substitute",
+];
 
 fn valid_name(name: &str) -> bool {
     let mut chars = name.chars();
-    chars.next().is_some_and(|c| c == '_' || c.is_ascii_alphabetic()) && chars.all(|c| c == '_' || c.is_ascii_alphanumeric())
+    chars
+        .next()
+        .is_some_and(|c| c == '_' || c.is_ascii_alphabetic())
+        && chars.all(|c| c == '_' || c.is_ascii_alphanumeric())
 }
 
 /// Substitutes variables in text. Unset variables without a default become empty, as in Flux.
@@ -32,12 +38,21 @@ pub fn substitute_text(text: &str, vars: &BTreeMap<String, String>) -> Result<St
             rest = &after[1..];
             continue;
         };
-        let end = body_start.find('}').ok_or_else(|| format!("unterminated variable in {:?}", truncate(after)))?;
+        let end = body_start
+            .find('}')
+            .ok_or_else(|| format!("unterminated variable in {:?}", truncate(after)))?;
         let body = &body_start[..end];
         let (name, default) = match body.find([':', '=', '-']) {
             Some(j) => {
-                let op_len = if body[j..].starts_with(":=") || body[j..].starts_with(":-") { 2 } else { 1 };
-                (&body[..j], Some((&body[j..j + op_len], &body[j + op_len..])))
+                let op_len = if body[j..].starts_with(":=") || body[j..].starts_with(":-") {
+                    2
+                } else {
+                    1
+                };
+                (
+                    &body[..j],
+                    Some((&body[j..j + op_len], &body[j + op_len..])),
+                )
             }
             None => (body, None),
         };
@@ -64,19 +79,25 @@ fn truncate(s: &str) -> String {
 /// Substitutes variables in one object (through its YAML text, as Flux does) unless it opts out.
 pub fn apply(obj: Object, at: &Loc, vars: &BTreeMap<String, String>) -> Result<Object, BuildError> {
     let disabled = |map: Option<&serde_json::Map<String, serde_json::Value>>| {
-        OPT_OUT.iter().any(|k| map.and_then(|m| m.get(*k)).and_then(|v| v.as_str()) == Some("disabled"))
+        OPT_OUT
+            .iter()
+            .any(|k| map.and_then(|m| m.get(*k)).and_then(|v| v.as_str()) == Some("disabled"))
     };
     if disabled(obj.annotations()) || disabled(obj.labels()) {
         return Ok(obj);
     }
     let key = obj.key();
-    let fail = |message: String| BuildError::Substitute { at: at.clone(), message: format!("{key}: {message}") };
+    let fail = |message: String| BuildError::Substitute {
+        at: at.clone(),
+        message: format!("{key}: {message}"),
+    };
     let text = yaml::to_yaml(obj.value()).map_err(&fail)?;
     if !text.contains('$') {
         return Ok(obj);
     }
     let replaced = substitute_text(&text, vars).map_err(&fail)?;
-    let doc = yaml::parse_one(&replaced, &at.file).map_err(|e| fail(format!("after substitution: {e}")))?;
+    let doc = yaml::parse_one(&replaced, &at.file)
+        .map_err(|e| fail(format!("after substitution: {e}")))?;
     Object::new(doc.value).map_err(fail)
 }
 
@@ -85,7 +106,11 @@ mod tests {
     use super::*;
 
     fn vars() -> BTreeMap<String, String> {
-        [("APP".to_string(), "web".to_string()), ("EMPTY".to_string(), String::new())].into()
+        [
+            ("APP".to_string(), "web".to_string()),
+            ("EMPTY".to_string(), String::new()),
+        ]
+        .into()
     }
 
     #[test]

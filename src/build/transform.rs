@@ -15,7 +15,10 @@ fn set_pairs(field: &mut Value, pairs: &BTreeMap<String, String>) -> Result<(), 
         *field = Value::Object(Map::new());
     }
     let Value::Object(map) = field else {
-        return Err(format!("expected a mapping, found {}", super::object::type_name(field)));
+        return Err(format!(
+            "expected a mapping, found {}",
+            super::object::type_name(field)
+        ));
     };
     for (k, v) in pairs {
         map.insert(k.clone(), Value::String(v.clone()));
@@ -36,9 +39,12 @@ pub fn add_pairs(
     for res in resources.iter_mut() {
         for spec in specs {
             let key = res.obj.key();
-            fieldspec::visit(&mut res.obj, spec, &mut |v| set_pairs(v, pairs)).map_err(|message| {
-                BuildError::Transform { at: at.clone(), message: format!("{key}: {}: {message}", spec.path) }
-            })?;
+            fieldspec::visit(&mut res.obj, spec, &mut |v| set_pairs(v, pairs)).map_err(
+                |message| BuildError::Transform {
+                    at: at.clone(),
+                    message: format!("{key}: {}: {message}", spec.path),
+                },
+            )?;
         }
     }
     Ok(())
@@ -61,18 +67,21 @@ pub fn set_namespace(
     extra: &[FieldSpec],
 ) -> Result<(), BuildError> {
     for res in resources.iter_mut() {
-        if !fieldspec::is_cluster_scoped(&res.obj) && !(unset_only && res.obj.namespace().is_some()) {
+        if !(fieldspec::is_cluster_scoped(&res.obj) || unset_only && res.obj.namespace().is_some())
+        {
             res.set_namespace(Some(ns));
         }
-        if matches!(res.obj.kind(), "RoleBinding" | "ClusterRoleBinding") && subjects != SubjectMode::None {
-            if let Some(Value::Array(subs)) = res.obj.value_mut().get_mut("subjects") {
-                for s in subs.iter_mut() {
-                    let is_sa = s.get("kind").and_then(Value::as_str) == Some("ServiceAccount");
-                    let is_default = s.get("name").and_then(Value::as_str) == Some("default");
-                    let hit = is_sa && (subjects == SubjectMode::AllServiceAccounts || is_default);
-                    if let (true, Value::Object(m)) = (hit, s) {
-                        m.insert("namespace".into(), Value::String(ns.into()));
-                    }
+        let binding = matches!(res.obj.kind(), "RoleBinding" | "ClusterRoleBinding");
+        if let (true, Some(Value::Array(subs))) = (
+            binding && subjects != SubjectMode::None,
+            res.obj.value_mut().get_mut("subjects"),
+        ) {
+            for s in subs.iter_mut() {
+                let is_sa = s.get("kind").and_then(Value::as_str) == Some("ServiceAccount");
+                let is_default = s.get("name").and_then(Value::as_str) == Some("default");
+                let hit = is_sa && (subjects == SubjectMode::AllServiceAccounts || is_default);
+                if let (true, Value::Object(m)) = (hit, s) {
+                    m.insert("namespace".into(), Value::String(ns.into()));
                 }
             }
         }
@@ -88,7 +97,12 @@ pub fn set_namespace(
 }
 
 /// Adds a name prefix and suffix, except to kinds kustomize leaves alone.
-pub fn add_prefix_suffix(resources: &mut [Resource], prefix: &str, suffix: &str, specs: Option<&[FieldSpec]>) {
+pub fn add_prefix_suffix(
+    resources: &mut [Resource],
+    prefix: &str,
+    suffix: &str,
+    specs: Option<&[FieldSpec]>,
+) {
     if prefix.is_empty() && suffix.is_empty() {
         return;
     }
@@ -98,10 +112,13 @@ pub fn add_prefix_suffix(resources: &mut [Resource], prefix: &str, suffix: &str,
         if skip {
             continue;
         }
-        if let Some(specs) = specs {
-            if !specs.iter().any(|s| s.path == "metadata/name" && s.applies_to(&res.obj)) {
-                continue;
-            }
+        let named = |specs: &[FieldSpec]| {
+            specs
+                .iter()
+                .any(|s| s.path == "metadata/name" && s.applies_to(&res.obj))
+        };
+        if specs.is_some_and(|specs| !named(specs)) {
+            continue;
         }
         let name = format!("{prefix}{}{suffix}", res.obj.name());
         res.rename(&name);
@@ -116,13 +133,16 @@ pub fn set_replicas(
     at: &Loc,
 ) -> Result<(), BuildError> {
     for r in replicas {
-        for res in resources.iter_mut().filter(|res| res.names().any(|n| n == r.name)) {
+        let (mut named, mut set) = (None, false);
+        for res in resources
+            .iter_mut()
+            .filter(|res| res.names().any(|n| n == r.name))
+        {
             if !specs.iter().any(|s| s.applies_to(&res.obj)) {
-                return Err(BuildError::Transform {
-                    at: at.clone(),
-                    message: format!("replicas: {} is not a kind whose replicas can be set", res.obj.key()),
-                });
+                named.get_or_insert_with(|| res.obj.key());
+                continue;
             }
+            set = true;
             for spec in specs {
                 fieldspec::visit::<()>(&mut res.obj, spec, &mut |v| {
                     *v = Value::from(r.count);
@@ -130,6 +150,12 @@ pub fn set_replicas(
                 })
                 .ok();
             }
+        }
+        if let (Some(key), false) = (named, set) {
+            return Err(BuildError::Transform {
+                at: at.clone(),
+                message: format!("replicas: {key} is not a kind whose replicas can be set"),
+            });
         }
     }
     Ok(())
@@ -194,7 +220,9 @@ fn update_containers(v: &mut Value, images: &[ImageSpec]) {
 
 fn set_image(field: Option<&mut Value>, images: &[ImageSpec]) {
     let Some(field) = field else { return };
-    let Some(mut current) = field.as_str().map(str::to_string) else { return };
+    let Some(mut current) = field.as_str().map(str::to_string) else {
+        return;
+    };
     // One transformer per entry, run in order, as kustomize does.
     for spec in images {
         if let Some(new) = new_image(&current, spec) {
@@ -212,10 +240,17 @@ pub fn set_images(resources: &mut [Resource], images: &[ImageSpec], specs: &[Fie
     for res in resources.iter_mut() {
         update_containers(res.obj.value_mut(), images);
         for spec in specs {
-            fieldspec::visit::<()>(&mut res.obj, &FieldSpec { create: false, ..spec.clone() }, &mut |v| {
-                set_image(Some(v), images);
-                Ok(())
-            })
+            fieldspec::visit::<()>(
+                &mut res.obj,
+                &FieldSpec {
+                    create: false,
+                    ..spec.clone()
+                },
+                &mut |v| {
+                    set_image(Some(v), images);
+                    Ok(())
+                },
+            )
             .ok();
         }
     }
@@ -225,7 +260,12 @@ pub fn set_images(resources: &mut [Resource], images: &[ImageSpec], specs: &[Fie
 mod tests {
     use super::*;
 
-    fn spec(name: &str, new_name: Option<&str>, tag: Option<&str>, digest: Option<&str>) -> ImageSpec {
+    fn spec(
+        name: &str,
+        new_name: Option<&str>,
+        tag: Option<&str>,
+        digest: Option<&str>,
+    ) -> ImageSpec {
         ImageSpec {
             name: name.into(),
             new_name: new_name.map(Into::into),
@@ -236,18 +276,30 @@ mod tests {
 
     #[test]
     fn splits_images_with_registry_ports() {
-        assert_eq!(split_image("localhost:5000/app:1.0"), ("localhost:5000/app", Some("1.0"), None));
-        assert_eq!(split_image("nginx@sha256:ab"), ("nginx", None, Some("sha256:ab")));
+        assert_eq!(
+            split_image("localhost:5000/app:1.0"),
+            ("localhost:5000/app", Some("1.0"), None)
+        );
+        assert_eq!(
+            split_image("nginx@sha256:ab"),
+            ("nginx", None, Some("sha256:ab"))
+        );
         assert_eq!(split_image("nginx"), ("nginx", None, None));
     }
 
     #[test]
     fn rewrites_matching_images_only() {
         let s = spec("nginx", Some("reg/nginx"), Some("1.25"), None);
-        assert_eq!(new_image("nginx:1.0", &s).as_deref(), Some("reg/nginx:1.25"));
+        assert_eq!(
+            new_image("nginx:1.0", &s).as_deref(),
+            Some("reg/nginx:1.25")
+        );
         assert_eq!(new_image("nginx-other:1.0", &s), None);
         let d = spec("nginx", None, None, Some("sha256:ff"));
-        assert_eq!(new_image("nginx:1.0", &d).as_deref(), Some("nginx@sha256:ff"));
+        assert_eq!(
+            new_image("nginx:1.0", &d).as_deref(),
+            Some("nginx@sha256:ff")
+        );
         let n = spec("nginx", Some("x/nginx"), None, None);
         assert_eq!(new_image("nginx:1.0", &n).as_deref(), Some("x/nginx:1.0"));
     }

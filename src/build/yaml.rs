@@ -9,6 +9,7 @@ use super::object::Loc;
 
 fn options() -> serde_saphyr::Options {
     serde_saphyr::options! {
+        strict_booleans: true,
         budget: serde_saphyr::budget! {
             max_documents: 1_000_000,
             max_nodes: 20_000_000,
@@ -41,12 +42,15 @@ pub fn parse(text: &str, file: &str, json: bool) -> Result<Vec<Document>, BuildE
         })?;
         return Ok(vec![Document { value, line: 1 }]);
     }
-    let docs: Vec<Spanned<Value>> =
-        serde_saphyr::from_str_multiple_with_options(text, options()).map_err(|e| yaml_error(&e, file))?;
+    let docs: Vec<Spanned<Value>> = serde_saphyr::from_str_multiple_with_options(text, options())
+        .map_err(|e| yaml_error(&e, file))?;
     Ok(docs
         .into_iter()
         .filter(|d| !d.value.is_null())
-        .map(|d| Document { line: d.referenced.line().max(1), value: d.value })
+        .map(|d| Document {
+            line: d.referenced.line().max(1),
+            value: d.value,
+        })
         .collect())
 }
 
@@ -54,9 +58,15 @@ pub fn parse(text: &str, file: &str, json: bool) -> Result<Vec<Document>, BuildE
 pub fn parse_one(text: &str, file: &str) -> Result<Document, BuildError> {
     let mut docs = parse(text, file, false)?;
     match docs.len() {
-        0 => Ok(Document { value: Value::Null, line: 1 }),
+        0 => Ok(Document {
+            value: Value::Null,
+            line: 1,
+        }),
         1 => Ok(docs.remove(0)),
-        _ => Err(BuildError::Parse { at: Loc::new(file, docs[1].line), message: "expected one YAML document".into() }),
+        _ => Err(BuildError::Parse {
+            at: Loc::new(file, docs[1].line),
+            message: "expected one YAML document".into(),
+        }),
     }
 }
 
@@ -67,7 +77,10 @@ fn yaml_error(e: &serde_saphyr::Error, file: &str) -> BuildError {
     if let Some(idx) = message.find(" at line ") {
         message.truncate(idx);
     }
-    BuildError::Parse { at: Loc::new(file, line), message: format!("invalid YAML: {message}") }
+    BuildError::Parse {
+        at: Loc::new(file, line),
+        message: format!("invalid YAML: {message}"),
+    }
 }
 
 /// Writes values as a multi-document YAML stream.
@@ -104,21 +117,29 @@ mod tests {
 
     #[test]
     fn malformed_yaml_names_the_line() {
-        let err = parse("a: 1\nb: [\n", "f.yaml", false).unwrap_err().to_string();
+        let err = parse("a: 1\nb: [\n", "f.yaml", false)
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("f.yaml:"), "{err}");
-        let err = parse("a: 1\n  b: 2\n", "f.yaml", false).unwrap_err().to_string();
+        let err = parse("a: 1\n  b: 2\n", "f.yaml", false)
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("f.yaml:2:"), "{err}");
     }
 
     #[test]
     fn duplicate_keys_are_errors() {
-        let err = parse("a: 1\na: 2\n", "f.yaml", false).unwrap_err().to_string();
+        let err = parse("a: 1\na: 2\n", "f.yaml", false)
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("f.yaml:2:"), "{err}");
     }
 
     #[test]
     fn malformed_json_names_the_line() {
-        let err = parse("{\n\"a\": 1,\n}\n", "f.json", true).unwrap_err().to_string();
+        let err = parse("{\n\"a\": 1,\n}\n", "f.json", true)
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("f.json:3:"), "{err}");
     }
 
@@ -137,7 +158,7 @@ mod tests {
 
     #[test]
     fn yaml_round_trips() {
-        let v = json!({"a": "yes", "b": "1", "c": 1, "d": [true, null], "e": "multi\nline\n"});
+        let v = json!({"a": "yes", "y": "y", "n": "no", "b": "1", "c": 1, "d": [true, null], "e": "multi\nline\n"});
         let text = to_yaml(&v).unwrap();
         assert_eq!(parse(&text, "x", false).unwrap()[0].value, v);
     }

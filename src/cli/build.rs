@@ -69,7 +69,9 @@ pub struct Args {
 }
 
 fn pair(s: &str, what: &str) -> anyhow::Result<(String, String)> {
-    let (k, v) = s.split_once('=').with_context(|| format!("{what} {s:?} is not KEY=VALUE"))?;
+    let (k, v) = s
+        .split_once('=')
+        .with_context(|| format!("{what} {s:?} is not KEY=VALUE"))?;
     Ok((k.to_string(), v.to_string()))
 }
 
@@ -81,26 +83,41 @@ fn image(s: &str) -> anyhow::Result<ImageSpec> {
     };
     let slash = rest.rfind('/').map(|i| i + 1).unwrap_or(0);
     let (new_name, tag) = match rest[slash..].rfind(':') {
-        Some(i) => (rest[..slash + i].to_string(), Some(rest[slash + i + 1..].to_string())),
+        Some(i) => (
+            rest[..slash + i].to_string(),
+            Some(rest[slash + i + 1..].to_string()),
+        ),
         None => (rest.clone(), None),
     };
-    Ok(ImageSpec { name, new_name: (!new_name.is_empty()).then_some(new_name), new_tag: tag, digest })
+    Ok(ImageSpec {
+        name,
+        new_name: (!new_name.is_empty()).then_some(new_name),
+        new_tag: tag,
+        digest,
+    })
 }
 
 /// The enclosing Git work tree of `dir`, if any.
 fn git_work_tree(dir: &Path) -> Option<PathBuf> {
     let dir = dir.canonicalize().ok()?;
-    dir.ancestors().find(|d| d.join(".git").exists()).map(Path::to_path_buf)
+    dir.ancestors()
+        .find(|d| d.join(".git").exists())
+        .map(Path::to_path_buf)
 }
 
 fn options(args: &Args) -> anyhow::Result<BuildOptions> {
-    let mut opts = BuildOptions { max_file_size: args.max_file_size, ..Default::default() };
+    let mut opts = BuildOptions {
+        max_file_size: args.max_file_size,
+        ..Default::default()
+    };
     if let Some(file) = &args.kustomization {
-        let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-        let doc: Value = serde_saphyr::from_str(&text).with_context(|| format!("parsing {}", file.display()))?;
+        let text =
+            std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+        let doc: Value =
+            serde_saphyr::from_str(&text).with_context(|| format!("parsing {}", file.display()))?;
         let spec = doc.get("spec").unwrap_or(&doc);
-        let (flux, vars) =
-            build::flux_options_from_spec(spec).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+        let (flux, vars) = build::flux_options_from_spec(spec)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
         opts.flux = flux;
         opts.substitute = vars;
     }

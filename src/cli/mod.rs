@@ -29,7 +29,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Render a directory (kustomization or plain manifests) the way the agent will, without kustomize.
-    Build(build::Args),
+    Build(Box<build::Args>),
     /// Print the version of sluice and, with --server, of the Kubernetes API server.
     Version(version::Args),
 }
@@ -38,7 +38,7 @@ pub enum Command {
 /// answer (the command says what it means), 2 or more an error.
 pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
-        Command::Build(args) => block_on(build::run(args)),
+        Command::Build(args) => block_on(build::run(*args)),
         Command::Version(args) => block_on(version::run(args)),
     };
     match result {
