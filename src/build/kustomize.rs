@@ -2,6 +2,7 @@
 //! components, transformers; then, at the top only, hash suffixes and name references. Reads
 //! files through [`Source`] only.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use super::BuildError;
@@ -81,8 +82,9 @@ pub fn build_top(
                 file: src.display(dir),
                 text: String::new(),
             };
+            let mut seen = Seen::of(&acc);
             for res in found {
-                push_unique(&mut acc, res)?;
+                seen.push(&mut acc, res)?;
             }
             let mut k = Kustomization::default();
             flux.merge_into(&mut k);
@@ -101,25 +103,40 @@ pub fn build_top(
     Ok(acc)
 }
 
-/// Appends an object, refusing a second one with the same identity.
-pub(crate) fn push_unique(acc: &mut Vec<Resource>, res: Resource) -> Result<(), BuildError> {
-    let key = res.obj.key();
-    let norm = |k: &super::ObjectKey| {
-        (
-            k.group.clone(),
-            k.kind.clone(),
-            k.namespace.clone().unwrap_or_default(),
-            k.name.clone(),
-        )
-    };
-    if let Some(first) = acc.iter().find(|r| norm(&r.obj.key()) == norm(&key)) {
-        return Err(BuildError::Duplicate {
-            at: res.loc,
-            message: format!("{key} is defined twice: first at {}", first.loc),
-        });
+type IdKey = (String, String, String, String);
+
+fn id_key(res: &Resource) -> IdKey {
+    let o = &res.obj;
+    let ns = o.namespace().unwrap_or_default().to_string();
+    (
+        o.group().to_string(),
+        o.kind().to_string(),
+        ns,
+        o.name().to_string(),
+    )
+}
+
+/// The identities of the objects accumulated so far, to refuse a second object with the same
+/// group, kind, namespace and name.
+pub(crate) struct Seen(HashMap<IdKey, Loc>);
+
+impl Seen {
+    pub fn of(acc: &[Resource]) -> Self {
+        Self(acc.iter().map(|r| (id_key(r), r.loc.clone())).collect())
     }
-    acc.push(res);
-    Ok(())
+
+    /// Appends an object unless one with the same identity is there.
+    pub fn push(&mut self, acc: &mut Vec<Resource>, res: Resource) -> Result<(), BuildError> {
+        if let Some(first) = self.0.get(&id_key(&res)) {
+            return Err(BuildError::Duplicate {
+                at: res.loc.clone(),
+                message: format!("{} is defined twice: first at {first}", res.obj.key()),
+            });
+        }
+        self.0.insert(id_key(&res), res.loc.clone());
+        acc.push(res);
+        Ok(())
+    }
 }
 
 impl Ctx<'_> {
@@ -213,6 +230,7 @@ impl Ctx<'_> {
         k: &Kustomization,
         acc: &mut Vec<Resource>,
     ) -> Result<(), BuildError> {
+        let mut seen = Seen::of(acc);
         for entry in k.resources.iter().chain(&k.bases) {
             let at = kf.at(entry);
             if is_remote(entry) {
@@ -236,10 +254,10 @@ impl Ctx<'_> {
                 plain::read_file(self.src, &real)?
             };
             for res in found {
-                push_unique(acc, res)?;
+                seen.push(acc, res)?;
             }
         }
-        self.generate(kf, k, acc)?;
+        self.generate(kf, k, acc, &mut seen)?;
         for entry in &k.components {
             let at = kf.at(entry);
             let real = self.src.resolve(&kf.dir.join(entry), &at)?;
@@ -264,6 +282,7 @@ impl Ctx<'_> {
         kf: &KFile,
         k: &Kustomization,
         acc: &mut Vec<Resource>,
+        seen: &mut Seen,
     ) -> Result<(), BuildError> {
         let specs = k
             .config_map_generator
@@ -301,7 +320,7 @@ impl Ctx<'_> {
                         })?;
                     let mut res = Resource::new(obj, at.clone());
                     res.needs_hash = hash;
-                    push_unique(acc, res)?;
+                    seen.push(acc, res)?;
                 }
                 ("merge" | "replace", None) => {
                     return Err(BuildError::Generate {

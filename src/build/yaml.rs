@@ -10,6 +10,7 @@ use super::object::Loc;
 fn options() -> serde_saphyr::Options {
     serde_saphyr::options! {
         strict_booleans: true,
+        with_snippet: false,
         budget: serde_saphyr::budget! {
             max_documents: 1_000_000,
             max_nodes: 20_000_000,
@@ -73,7 +74,16 @@ pub fn parse_one(text: &str, file: &str) -> Result<Document, BuildError> {
 fn yaml_error(e: &serde_saphyr::Error, file: &str) -> BuildError {
     let line = e.location().map(|l| l.line()).unwrap_or(0);
     let mut message = e.to_string();
-    // The crate appends its own location; the message names it first already.
+    // The location is already in front of the message.
+    if let Some(rest) = message.strip_prefix("error: ") {
+        message = rest.to_string();
+    }
+    let located = message
+        .split_once(": ")
+        .filter(|(head, _)| head.starts_with("line ") && head.contains(" column "));
+    if let Some((_, rest)) = located {
+        message = rest.to_string();
+    }
     if let Some(idx) = message.find(" at line ") {
         message.truncate(idx);
     }
