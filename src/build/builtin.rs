@@ -79,7 +79,7 @@ pub fn run(ctx: &Ctx, kf: &KFile, entry: &str, acc: &mut Vec<Resource>) -> Resul
         }
         (ctx.src.read_text(&path)?, ctx.src.display(&path), 0)
     };
-    for doc in yaml::parse(&text, &file, false)? {
+    for doc in yaml::parse(&text, &file)? {
         let at = Loc::new(&file, doc.line + base_line);
         let api = doc
             .value

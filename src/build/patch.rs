@@ -19,7 +19,7 @@ pub enum Content {
 
 /// Parses patch text: a list is a JSON 6902 patch, mappings are strategic merge patches.
 pub fn parse(text: &str, at: &Loc) -> Result<Content, BuildError> {
-    let docs = yaml::parse(text, &at.file, false).map_err(|e| match e {
+    let docs = yaml::parse(text, &at.file).map_err(|e| match e {
         BuildError::Parse { at: inner, message } => BuildError::Parse {
             at: Loc::new(inner.file, inner.line + at.line.saturating_sub(1)),
             message,

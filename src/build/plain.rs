@@ -15,9 +15,8 @@ use super::yaml;
 pub fn read_file(src: &Source, path: &Path) -> Result<Vec<Resource>, BuildError> {
     let text = src.read_text(path)?;
     let file = src.display(path);
-    let json = path.extension().is_some_and(|e| e == "json");
     let mut out = Vec::new();
-    for doc in yaml::parse(&text, &file, json)? {
+    for doc in yaml::parse(&text, &file)? {
         let at = Loc::new(&file, doc.line);
         push_objects(doc.value, &at, &mut out)?;
     }

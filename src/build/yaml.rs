@@ -34,15 +34,9 @@ pub struct Document {
     pub line: u64,
 }
 
-/// Parses a YAML stream (or a JSON file when `json`) into documents, skipping empty ones.
-pub fn parse(text: &str, file: &str, json: bool) -> Result<Vec<Document>, BuildError> {
-    if json {
-        let value: Value = serde_json::from_str(text).map_err(|e| BuildError::Parse {
-            at: Loc::new(file, e.line() as u64),
-            message: format!("invalid JSON: {e}"),
-        })?;
-        return Ok(vec![Document { value, line: 1 }]);
-    }
+/// Parses a YAML stream into documents, skipping empty ones. JSON files are read as YAML too,
+/// as kustomize does (so a trailing comma is accepted).
+pub fn parse(text: &str, file: &str) -> Result<Vec<Document>, BuildError> {
     let docs: Vec<Spanned<Value>> = serde_saphyr::from_str_multiple_with_options(text, options())
         .map_err(|e| yaml_error(&e, file))?;
     Ok(docs
@@ -57,7 +51,7 @@ pub fn parse(text: &str, file: &str, json: bool) -> Result<Vec<Document>, BuildE
 
 /// Parses a single YAML (or JSON) document; an empty text is null.
 pub fn parse_one(text: &str, file: &str) -> Result<Document, BuildError> {
-    let mut docs = parse(text, file, false)?;
+    let mut docs = parse(text, file)?;
     match docs.len() {
         0 => Ok(Document {
             value: Value::Null,
@@ -87,9 +81,14 @@ fn yaml_error(e: &serde_saphyr::Error, file: &str) -> BuildError {
     if let Some(idx) = message.find(" at line ") {
         message.truncate(idx);
     }
+    let what = if file.ends_with(".json") {
+        "JSON"
+    } else {
+        "YAML"
+    };
     BuildError::Parse {
         at: Loc::new(file, line),
-        message: format!("invalid YAML: {message}"),
+        message: format!("invalid {what}: {message}"),
     }
 }
 
@@ -119,7 +118,7 @@ mod tests {
 
     #[test]
     fn documents_carry_their_line() {
-        let docs = parse("a: 1\n---\n---\nb: 2\n", "f.yaml", false).unwrap();
+        let docs = parse("a: 1\n---\n---\nb: 2\n", "f.yaml").unwrap();
         assert_eq!(docs.len(), 2);
         assert_eq!(docs[1].value, json!({"b": 2}));
         assert_eq!(docs[1].line, 4);
@@ -127,30 +126,28 @@ mod tests {
 
     #[test]
     fn malformed_yaml_names_the_line() {
-        let err = parse("a: 1\nb: [\n", "f.yaml", false)
-            .unwrap_err()
-            .to_string();
+        let err = parse("a: 1\nb: [\n", "f.yaml").unwrap_err().to_string();
         assert!(err.starts_with("f.yaml:"), "{err}");
-        let err = parse("a: 1\n  b: 2\n", "f.yaml", false)
-            .unwrap_err()
-            .to_string();
+        let err = parse("a: 1\n  b: 2\n", "f.yaml").unwrap_err().to_string();
         assert!(err.starts_with("f.yaml:2:"), "{err}");
     }
 
     #[test]
     fn duplicate_keys_are_errors() {
-        let err = parse("a: 1\na: 2\n", "f.yaml", false)
-            .unwrap_err()
-            .to_string();
+        let err = parse("a: 1\na: 2\n", "f.yaml").unwrap_err().to_string();
         assert!(err.starts_with("f.yaml:2:"), "{err}");
     }
 
     #[test]
     fn malformed_json_names_the_line() {
-        let err = parse("{\n\"a\": 1,\n}\n", "f.json", true)
+        let err = parse("{\n\"a\": 1,\n\"b\": [\n", "f.json")
             .unwrap_err()
             .to_string();
-        assert!(err.starts_with("f.json:3:"), "{err}");
+        assert!(err.starts_with("f.json:"), "{err}");
+        assert_eq!(
+            parse("{\"a\": [1, 2],}", "f.json").unwrap()[0].value,
+            json!({"a": [1, 2]})
+        );
     }
 
     #[test]
@@ -162,7 +159,7 @@ mod tests {
                 "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
             ));
         }
-        let err = parse(&text, "bomb.yaml", false).unwrap_err().to_string();
+        let err = parse(&text, "bomb.yaml").unwrap_err().to_string();
         assert!(err.starts_with("bomb.yaml:"), "{err}");
     }
 
@@ -170,6 +167,6 @@ mod tests {
     fn yaml_round_trips() {
         let v = json!({"a": "yes", "y": "y", "n": "no", "b": "1", "c": 1, "d": [true, null], "e": "multi\nline\n"});
         let text = to_yaml(&v).unwrap();
-        assert_eq!(parse(&text, "x", false).unwrap()[0].value, v);
+        assert_eq!(parse(&text, "x").unwrap()[0].value, v);
     }
 }
