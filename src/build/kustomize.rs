@@ -308,8 +308,8 @@ impl Ctx<'_> {
                 .unwrap_or("default");
             let existing = acc.iter_mut().find(|r| {
                 r.obj.kind() == kind
-                    && r.names().any(|n| n == spec.name)
-                    && r.namespaces().any(|n| n.unwrap_or("default") == ns)
+                    && r.ids()
+                        .any(|(n, s)| n == spec.name && s.unwrap_or("default") == ns)
             });
             match (spec.behavior.as_deref().unwrap_or("create"), existing) {
                 ("create", _) => {
@@ -333,11 +333,14 @@ impl Ctx<'_> {
                     res.needs_hash = res.needs_hash && hash;
                 }
                 ("replace", Some(res)) => {
-                    let name = res.obj.name().to_string();
-                    let ns = res.obj.namespace().map(str::to_string);
-                    *res.obj.value_mut() = value;
-                    res.obj.set_name(&name);
-                    res.obj.set_namespace(ns.as_deref());
+                    // The data is replaced; name, namespace, labels and annotations carry over.
+                    let mut replaced = res.obj.value().clone();
+                    if let Some(map) = replaced.as_object_mut() {
+                        map.remove("data");
+                        map.remove("binaryData");
+                    }
+                    generator::merge_into(&mut replaced, &value);
+                    *res.obj.value_mut() = replaced;
                     res.needs_hash = hash;
                 }
                 (other, _) => {

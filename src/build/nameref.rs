@@ -113,6 +113,40 @@ fn references() -> Vec<(&'static str, Vec<FieldSpec>)> {
     ]
 }
 
+/// Kinds an autoscaler's scaleTargetRef may name.
+const SCALABLE: [&str; 4] = [
+    "Deployment",
+    "StatefulSet",
+    "ReplicaSet",
+    "ReplicationController",
+];
+
+/// HorizontalPodAutoscaler scaleTargetRef: the name follows the kind it names.
+fn fix_scale_target(res: &mut Resource, index: &Index) {
+    if res.obj.kind() != "HorizontalPodAutoscaler" {
+        return;
+    }
+    let ns = res.obj.namespace().map(str::to_string);
+    let Some(target) = res.obj.value_mut().pointer_mut("/spec/scaleTargetRef") else {
+        return;
+    };
+    let kind = target
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    if !SCALABLE.contains(&kind.as_str()) {
+        return;
+    }
+    let new = target
+        .get("name")
+        .and_then(Value::as_str)
+        .and_then(|old| index.resolve(&kind, old, Some(ns.as_deref())));
+    if let Some(new) = new {
+        target["name"] = Value::String(new);
+    }
+}
+
 /// What name resolution needs to know about one object.
 struct Known {
     names: Vec<String>,
@@ -216,6 +250,7 @@ pub fn fix(resources: &mut [Resource]) {
             }
         }
         fix_bindings(res, &index);
+        fix_scale_target(res, &index);
     }
 }
 

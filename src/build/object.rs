@@ -247,6 +247,17 @@ impl Resource {
         }
     }
 
+    /// Every (name, namespace) this object had, the original first and the current last.
+    pub fn ids(&self) -> impl Iterator<Item = (&str, Option<&str>)> {
+        std::iter::once((self.original.0.as_str(), self.original.1.as_deref()))
+            .chain(
+                self.previous
+                    .iter()
+                    .map(|(n, ns)| (n.as_str(), ns.as_deref())),
+            )
+            .chain(std::iter::once((self.obj.name(), self.obj.namespace())))
+    }
+
     /// Every name this object had, the original first and the current last.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         std::iter::once(self.original.0.as_str())

@@ -130,8 +130,7 @@ fn names_object(doc: &Value, res: &Resource) -> bool {
     let norm = |n: Option<&str>| n.unwrap_or("default").to_string();
     kind == res.obj.kind()
         && group.is_none_or(|g| g == res.obj.group())
-        && res.names().any(|n| n == name)
-        && res.namespaces().any(|n| norm(n) == norm(ns))
+        && res.ids().any(|(n, s)| n == name && norm(s) == norm(ns))
 }
 
 /// Applies one patch to the objects it targets. Without a target, a strategic merge patch applies

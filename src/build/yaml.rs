@@ -10,6 +10,7 @@ use super::object::Loc;
 fn options() -> serde_saphyr::Options {
     serde_saphyr::options! {
         strict_booleans: true,
+        legacy_octal_numbers: true,
         with_snippet: false,
         budget: serde_saphyr::budget! {
             max_documents: 1_000_000,
@@ -42,11 +43,33 @@ pub fn parse(text: &str, file: &str) -> Result<Vec<Document>, BuildError> {
     Ok(docs
         .into_iter()
         .filter(|d| !d.value.is_null())
+        .map(|mut d| {
+            normalize_numbers(&mut d.value);
+            d
+        })
         .map(|d| Document {
             line: d.referenced.line().max(1),
             value: d.value,
         })
         .collect())
+}
+
+/// Floats with an integral value become integers, as they do in kustomize's JSON round trip
+/// (`1e3` is `1000`).
+fn normalize_numbers(v: &mut Value) {
+    match v {
+        Value::Number(n) => {
+            let integral = n
+                .as_f64()
+                .filter(|f| !n.is_i64() && !n.is_u64() && f.fract() == 0.0 && f.abs() < 9.0e15);
+            if let Some(f) = integral {
+                *v = Value::from(f as i64);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(normalize_numbers),
+        Value::Object(map) => map.values_mut().for_each(normalize_numbers),
+        _ => {}
+    }
 }
 
 /// Parses a single YAML (or JSON) document; an empty text is null.
