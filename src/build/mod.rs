@@ -5,6 +5,7 @@
 mod builtin;
 mod fieldspec;
 mod flux;
+mod generate;
 mod generator;
 mod kustomization;
 mod kustomize;
