@@ -124,6 +124,36 @@ impl Default for BuildOptions {
     }
 }
 
+/// Parses the text of a manifest file into objects, as files are read during a build (`List`s
+/// flattened, empty documents skipped). `file` names the text in errors.
+pub fn parse_manifests(text: &str, file: &str) -> Result<Vec<Object>, BuildError> {
+    let mut out = Vec::new();
+    for doc in yaml::parse(text, file)? {
+        plain::push_objects(doc.value, &Loc::new(file, doc.line), &mut out)?;
+    }
+    Ok(out.into_iter().map(|r| r.obj).collect())
+}
+
+/// Applies a patch (strategic merge mapping(s) or a JSON 6902 list, as text) to one object, as a
+/// `patches` entry whose target selects it. Returns the object, or nothing when the patch deletes it.
+pub fn apply_patch(object: &Object, patch_text: &str) -> Result<Option<Object>, BuildError> {
+    let at = Loc::new("(patch)", 1);
+    let content = patch::parse(patch_text, &at)?;
+    let mut resources = vec![object::Resource::new(
+        object.clone(),
+        Loc::new("(object)", 1),
+    )];
+    let target = TargetSpec::default();
+    patch::apply(
+        &mut resources,
+        &content,
+        Some(&target),
+        &Default::default(),
+        &at,
+    )?;
+    Ok(resources.pop().map(|r| r.obj))
+}
+
 /// Renders the directory `path` (inside `root`) into objects. Kustomization directories follow
 /// kustomize 5; a directory without a kustomization file is read recursively as plain manifests.
 /// The Flux extras are merged into the top kustomization as Flux does, then variables are

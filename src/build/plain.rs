@@ -23,7 +23,11 @@ pub fn read_file(src: &Source, path: &Path) -> Result<Vec<Resource>, BuildError>
     Ok(out)
 }
 
-fn push_objects(value: Value, at: &Loc, out: &mut Vec<Resource>) -> Result<(), BuildError> {
+pub(crate) fn push_objects(
+    value: Value,
+    at: &Loc,
+    out: &mut Vec<Resource>,
+) -> Result<(), BuildError> {
     let is_list = value
         .get("kind")
         .and_then(Value::as_str)
