@@ -1,5 +1,6 @@
 //! Strategic merge patches: maps merge, lists of built-in types merge by their merge key, and the
-//! `$patch: delete|replace|merge`, `$retainKeys` and `$deleteFromPrimitiveList` directives. Pure.
+//! `$patch: delete|replace|merge` directive. `$retainKeys`, `$setElementOrder` and
+//! `$deleteFromPrimitiveList` are refused: kustomize copies them into the object. Pure.
 
 use serde_json::{Map, Value};
 
@@ -52,7 +53,7 @@ pub fn clean(v: &Value) -> Value {
     match v {
         Value::Object(m) => Value::Object(
             m.iter()
-                .filter(|(k, v)| !k.starts_with('$') && !v.is_null())
+                .filter(|(k, v)| *k != "$patch" && !v.is_null())
                 .map(|(k, v)| (k.clone(), clean(v)))
                 .collect(),
         ),
@@ -74,6 +75,29 @@ pub enum Outcome {
     Deleted,
 }
 
+/// Directives kustomize does not carry out (it leaves them in the object, which the API server
+/// then refuses), so sluice refuses the patch.
+fn refuse_unsupported(v: &Value) -> Result<(), String> {
+    match v {
+        Value::Object(m) => {
+            for (k, child) in m {
+                let unsupported = k == "$retainKeys"
+                    || k.starts_with("$setElementOrder/")
+                    || k.starts_with("$deleteFromPrimitiveList/");
+                if unsupported {
+                    return Err(format!(
+                        "the strategic merge directive {k} is not supported"
+                    ));
+                }
+                refuse_unsupported(child)?;
+            }
+            Ok(())
+        }
+        Value::Array(items) => items.iter().try_for_each(refuse_unsupported),
+        _ => Ok(()),
+    }
+}
+
 /// Applies a strategic merge patch to an object. `builtin` says whether the object is of a
 /// built-in kind (lists without a merge key are replaced) or a custom one (merge keys are guessed).
 pub fn apply(target: &mut Value, patch: &Value, builtin: bool) -> Result<Outcome, String> {
@@ -86,6 +110,7 @@ pub fn apply(target: &mut Value, patch: &Value, builtin: bool) -> Result<Outcome
         Some("merge") | None => {}
         Some(other) => return Err(format!("unknown $patch directive {other:?}")),
     }
+    refuse_unsupported(patch)?;
     let (Value::Object(t), Value::Object(p)) = (target, patch) else {
         return Err("a strategic merge patch must be a mapping".into());
     };
@@ -107,13 +132,7 @@ fn merge_map(
         return Ok(());
     }
     for (k, pv) in p {
-        if let Some(field) = k.strip_prefix("$deleteFromPrimitiveList/") {
-            if let (Some(Value::Array(items)), Value::Array(del)) = (t.get_mut(field), pv) {
-                items.retain(|i| !del.contains(i));
-            }
-            continue;
-        }
-        if k.starts_with('$') {
+        if k == "$patch" {
             continue;
         }
         if pv.is_null() {
@@ -128,11 +147,7 @@ fn merge_map(
                 }
                 Some("replace") => *tv = clean(pv),
                 _ => {
-                    let tm = tv.as_object_mut().expect("matched");
-                    merge_map(tm, pm, path, builtin)?;
-                    if let Some(Value::Array(keep)) = pm.get("$retainKeys") {
-                        tm.retain(|name, _| keep.iter().any(|r| r.as_str() == Some(name)));
-                    }
+                    merge_map(tv.as_object_mut().expect("matched"), pm, path, builtin)?;
                 }
             },
             (Some(Value::Array(tl)), Value::Array(pl)) => {
@@ -302,6 +317,13 @@ mod tests {
             apply(&mut d, &json!({"$patch": "delete"}), true).unwrap(),
             Outcome::Deleted
         );
+    }
+
+    #[test]
+    fn refuses_directives_kustomize_leaves_in_the_object() {
+        let mut d = deploy();
+        let p = json!({"spec": {"$retainKeys": ["template"]}});
+        assert!(apply(&mut d, &p, true).unwrap_err().contains("$retainKeys"));
     }
 
     #[test]
