@@ -29,6 +29,7 @@ pub use kustomization::{ImageSpec, PatchSpec, TargetSpec};
 pub use object::{Loc, Object, ObjectKey};
 pub use order::apply_order;
 pub use substitute::substitute_text;
+pub use transform::split_image;
 pub use yaml::{to_yaml, to_yaml_stream};
 
 /// Everything a build can fail on; each variant names the step and where (file and line).

@@ -77,23 +77,13 @@ fn pair(s: &str, what: &str) -> anyhow::Result<(String, String)> {
 
 fn image(s: &str) -> anyhow::Result<ImageSpec> {
     let (name, new) = pair(s, "--image")?;
-    let (rest, digest) = match new.split_once('@') {
-        Some((r, d)) => (r.to_string(), Some(d.to_string())),
-        None => (new.clone(), None),
-    };
-    let slash = rest.rfind('/').map(|i| i + 1).unwrap_or(0);
-    let (new_name, tag) = match rest[slash..].rfind(':') {
-        Some(i) => (
-            rest[..slash + i].to_string(),
-            Some(rest[slash + i + 1..].to_string()),
-        ),
-        None => (rest.clone(), None),
-    };
+    let (new_name, tag, digest) = build::split_image(&new);
+    let owned = |s: Option<&str>| s.filter(|s| !s.is_empty()).map(str::to_string);
     Ok(ImageSpec {
         name,
-        new_name: (!new_name.is_empty()).then_some(new_name),
-        new_tag: tag,
-        digest,
+        new_name: owned(Some(new_name)),
+        new_tag: owned(tag),
+        digest: owned(digest),
     })
 }
 
