@@ -1,5 +1,6 @@
 //! sluice: a GitOps agent for Kubernetes. The binary is a thin shell over this library.
 
 pub mod apply;
+pub mod build;
 pub mod cli;
 pub mod runtime;

@@ -1,6 +1,7 @@
 //! The command line: one file per subcommand, each exposing `Args` and `run`. No I/O here besides
 //! dispatch and printing the final error.
 
+mod build;
 mod version;
 
 use std::process::ExitCode;
@@ -27,6 +28,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Render a directory (kustomization or plain manifests) the way the agent will, without kustomize.
+    Build(Box<build::Args>),
     /// Print the version of sluice and, with --server, of the Kubernetes API server.
     Version(version::Args),
 }
@@ -35,6 +38,7 @@ pub enum Command {
 /// answer (the command says what it means), 2 or more an error.
 pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
+        Command::Build(args) => block_on(build::run(*args)),
         Command::Version(args) => block_on(version::run(args)),
     };
     match result {
