@@ -1,0 +1,9 @@
+//! The Git source: fetching repositories, choosing revisions, storing artifacts and verifying
+//! signatures. The submodules say which of them do I/O.
+
+pub mod artifact;
+pub mod git;
+pub mod ignore;
+pub mod known_hosts;
+pub mod revision;
+pub mod url;
