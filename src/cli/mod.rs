@@ -1,6 +1,8 @@
 //! The command line: one file per subcommand, each exposing `Args` and `run`. No I/O here besides
 //! dispatch and printing the final error.
 
+mod source;
+mod verify;
 mod version;
 
 use std::process::ExitCode;
@@ -29,6 +31,10 @@ pub struct Cli {
 pub enum Command {
     /// Print the version of sluice and, with --server, of the Kubernetes API server.
     Version(version::Args),
+    /// Check that a revision carries a trusted OpenPGP or SSH signature (exit 1 when it does not).
+    Verify(verify::Args),
+    /// Work with Git sources the way the agent does.
+    Source(source::Args),
 }
 
 /// Runs the parsed command and maps its outcome to the process exit code: 0 success, 1 a negative
@@ -36,6 +42,8 @@ pub enum Command {
 pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Version(args) => block_on(version::run(args)),
+        Command::Verify(args) => block_on(verify::run(args)),
+        Command::Source(args) => block_on(source::run(args)),
     };
     match result {
         Ok(code) => code,

@@ -583,6 +583,42 @@ fn has_commit(repo: &Repository, sha: &str) -> bool {
     Oid::from_str(sha).is_ok_and(|oid| repo.find_commit(oid).is_ok())
 }
 
+/// Lists the references of a local repository the way a remote advertises them.
+pub async fn list_local_refs(path: &Path) -> Result<Vec<RemoteRef>, GitError> {
+    let path = path.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let repo = Repository::open(&path).map_err(|source| GitError::Cache {
+            path: path.clone(),
+            source,
+        })?;
+        let err = |source| GitError::Cache {
+            path: path.clone(),
+            source,
+        };
+        let mut refs = Vec::new();
+        for r in repo.references().map_err(err)? {
+            let r = r.map_err(err)?;
+            let (Ok(name), Some(oid)) = (r.name(), r.target()) else {
+                continue;
+            };
+            let peeled = r
+                .peel_to_commit()
+                .ok()
+                .map(|c| c.id())
+                .filter(|c| *c != oid)
+                .map(|c| c.to_string());
+            refs.push(RemoteRef {
+                name: name.to_owned(),
+                oid: oid.to_string(),
+                peeled,
+            });
+        }
+        Ok(refs)
+    })
+    .await
+    .map_err(GitError::Join)?
+}
+
 /// A signed Git object's payload as verification needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SignedPayload {

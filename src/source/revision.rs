@@ -122,6 +122,21 @@ impl Selection {
     }
 }
 
+/// A plain name typed on the command line is a branch unless only a tag of that name exists.
+pub fn disambiguate(selection: Selection, refs: &[RemoteRef]) -> Selection {
+    match selection {
+        Selection::Branch(b) => {
+            let has = |full: String| refs.iter().any(|r| r.name == full);
+            if !has(format!("refs/heads/{b}")) && has(format!("refs/tags/{b}")) {
+                Selection::Tag(b)
+            } else {
+                Selection::Branch(b)
+            }
+        }
+        other => other,
+    }
+}
+
 /// One reference advertised by a remote. `peeled` is the commit an annotated tag points at.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemoteRef {
@@ -567,6 +582,22 @@ mod tests {
         }
         assert!(Revision::parse("main@sha1:xyz").is_err());
         assert!(Revision::parse("main").is_err());
+    }
+
+    #[test]
+    fn plain_cli_name_falls_back_to_a_tag() {
+        let refs = vec![
+            rr("refs/heads/main", &sha('1'), None),
+            rr("refs/tags/v1", &sha('2'), None),
+        ];
+        assert_eq!(
+            disambiguate(Selection::Branch("v1".into()), &refs),
+            Selection::Tag("v1".into())
+        );
+        assert_eq!(
+            disambiguate(Selection::Branch("main".into()), &refs),
+            Selection::Branch("main".into())
+        );
     }
 
     #[test]
