@@ -203,17 +203,8 @@ pub fn resolve(selection: &Selection, refs: &[RemoteRef]) -> Result<Resolved, Re
             Ok(found(&tag, full, r))
         }
         Selection::Commit { sha, branch } => {
-            let refname = match branch {
-                Some(b) => {
-                    let full = format!("refs/heads/{b}");
-                    find(&full).ok_or_else(|| RevisionError::RefNotFound {
-                        kind: "branch",
-                        name: b.clone(),
-                    })?;
-                    Some(full)
-                }
-                None => None,
-            };
+            // A commit is its own answer; whether its branch exists shows when fetching.
+            let refname = branch.as_ref().map(|b| format!("refs/heads/{b}"));
             let revision = match branch {
                 Some(b) => Revision::named(b, sha),
                 None => Revision {
