@@ -75,21 +75,23 @@ pub(super) fn verify(
                     let summary = sig.summary();
                     let key = fpr.clone();
                     match (sig.status(), owner) {
-                        (Err(e), _) if e == gpgme::Error::NO_PUBKEY => Err(Untrusted::UnknownKey {
-                            subject: subject.clone(),
-                            key,
-                        }),
+                        (Err(e), _) if e.code() == gpgme::Error::NO_PUBKEY.code() => {
+                            Err(Untrusted::UnknownKey {
+                                subject: subject.clone(),
+                                key,
+                            })
+                        }
                         (_, None) => Err(Untrusted::UnknownKey {
                             subject: subject.clone(),
                             key,
                         }),
-                        (Err(e), _) if e == gpgme::Error::KEY_EXPIRED => {
+                        (Err(e), _) if e.code() == gpgme::Error::KEY_EXPIRED.code() => {
                             Err(Untrusted::ExpiredKey {
                                 subject: subject.clone(),
                                 key,
                             })
                         }
-                        (Err(e), _) if e == gpgme::Error::CERT_REVOKED => {
+                        (Err(e), _) if e.code() == gpgme::Error::CERT_REVOKED.code() => {
                             Err(Untrusted::RevokedKey {
                                 subject: subject.clone(),
                                 key,
