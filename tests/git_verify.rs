@@ -413,8 +413,8 @@ async fn verify_command_exit_codes() {
     std::fs::write(key_dir.path().join("signer.pub"), &k.ssh_good_pub).unwrap();
     let keys = key_dir.path().to_str().unwrap();
 
-    let (code, out, _) = sluice(&["verify", &url, "--ref", "gpg-good", "--keys", keys]);
-    assert_eq!(code, 0, "{out}");
+    let (code, out, err) = sluice(&["verify", &url, "--ref", "gpg-good", "--keys", keys]);
+    assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("release.asc"), "{out}");
     let (code, _, err) = sluice(&["verify", &url, "--ref", "unsigned", "--keys", keys]);
     assert_eq!(code, 1);

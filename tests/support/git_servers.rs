@@ -50,11 +50,26 @@ fn wait_for_port(port: u16, child: &mut Child, what: &str, log: &Path) {
     );
 }
 
-/// Kills a child process when dropped.
+/// Starts a server in its own process group, so the guard can stop it with every child it forked.
+pub fn spawn_server(cmd: &mut Command, what: &str) -> ProcessGuard {
+    use std::os::unix::process::CommandExt;
+    ProcessGuard(
+        cmd.process_group(0)
+            .spawn()
+            .unwrap_or_else(|e| panic!("{what} does not start: {e}")),
+    )
+}
+
+/// Kills a server's process group when dropped.
 pub struct ProcessGuard(pub Child);
 
 impl Drop for ProcessGuard {
     fn drop(&mut self) {
+        let group = format!("-{}", self.0.id());
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &group])
+            .stderr(Stdio::null())
+            .status();
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
@@ -91,26 +106,28 @@ impl GitDaemon {
         let root = tempfile::tempdir().unwrap();
         let port = free_port();
         let log = root.path().join("daemon.log");
-        let mut child = Command::new("git")
-            .args([
-                "daemon",
-                "--reuseaddr",
-                "--export-all",
-                "--enable=receive-pack",
-                "--listen=127.0.0.1",
-            ])
-            .arg(format!("--port={port}"))
-            .arg(format!("--base-path={}", root.path().display()))
-            .arg(root.path())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("git daemon starts");
-        wait_for_port(port, &mut child, "git daemon", &log);
+        // git-daemon itself, not the `git` wrapper, so the guard stops the server.
+        let exec_path = run(Command::new("git").arg("--exec-path"));
+        let mut child = spawn_server(
+            Command::new(Path::new(exec_path.trim()).join("git-daemon"))
+                .args([
+                    "--reuseaddr",
+                    "--export-all",
+                    "--enable=receive-pack",
+                    "--listen=127.0.0.1",
+                ])
+                .arg(format!("--port={port}"))
+                .arg(format!("--base-path={}", root.path().display()))
+                .arg(root.path())
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&log).unwrap()),
+            "git daemon",
+        );
+        wait_for_port(port, &mut child.0, "git daemon", &log);
         GitDaemon {
             root,
             port,
-            _process: ProcessGuard(child),
+            _process: child,
         }
     }
 
@@ -221,14 +238,14 @@ impl HttpsGit {
 
         let sock = state.join("fcgiwrap.sock");
         let fcgi_log = state.join("fcgiwrap.log");
-        let fcgiwrap = Command::new("fcgiwrap")
-            .arg("-s")
-            .arg(format!("unix:{}", sock.display()))
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&fcgi_log).unwrap())
-            .spawn()
-            .expect("fcgiwrap starts");
-        let fcgiwrap = ProcessGuard(fcgiwrap);
+        let fcgiwrap = spawn_server(
+            Command::new("fcgiwrap")
+                .arg("-s")
+                .arg(format!("unix:{}", sock.display()))
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&fcgi_log).unwrap()),
+            "fcgiwrap",
+        );
         for _ in 0..200 {
             if sock.exists() {
                 break;
@@ -294,16 +311,17 @@ impl HttpsGit {
         let conf_path = state.join("nginx.conf");
         std::fs::write(&conf_path, conf).unwrap();
         let log = state.join("nginx.stderr");
-        let mut nginx = Command::new("nginx")
-            .arg("-c")
-            .arg(&conf_path)
-            .arg("-p")
-            .arg(&state)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("nginx starts");
-        wait_for_port(port, &mut nginx, "nginx", &log);
+        let mut nginx = spawn_server(
+            Command::new("nginx")
+                .arg("-c")
+                .arg(&conf_path)
+                .arg("-p")
+                .arg(&state)
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&log).unwrap()),
+            "nginx",
+        );
+        wait_for_port(port, &mut nginx.0, "nginx", &log);
         HttpsGit {
             root,
             port,
@@ -311,7 +329,7 @@ impl HttpsGit {
             username,
             password,
             token,
-            _nginx: ProcessGuard(nginx),
+            _nginx: nginx,
             _fcgiwrap: fcgiwrap,
         }
     }
@@ -388,14 +406,15 @@ impl SshGit {
         );
         std::fs::write(state.join("sshd_config"), conf).unwrap();
         let log = state.join("sshd.log");
-        let mut child = Command::new("/usr/sbin/sshd")
-            .args(["-D", "-e", "-f"])
-            .arg(state.join("sshd_config"))
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("sshd starts");
-        wait_for_port(port, &mut child, "sshd", &log);
+        let mut child = spawn_server(
+            Command::new("/usr/sbin/sshd")
+                .args(["-D", "-e", "-f"])
+                .arg(state.join("sshd_config"))
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&log).unwrap()),
+            "sshd",
+        );
+        wait_for_port(port, &mut child.0, "sshd", &log);
         let key = host
             .public
             .split_whitespace()
@@ -415,7 +434,7 @@ impl SshGit {
             client_passphrase,
             known_hosts: format!("{host_name} {key}\n"),
             host_public: key,
-            _sshd: ProcessGuard(child),
+            _sshd: child,
         }
     }
 
