@@ -1,5 +1,6 @@
 //! sluice: a GitOps agent for Kubernetes. The binary is a thin shell over this library.
 
+pub mod api;
 pub mod cli;
 pub mod runtime;
 pub mod source;

@@ -1,6 +1,8 @@
 //! The command line: one file per subcommand, each exposing `Args` and `run`. No I/O here besides
 //! dispatch and printing the final error.
 
+mod agent;
+pub mod crds;
 mod source;
 mod verify;
 mod version;
@@ -31,6 +33,10 @@ pub struct Cli {
 pub enum Command {
     /// Print the version of sluice and, with --server, of the Kubernetes API server.
     Version(version::Args),
+    /// Run the controllers in the cluster.
+    Agent(agent::Args),
+    /// Print the CustomResourceDefinitions.
+    Crds(crds::Args),
     /// Check that a revision carries a trusted OpenPGP or SSH signature (exit 1 when it does not).
     Verify(verify::Args),
     /// Work with Git sources the way the agent does.
@@ -42,6 +48,8 @@ pub enum Command {
 pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Version(args) => block_on(version::run(args)),
+        Command::Agent(args) => block_on(agent::run(args)),
+        Command::Crds(args) => block_on(crds::run(args)),
         Command::Verify(args) => block_on(verify::run(args)),
         Command::Source(args) => block_on(source::run(args)),
     };

@@ -2,11 +2,13 @@
 //! signatures. The submodules say which of them do I/O.
 
 pub mod artifact;
+pub mod controller;
 pub mod credentials;
 pub mod git;
 pub mod ignore;
 pub mod known_hosts;
 pub mod revision;
+pub mod status;
 pub mod sync;
 pub mod url;
 pub mod verify;
