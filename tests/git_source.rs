@@ -487,6 +487,33 @@ async fn https_with_basic_auth_bearer_token_and_custom_ca() {
     assert_eq!(a.revision.to_string(), format!("main@sha1:{sha}"));
     assert_eq!(read(&a, "deploy/app.yaml"), "over: https\n");
 
+    // Plain HTTP with the same credentials.
+    let plain = Credentials {
+        basic: good.basic.clone(),
+        ..Default::default()
+    };
+    let h = fetch(
+        &spec(&server.http_url("app.git"), branch("main"), plain),
+        &Workspace::under(&dir.path().join("h")),
+    )
+    .await;
+    assert_eq!(h.digest, a.digest);
+    let err = sync::poll(
+        &spec(
+            &server.http_url("app.git"),
+            branch("main"),
+            Credentials::default(),
+        ),
+        &Workspace::under(&dir.path().join("i")),
+        None,
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(&err, SyncError::Git(e) if e.is_auth()),
+        "no credentials: {err}"
+    );
+
     // Wrong password.
     let mut wrong = good.clone();
     wrong.basic = Some((server.username.clone(), "wrong".into()));

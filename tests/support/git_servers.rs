@@ -209,6 +209,8 @@ impl TestCa {
 pub struct HttpsGit {
     pub root: tempfile::TempDir,
     pub port: u16,
+    /// The same repositories over plain HTTP.
+    pub http_port: u16,
     pub ca: TestCa,
     pub username: String,
     pub password: String,
@@ -224,6 +226,7 @@ impl HttpsGit {
         std::fs::create_dir_all(state.join("tmp")).unwrap();
         let ca = TestCa::new();
         let port = free_port();
+        let http_port = free_port();
         let (username, password, token) = (
             "flux".to_owned(),
             "s3cret-pass".to_owned(),
@@ -290,6 +293,7 @@ impl HttpsGit {
                client_max_body_size 0;
                server {{
                  listen 127.0.0.1:{port} ssl;
+                 listen 127.0.0.1:{http_port};
                  ssl_certificate {cert};
                  ssl_certificate_key {key};
                  location ~ ^/git(/.*)$ {{
@@ -305,6 +309,7 @@ impl HttpsGit {
              }}",
             cert = ca.cert.display(),
             key = ca.key.display(),
+            http_port = http_port,
             basic = backend("$1"),
             bearer = backend("$1"),
         );
@@ -325,6 +330,7 @@ impl HttpsGit {
         HttpsGit {
             root,
             port,
+            http_port,
             ca,
             username,
             password,
@@ -341,6 +347,11 @@ impl HttpsGit {
     /// URL for basic auth.
     pub fn url(&self, name: &str) -> String {
         format!("https://127.0.0.1:{}/git/{name}", self.port)
+    }
+
+    /// Plain-HTTP URL for basic auth.
+    pub fn http_url(&self, name: &str) -> String {
+        format!("http://127.0.0.1:{}/git/{name}", self.http_port)
     }
 
     /// URL for bearer-token auth.
