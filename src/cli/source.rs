@@ -8,7 +8,8 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 
 use crate::source::credentials;
-use crate::source::git::Credentials;
+use crate::source::git::{Credentials, GitRemote};
+use crate::source::revision;
 use crate::source::revision::Selection;
 use crate::source::sync::{self, PollOutcome, SourceSpec, Workspace};
 use crate::source::url::RemoteUrl;
@@ -23,6 +24,24 @@ pub struct Args {
 pub enum SourceCommand {
     /// Fetch a revision and write its tree (without ignored files) to a directory.
     Pull(PullArgs),
+    /// Ask the remote which revision a reference points at, without fetching (what a poll of an
+    /// unchanged remote costs).
+    Revision(RevisionArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RevisionArgs {
+    /// Repository URL: https, http, ssh, git, or user@host:path.
+    pub url: String,
+    /// Branch, `refs/...` name, or `branch:`/`tag:`/`semver:` prefixed.
+    #[arg(long = "ref", default_value = "main")]
+    pub reference: String,
+    /// Directory holding credentials as Secret keys.
+    #[arg(long)]
+    pub auth: Option<PathBuf>,
+    /// Network timeout in seconds.
+    #[arg(long, default_value_t = 60)]
+    pub timeout: u64,
 }
 
 #[derive(Debug, clap::Args)]
@@ -49,7 +68,40 @@ pub struct PullArgs {
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args.command {
         SourceCommand::Pull(p) => pull(p).await,
+        SourceCommand::Revision(r) => revision(r).await,
     }
+}
+
+fn load_credentials(url: &RemoteUrl, auth: Option<&PathBuf>) -> anyhow::Result<Credentials> {
+    Ok(match auth {
+        Some(dir) => {
+            let data =
+                credentials::read_dir(dir).with_context(|| format!("reading {}", dir.display()))?;
+            credentials::from_secret_data(url, &data, &dir.display().to_string())?
+        }
+        None => Credentials::default(),
+    })
+}
+
+async fn revision(args: RevisionArgs) -> anyhow::Result<ExitCode> {
+    let url = RemoteUrl::parse(&args.url)?;
+    let credentials = load_credentials(&url, args.auth.as_ref())?;
+    let remote = GitRemote {
+        url,
+        credentials,
+        timeout: Duration::from_secs(args.timeout),
+    };
+    let refs = remote
+        .list_refs()
+        .await?
+        .context("bearer-token remotes can only be asked by fetching")?;
+    let selection = revision::disambiguate(Selection::from_cli(&args.reference)?, &refs);
+    let resolved = revision::resolve(&selection, &refs)?;
+    let rev = resolved
+        .revision
+        .context("the reference resolves to no revision")?;
+    println!("{rev}");
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn pull(args: PullArgs) -> anyhow::Result<ExitCode> {
