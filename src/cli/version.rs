@@ -13,7 +13,9 @@ pub struct Args {
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     println!("sluice {}", env!("CARGO_PKG_VERSION"));
     if args.server {
-        let client = kube::Client::try_default().await?;
+        let config = kube::Config::infer().await?;
+        tracing::debug!(server = %config.cluster_url, "asking the API server for its version");
+        let client = kube::Client::try_from(config)?;
         let info = client.apiserver_version().await?;
         println!("server {} ({})", info.git_version, info.platform);
     }

@@ -1,4 +1,141 @@
-//! Test harnesses shared by the integration tests.
+//! Support for integration tests on the real control plane: finds or starts it (through
+//! `scripts/cluster up`, once per test binary), builds clients, and gives each test a namespace
+//! of its own that is deleted afterwards. Does I/O (processes, the API server).
+#![allow(dead_code)] // each test binary uses a different part of this module
 
 pub mod git_servers;
 pub mod git_signing;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{DeleteParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Api, Client, Config};
+
+/// The repository root (where Cargo.toml is).
+pub fn repo_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The kubeconfig of the cluster the tests run against: `KUBECONFIG` when set, otherwise the
+/// local control plane, started by `scripts/cluster up` on first use.
+pub fn kubeconfig() -> &'static Path {
+    static PATH: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let found = PATH.get_or_init(|| {
+        if let Some(path) = std::env::var_os("KUBECONFIG") {
+            return Ok(PathBuf::from(path));
+        }
+        let script = repo_root().join("scripts/cluster");
+        let status = Command::new(&script)
+            .arg("up")
+            .status()
+            .map_err(|err| format!("could not run {}: {err}", script.display()))?;
+        if !status.success() {
+            return Err(format!(
+                "`scripts/cluster up` failed ({status}); its output is above"
+            ));
+        }
+        let env = Command::new(&script)
+            .arg("env")
+            .output()
+            .map_err(|err| format!("could not run `scripts/cluster env`: {err}"))?;
+        let stdout = String::from_utf8_lossy(&env.stdout);
+        stdout
+            .lines()
+            .find_map(|line| line.strip_prefix("export KUBECONFIG='")?.strip_suffix('\''))
+            .map(PathBuf::from)
+            .ok_or_else(|| format!("`scripts/cluster env` printed no KUBECONFIG:\n{stdout}"))
+    });
+    match found {
+        Ok(path) => path,
+        Err(message) => panic!("no control plane for the tests: {message}"),
+    }
+}
+
+/// A client for the test cluster. Each test makes its own: a client is bound to the tokio
+/// runtime of the test that made it.
+pub async fn client() -> Client {
+    let kubeconfig = Kubeconfig::read_from(kubeconfig()).expect("the test kubeconfig is readable");
+    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .expect("the test kubeconfig is valid");
+    Client::try_from(config).expect("a client for the test cluster")
+}
+
+/// A namespace that belongs to one test. Call `cleanup` at the end of the test; if the test
+/// panics first, dropping it still asks the API server to delete the namespace.
+pub struct TestNamespace {
+    name: String,
+    cleaned: bool,
+}
+
+impl TestNamespace {
+    /// Creates a namespace named `<prefix>-<random suffix>`, labelled `sluice.dev/test=true`.
+    pub async fn new(client: &Client, prefix: &str) -> TestNamespace {
+        let suffix: String = {
+            use rand::Rng;
+            let mut rng = rand::rng();
+            (0..6)
+                .map(|_| {
+                    char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[rng.random_range(0..36)])
+                })
+                .collect()
+        };
+        let name = format!("{prefix}-{suffix}");
+        let namespace: Namespace = serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": { "name": name, "labels": { "sluice.dev/test": "true" } },
+        }))
+        .expect("a valid Namespace");
+        Api::<Namespace>::all(client.clone())
+            .create(&PostParams::default(), &namespace)
+            .await
+            .unwrap_or_else(|err| panic!("creating namespace {name}: {err}"));
+        TestNamespace {
+            name,
+            cleaned: false,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Deletes the namespace (in the background: the namespace controller removes its content).
+    pub async fn cleanup(mut self, client: &Client) {
+        delete_namespace(client, &self.name).await;
+        self.cleaned = true;
+    }
+}
+
+impl Drop for TestNamespace {
+    fn drop(&mut self) {
+        if self.cleaned {
+            return;
+        }
+        let name = self.name.clone();
+        // Drop cannot await, and the test's runtime may be shutting down: use a runtime of our own.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
+            if let Ok(runtime) = runtime {
+                runtime.block_on(async { delete_namespace(&client().await, &name).await });
+            }
+        })
+        .join();
+    }
+}
+
+async fn delete_namespace(client: &Client, name: &str) {
+    let result = Api::<Namespace>::all(client.clone())
+        .delete(name, &DeleteParams::background())
+        .await;
+    if let Err(err) = result {
+        eprintln!("warning: could not delete test namespace {name}: {err}");
+    }
+}
