@@ -27,6 +27,27 @@ fn spec(url: &str, r: RefSpec, credentials: Credentials) -> SourceSpec {
     }
 }
 
+fn tag(t: &str) -> RefSpec {
+    RefSpec {
+        tag: Some(t.into()),
+        ..Default::default()
+    }
+}
+
+fn semver(r: &str) -> RefSpec {
+    RefSpec {
+        semver: Some(r.into()),
+        ..Default::default()
+    }
+}
+
+fn named(n: &str) -> RefSpec {
+    RefSpec {
+        name: Some(n.into()),
+        ..Default::default()
+    }
+}
+
 fn branch(b: &str) -> RefSpec {
     RefSpec {
         branch: Some(b.into()),
@@ -104,50 +125,32 @@ async fn every_ref_kind_over_git_daemon() {
             "replicas: 2\n",
         ),
         (
-            RefSpec {
-                tag: Some("v1.2.0".into()),
-                ..Default::default()
-            },
+            tag("v1.2.0"),
             format!("v1.2.0@sha1:{}", f.first),
             "replicas: 1\n",
         ),
         (
-            RefSpec {
-                tag: Some("v1.1.0".into()),
-                ..Default::default()
-            },
+            tag("v1.1.0"),
             format!("v1.1.0@sha1:{}", f.first),
             "replicas: 1\n",
         ),
         (
-            RefSpec {
-                semver: Some(">=1.2.0 <2.0.0".into()),
-                ..Default::default()
-            },
+            semver(">=1.2.0 <2.0.0"),
             format!("v1.10.0@sha1:{}", f.second),
             "replicas: 2\n",
         ),
         (
-            RefSpec {
-                semver: Some("~1.2".into()),
-                ..Default::default()
-            },
+            semver("~1.2"),
             format!("v1.2.0@sha1:{}", f.first),
             "replicas: 1\n",
         ),
         (
-            RefSpec {
-                semver: Some("1.1.x || 1.2.x".into()),
-                ..Default::default()
-            },
+            semver("1.1.x || 1.2.x"),
             format!("v1.2.0@sha1:{}", f.first),
             "replicas: 1\n",
         ),
         (
-            RefSpec {
-                name: Some("refs/pull/7/head".into()),
-                ..Default::default()
-            },
+            named("refs/pull/7/head"),
             format!("refs/pull/7/head@sha1:{}", f.pr),
             "replicas: 2\n",
         ),
@@ -378,10 +381,7 @@ async fn missing_refs_and_unmatched_ranges_are_clear() {
         ),
         "{err}"
     );
-    let r = RefSpec {
-        semver: Some(">=5.0.0".into()),
-        ..Default::default()
-    };
+    let r = semver(">=5.0.0");
     let err = sync::poll(&spec(&url, r, Credentials::default()), &ws, None)
         .await
         .unwrap_err();
