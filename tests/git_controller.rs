@@ -277,6 +277,26 @@ async fn requested_at_forces_a_poll_and_bad_specs_stall() {
         "ProgressingWithRetry"
     );
 
+    // Deleting a GitRepository frees its storage at the next sweep; others keep theirs.
+    let slow_dir = storage
+        .path()
+        .join("gitrepository")
+        .join(ns.name())
+        .join("slow");
+    assert!(slow_dir.join("cache.git").exists());
+    repos.delete("slow", &Default::default()).await.unwrap();
+    for _ in 0..100 {
+        if repos.get_opt("slow").await.unwrap().is_none() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let removed = sluice::source::orphans::sweep(&client, storage.path(), Some(ns.name()))
+        .await
+        .unwrap();
+    assert_eq!(removed, vec![(ns.name().to_owned(), "slow".to_owned())]);
+    assert!(!slow_dir.exists());
+
     agent.abort();
     ns.cleanup(&client).await;
 }

@@ -68,23 +68,57 @@ impl State {
     }
 }
 
+impl State {
+    /// Drops the retry and schedule records of deleted objects.
+    fn forget(&self, removed: &[(String, String)]) {
+        let gone = |k: &ObjectRef<GitRepository>| {
+            removed
+                .iter()
+                .any(|(ns, n)| k.namespace.as_deref() == Some(ns.as_str()) && &k.name == n)
+        };
+        if let Ok(mut f) = self.failures.lock() {
+            f.retain(|k, _| !gone(k));
+        }
+        if let Ok(mut s) = self.schedule.lock() {
+            s.retain(|k, _| !gone(k));
+        }
+    }
+}
+
 /// Runs until a shutdown signal. `namespace` limits the watch to one namespace.
 pub async fn run(client: Client, storage: PathBuf, namespace: Option<String>) {
     let api: Api<GitRepository> = match &namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
-    let state = Arc::new(State::new(client, storage));
-    Controller::new(api, watcher::Config::default())
+    let state = Arc::new(State::new(client.clone(), storage.clone()));
+    let controller = Controller::new(api, watcher::Config::default())
         .shutdown_on_signal()
-        .run(reconcile, error_policy, state)
+        .run(reconcile, error_policy, state.clone())
         .for_each(|result| async move {
             if let Err(e) = result {
                 tracing::warn!(error = %e, "GitRepository reconcile failed");
             }
-        })
-        .await;
+        });
+    let sweeper = async {
+        loop {
+            tokio::time::sleep(SWEEP_INTERVAL).await;
+            match super::orphans::sweep(&client, &storage, namespace.as_deref()).await {
+                Ok(removed) => state.forget(&removed),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cleaning up storage of deleted GitRepositories failed")
+                }
+            }
+        }
+    };
+    tokio::select! {
+        () = controller => {}
+        () = sweeper => {}
+    }
 }
+
+/// How often storage of deleted GitRepositories is removed.
+pub const SWEEP_INTERVAL: Duration = Duration::from_secs(600);
 
 /// What a reconcile was asked for: the spec generation and the manual trigger.
 fn spec_or_trigger(obj: &GitRepository) -> u64 {

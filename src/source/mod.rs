@@ -7,6 +7,7 @@ pub mod credentials;
 pub mod git;
 pub mod ignore;
 pub mod known_hosts;
+pub mod orphans;
 pub mod revision;
 pub mod status;
 pub mod sync;
