@@ -50,7 +50,7 @@ pub enum GitError {
     #[error("commit {commit} is not on branch {branch}")]
     CommitNotOnBranch { commit: String, branch: String },
     #[error(
-        "history of {branch} was rewritten: {new} does not descend from the current revision {old}"
+        "history of {branch} was rewritten: {new} does not descend from the current revision {old}; the current artifact is kept until the GitRepository spec changes"
     )]
     HistoryRewritten {
         branch: String,
