@@ -239,6 +239,35 @@ async fn requested_at_forces_a_poll_and_bad_specs_stall() {
         Some("2026-01-01T00:00:00Z")
     );
 
+    // Suspended: a request is acknowledged but nothing is fetched.
+    let suspend = serde_json::json!({"spec": {"suspend": true}});
+    repos
+        .patch("slow", &PatchParams::default(), &Patch::Merge(&suspend))
+        .await
+        .unwrap();
+    wait_for(&repos, "slow", "observed the suspension", |s| {
+        s.observed_generation == Some(2)
+    })
+    .await;
+    work.write("a.yaml", "v: 3\n");
+    work.commit("third", &Signing::None);
+    work.push(&["main"]);
+    let patch =
+        serde_json::json!({"metadata": {"annotations": {"sluice.dev/requestedAt": "second"}}});
+    repos
+        .patch("slow", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    let s = wait_for(&repos, "slow", "handled the request", |s| {
+        s.last_handled_requested_at.as_deref() == Some("second")
+    })
+    .await;
+    assert_eq!(
+        revision(&s),
+        Some(format!("main@sha1:{second}").as_str()),
+        "suspended sources do not fetch"
+    );
+
     // A URL that cannot work stalls with a clear message and stores nothing.
     repos
         .create(
