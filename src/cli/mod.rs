@@ -1,7 +1,11 @@
 //! The command line: one file per subcommand, each exposing `Args` and `run`. No I/O here besides
 //! dispatch and printing the final error.
 
+mod agent;
 mod build;
+pub mod crds;
+mod source;
+mod verify;
 mod version;
 
 use std::process::ExitCode;
@@ -32,6 +36,14 @@ pub enum Command {
     Build(Box<build::Args>),
     /// Print the version of sluice and, with --server, of the Kubernetes API server.
     Version(version::Args),
+    /// Run the controllers in the cluster.
+    Agent(agent::Args),
+    /// Print the CustomResourceDefinitions.
+    Crds(crds::Args),
+    /// Check that a revision carries a trusted OpenPGP or SSH signature (exit 1 when it does not).
+    Verify(verify::Args),
+    /// Work with Git sources the way the agent does.
+    Source(source::Args),
 }
 
 /// Runs the parsed command and maps its outcome to the process exit code: 0 success, 1 a negative
@@ -40,6 +52,10 @@ pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Build(args) => block_on(build::run(*args)),
         Command::Version(args) => block_on(version::run(args)),
+        Command::Agent(args) => block_on(agent::run(args)),
+        Command::Crds(args) => block_on(crds::run(args)),
+        Command::Verify(args) => block_on(verify::run(args)),
+        Command::Source(args) => block_on(source::run(args)),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,29 @@
+//! `sluice agent`: runs the controllers in the cluster until a shutdown signal. Talks to the API
+//! server and Git remotes.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Directory holding Git caches and artifacts.
+    #[arg(long, env = "SLUICE_STORAGE_DIR", default_value = "/var/lib/sluice")]
+    pub storage_dir: PathBuf,
+    /// Watch only this namespace (default: all namespaces).
+    #[arg(long, env = "SLUICE_WATCH_NAMESPACE")]
+    pub namespace: Option<String>,
+}
+
+pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    std::fs::create_dir_all(&args.storage_dir)
+        .with_context(|| format!("creating {}", args.storage_dir.display()))?;
+    let client = kube::Client::try_default()
+        .await
+        .context("connecting to the Kubernetes API server")?;
+    tracing::info!(storage = %args.storage_dir.display(), namespace = ?args.namespace, "agent starting");
+    crate::source::controller::run(client, args.storage_dir, args.namespace).await;
+    tracing::info!("agent stopped");
+    Ok(ExitCode::SUCCESS)
+}
