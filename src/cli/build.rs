@@ -150,7 +150,9 @@ pub fn render_output(objects: &[Object], output: Output) -> anyhow::Result<Strin
 
 /// Renders DIR as `sluice build` does, in apply order: the outer error is about the arguments,
 /// the inner one about the input (file and line).
-pub(super) fn render_objects(args: &Args) -> anyhow::Result<Result<Vec<Object>, build::BuildError>> {
+pub(super) fn render_objects(
+    args: &Args,
+) -> anyhow::Result<Result<Vec<Object>, build::BuildError>> {
     let opts = options(args)?;
     let root = match &args.root {
         Some(r) => r.clone(),
