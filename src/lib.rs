@@ -4,5 +4,6 @@ pub mod api;
 pub mod apply;
 pub mod build;
 pub mod cli;
+pub mod kustomization;
 pub mod runtime;
 pub mod source;

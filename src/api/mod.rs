@@ -3,6 +3,7 @@
 pub mod condition;
 pub mod duration;
 pub mod git_repository;
+pub mod kustomization;
 
 /// The API group of every sluice kind.
 pub const GROUP: &str = "sluice.dev";

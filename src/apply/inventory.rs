@@ -74,7 +74,9 @@ impl fmt::Display for ObjectId {
 }
 
 /// One owned object: its key and the API version it was applied with.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub struct InventoryEntry {
     pub id: String,
     pub v: String,
@@ -104,7 +106,7 @@ impl InventoryEntry {
 }
 
 /// What an apply owns. Stored in the Kustomization's status (agent) or a ConfigMap (CLI).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Inventory {
     pub entries: Vec<InventoryEntry>,
 }

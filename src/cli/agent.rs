@@ -19,11 +19,20 @@ pub struct Args {
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     std::fs::create_dir_all(&args.storage_dir)
         .with_context(|| format!("creating {}", args.storage_dir.display()))?;
-    let client = kube::Client::try_default()
+    let config = kube::Config::infer()
         .await
+        .context("reading the Kubernetes client configuration")?;
+    let client = kube::Client::try_from(config.clone())
         .context("connecting to the Kubernetes API server")?;
     tracing::info!(storage = %args.storage_dir.display(), namespace = ?args.namespace, "agent starting");
-    crate::source::controller::run(client, args.storage_dir, args.namespace).await;
+    tokio::join!(
+        crate::source::controller::run(
+            client.clone(),
+            args.storage_dir.clone(),
+            args.namespace.clone()
+        ),
+        crate::kustomization::controller::run(client, config, args.storage_dir, args.namespace),
+    );
     tracing::info!("agent stopped");
     Ok(ExitCode::SUCCESS)
 }

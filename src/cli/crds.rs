@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use kube::CustomResourceExt;
 
 use crate::api::git_repository::GitRepository;
+use crate::api::kustomization::Kustomization;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {}
@@ -14,7 +15,7 @@ pub struct Args {}
 pub fn all()
 -> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>
 {
-    vec![GitRepository::crd()]
+    vec![GitRepository::crd(), Kustomization::crd()]
 }
 
 pub async fn run(_args: Args) -> anyhow::Result<ExitCode> {

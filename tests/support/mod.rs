@@ -139,3 +139,34 @@ async fn delete_namespace(client: &Client, name: &str) {
         eprintln!("warning: could not delete test namespace {name}: {err}");
     }
 }
+
+/// Installs (server-side applies) every CRD sluice serves and waits until they are Established.
+pub async fn install_crds(client: &Client) {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    use kube::api::{Patch, PatchParams};
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in sluice::cli::crds::all() {
+        let name = crd.metadata.name.clone().unwrap();
+        crds.patch(
+            &name,
+            &PatchParams::apply("sluice-tests").force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .unwrap_or_else(|err| panic!("installing CRD {name}: {err}"));
+        let established = || async {
+            let got = crds.get(&name).await.unwrap();
+            got.status
+                .and_then(|s| s.conditions)
+                .unwrap_or_default()
+                .iter()
+                .any(|c| c.type_ == "Established" && c.status == "True")
+        };
+        let mut tries = 0;
+        while !established().await {
+            tries += 1;
+            assert!(tries < 300, "CRD {name} not Established");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+}

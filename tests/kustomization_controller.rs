@@ -1,0 +1,348 @@
+//! The Kustomization controller end to end: a real git daemon, the GitRepository and
+//! Kustomization controllers, the real control plane. Push → applied; change and deletion →
+//! configured and pruned; broken YAML → BuildFailed with file and line, the cluster untouched;
+//! dependsOn order and cycles; a sourceRef to nothing.
+
+mod support;
+
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Event};
+use kube::api::{Api, ListParams, PostParams};
+use kube::{Client, ResourceExt};
+use serde_json::json;
+use sluice::api::condition;
+use sluice::api::kustomization::{Kustomization, KustomizationStatus};
+use support::git_servers::GitDaemon;
+use support::git_signing::{Signing, WorkRepo};
+
+const APP: &str = "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: 1
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+        - name: web
+          image: registry.test/web:1.0.0
+";
+
+fn config(value: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  color: {value}\n"
+    )
+}
+
+async fn wait_for(
+    api: &Api<Kustomization>,
+    name: &str,
+    what: &str,
+    check: impl Fn(&KustomizationStatus) -> bool,
+) -> KustomizationStatus {
+    let mut last = None;
+    for _ in 0..400 {
+        if let Some(status) = api.get(name).await.unwrap().status {
+            if check(&status) {
+                return status;
+            }
+            last = Some(status);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("Kustomization {name}: never {what}; last status: {last:#?}");
+}
+
+fn ready(status: &KustomizationStatus) -> Option<&condition::Condition> {
+    condition::find(&status.conditions, "Ready")
+}
+
+async fn create(client: &Client, ns: &str, manifest: serde_json::Value) {
+    let kind = manifest["kind"].as_str().unwrap().to_string();
+    let resource = kube::api::ApiResource::from_gvk(&kube::api::GroupVersionKind::gvk(
+        "sluice.dev",
+        "v1alpha1",
+        &kind,
+    ));
+    let api: Api<kube::api::DynamicObject> = Api::namespaced_with(client.clone(), ns, &resource);
+    let object: kube::api::DynamicObject = serde_json::from_value(manifest).unwrap();
+    api.create(&PostParams::default(), &object).await.unwrap();
+}
+
+fn kustomization(
+    name: &str,
+    ns: &str,
+    source: &str,
+    extra: serde_json::Value,
+) -> serde_json::Value {
+    let mut spec = json!({"interval": "1m", "retryInterval": "2s", "timeout": "60s", "sourceRef": {"kind": "GitRepository", "name": source},
+        "path": "./deploy", "prune": true, "targetNamespace": ns});
+    spec.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "Kustomization", "metadata": {"name": name}, "spec": spec})
+}
+
+#[tokio::test]
+async fn push_apply_change_prune_and_broken_yaml() {
+    let client = support::client().await;
+    support::install_crds(&client).await;
+    let ns = support::TestNamespace::new(&client, "ks").await;
+    let n = ns.name().to_string();
+    let storage = tempfile::tempdir().unwrap();
+    let config_ = sluice_config().await;
+    let sources = tokio::spawn(sluice::source::controller::run(
+        client.clone(),
+        storage.path().to_owned(),
+        Some(n.clone()),
+    ));
+    let kustomizations = tokio::spawn(sluice::kustomization::controller::run(
+        client.clone(),
+        config_,
+        storage.path().to_owned(),
+        Some(n.clone()),
+    ));
+
+    let daemon = GitDaemon::start();
+    daemon.create_repo("app.git");
+    let work = WorkRepo::new(&daemon.url("app.git"));
+    work.write("deploy/app.yaml", APP);
+    work.write("deploy/config.yaml", &config("blue"));
+    let first = work.commit("first", &Signing::None);
+    work.push(&["main"]);
+
+    create(&client, &n, json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "GitRepository", "metadata": {"name": "app"},
+        "spec": {"url": daemon.url("app.git"), "interval": "1s", "ref": {"branch": "main"}}})).await;
+    create(
+        &client,
+        &n,
+        kustomization("app", &n, "app", json!({"wait": true})),
+    )
+    .await;
+
+    let api: Api<Kustomization> = Api::namespaced(client.clone(), &n);
+    let rev1 = format!("main@sha1:{first}");
+    let status = wait_for(&api, "app", "applied the first revision", |s| {
+        s.last_applied_revision.as_deref() == Some(rev1.as_str())
+    })
+    .await;
+    assert_eq!(ready(&status).unwrap().status, "True");
+    assert_eq!(
+        condition::find(&status.conditions, "Healthy")
+            .unwrap()
+            .status,
+        "True"
+    );
+    assert_eq!(status.inventory.as_ref().unwrap().entries.len(), 2);
+    assert_eq!(status.history[0].revision, rev1);
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &n);
+    let settings = cms.get("settings").await.unwrap();
+    assert_eq!(settings.labels()["sluice.dev/name"], "app");
+    assert_eq!(settings.labels()["sluice.dev/namespace"], n);
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &n);
+    assert_eq!(
+        deployments
+            .get("web")
+            .await
+            .unwrap()
+            .status
+            .unwrap()
+            .available_replicas,
+        Some(1)
+    );
+
+    // A change and a deletion.
+    work.write("deploy/config.yaml", &config("green"));
+    work.git(&["rm", "-q", "deploy/app.yaml"]);
+    let second = work.commit("second", &Signing::None);
+    work.push(&["main"]);
+    let rev2 = format!("main@sha1:{second}");
+    wait_for(&api, "app", "applied the second revision", |s| {
+        s.last_applied_revision.as_deref() == Some(rev2.as_str())
+    })
+    .await;
+    assert_eq!(
+        cms.get("settings").await.unwrap().data.unwrap()["color"],
+        "green"
+    );
+    let web = deployments.get_opt("web").await.unwrap();
+    assert!(
+        web.is_none_or(|d| d.metadata.deletion_timestamp.is_some()),
+        "the Deployment was not pruned"
+    );
+
+    // Broken YAML: BuildFailed naming the file and line; the last revision stays applied.
+    work.write(
+        "deploy/config.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata: [unclosed\n",
+    );
+    let third = work.commit("broken", &Signing::None);
+    work.push(&["main"]);
+    let rev3 = format!("main@sha1:{third}");
+    let status = wait_for(&api, "app", "tried the broken revision", |s| {
+        s.last_attempted_revision.as_deref() == Some(rev3.as_str())
+    })
+    .await;
+    let cond = ready(&status).unwrap();
+    assert_eq!(
+        (cond.status.as_str(), cond.reason.as_str()),
+        ("False", "BuildFailed"),
+        "{cond:?}"
+    );
+    assert!(cond.message.contains("config.yaml:"), "{}", cond.message);
+    assert_eq!(status.last_applied_revision.as_deref(), Some(rev2.as_str()));
+    assert_eq!(
+        cms.get("settings").await.unwrap().data.unwrap()["color"],
+        "green"
+    );
+
+    let events: Api<Event> = Api::namespaced(client.clone(), &n);
+    let reasons: Vec<String> = events
+        .list(&ListParams::default().fields("involvedObject.kind=Kustomization"))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|e| e.reason)
+        .collect();
+    assert!(
+        reasons.iter().any(|r| r == "ReconciliationSucceeded"),
+        "{reasons:?}"
+    );
+    assert!(reasons.iter().any(|r| r == "BuildFailed"), "{reasons:?}");
+
+    sources.abort();
+    kustomizations.abort();
+    ns.cleanup(&client).await;
+}
+
+#[tokio::test]
+async fn dependencies_cycles_and_missing_sources() {
+    let client = support::client().await;
+    support::install_crds(&client).await;
+    let ns = support::TestNamespace::new(&client, "ks-deps").await;
+    let n = ns.name().to_string();
+    let storage = tempfile::tempdir().unwrap();
+    let config_ = sluice_config().await;
+    let sources = tokio::spawn(sluice::source::controller::run(
+        client.clone(),
+        storage.path().to_owned(),
+        Some(n.clone()),
+    ));
+    let kustomizations = tokio::spawn(sluice::kustomization::controller::run(
+        client.clone(),
+        config_,
+        storage.path().to_owned(),
+        Some(n.clone()),
+    ));
+
+    let daemon = GitDaemon::start();
+    daemon.create_repo("app.git");
+    let work = WorkRepo::new(&daemon.url("app.git"));
+    work.write("deploy/config.yaml", &config("blue"));
+    work.commit("first", &Signing::None);
+    work.push(&["main"]);
+    create(&client, &n, json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "GitRepository", "metadata": {"name": "app"},
+        "spec": {"url": daemon.url("app.git"), "interval": "1s"}})).await;
+    let api: Api<Kustomization> = Api::namespaced(client.clone(), &n);
+
+    // A source that does not exist: a clear condition, nothing applied.
+    create(
+        &client,
+        &n,
+        kustomization("orphan", &n, "nothing-here", json!({})),
+    )
+    .await;
+    let status = wait_for(&api, "orphan", "reported its missing source", |s| {
+        ready(s).is_some()
+    })
+    .await;
+    let cond = ready(&status).unwrap();
+    assert_eq!(cond.status, "False");
+    assert!(
+        cond.message.contains("nothing-here") && cond.message.contains("not found"),
+        "{cond:?}"
+    );
+    assert!(status.inventory.is_none());
+
+    // A cycle stalls both members.
+    create(
+        &client,
+        &n,
+        kustomization(
+            "loop-a",
+            &n,
+            "app",
+            json!({"dependsOn": [{"name": "loop-b"}]}),
+        ),
+    )
+    .await;
+    create(
+        &client,
+        &n,
+        kustomization(
+            "loop-b",
+            &n,
+            "app",
+            json!({"dependsOn": [{"name": "loop-a"}]}),
+        ),
+    )
+    .await;
+    for name in ["loop-a", "loop-b"] {
+        let status = wait_for(&api, name, "stalled on the cycle", |s| {
+            condition::find(&s.conditions, "Stalled").is_some()
+        })
+        .await;
+        assert_eq!(ready(&status).unwrap().reason, "DependencyCycle");
+        assert!(
+            ready(&status).unwrap().message.contains("loop-a"),
+            "{:?}",
+            ready(&status)
+        );
+    }
+
+    // `after` waits for `first`, which is created later.
+    let mut after = kustomization(
+        "after",
+        &n,
+        "app",
+        json!({"dependsOn": [{"name": "first"}]}),
+    );
+    after["spec"]["path"] = json!("./deploy");
+    after["spec"]["namePrefix"] = json!("after-");
+    create(&client, &n, after).await;
+    let status = wait_for(&api, "after", "waited for its dependency", |s| {
+        ready(s).is_some()
+    })
+    .await;
+    assert_eq!(
+        ready(&status).unwrap().reason,
+        "DependencyNotReady",
+        "{:?}",
+        ready(&status)
+    );
+    create(&client, &n, kustomization("first", &n, "app", json!({}))).await;
+    wait_for(&api, "after", "applied after its dependency", |s| {
+        s.last_applied_revision.is_some()
+    })
+    .await;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &n);
+    assert!(cms.get_opt("after-settings").await.unwrap().is_some());
+
+    sources.abort();
+    kustomizations.abort();
+    ns.cleanup(&client).await;
+}
+
+async fn sluice_config() -> kube::Config {
+    let kubeconfig = kube::config::Kubeconfig::read_from(support::kubeconfig()).unwrap();
+    kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .unwrap()
+}
