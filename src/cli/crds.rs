@@ -1,5 +1,6 @@
-//! `sluice crds`: prints the CustomResourceDefinitions generated from the API types, as a JSON
-//! `List` that `kubectl apply -f -` accepts. No I/O besides stdout.
+//! `sluice crds`: prints the CustomResourceDefinitions generated from the API types as
+//! multi-document YAML (what `manifests/crds.yaml` holds; a test keeps the two equal). No I/O
+//! besides stdout.
 
 use std::process::ExitCode;
 
@@ -18,8 +19,16 @@ pub fn all()
     vec![GitRepository::crd(), Kustomization::crd()]
 }
 
+/// The CRDs as the YAML stream `sluice crds` prints.
+pub fn yaml() -> String {
+    let values: Vec<serde_json::Value> = all()
+        .iter()
+        .map(|crd| serde_json::to_value(crd).expect("CRDs serialize"))
+        .collect();
+    crate::build::to_yaml_stream(&values).expect("CRDs are printable as YAML")
+}
+
 pub async fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    let list = serde_json::json!({ "apiVersion": "v1", "kind": "List", "items": all() });
-    println!("{}", serde_json::to_string_pretty(&list)?);
+    print!("{}", yaml());
     Ok(ExitCode::SUCCESS)
 }
