@@ -161,3 +161,45 @@ async fn without_prune_objects_that_left_stay_in_the_inventory_for_later() {
     assert_eq!(report.pruned.count(Action::Deleted), 1, "{}", report.pruned);
     ns.cleanup(&client).await;
 }
+
+#[tokio::test]
+async fn a_namespaced_object_without_namespace_is_refused_before_the_inventory_changes() {
+    let client = support::client().await;
+    let ns = support::TestNamespace::new(&client, "reconcile-nons").await;
+    let applier = Applier::new(client.clone());
+    let store = ConfigMapStore::new(client.clone(), ns.name(), "shop");
+    reconcile(
+        &applier,
+        &store,
+        vec![config_map(ns.name(), "a", json!({}))],
+        &options(true),
+    )
+    .await
+    .unwrap();
+    let before = store.load().await.unwrap();
+
+    let mut orphan = config_map(ns.name(), "b", json!({}));
+    orphan["metadata"]
+        .as_object_mut()
+        .unwrap()
+        .remove("namespace");
+    let err = reconcile(
+        &applier,
+        &store,
+        vec![config_map(ns.name(), "a", json!({})), orphan],
+        &options(true),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("ConfigMap/b is namespaced but has no namespace"),
+        "{err}"
+    );
+    assert_eq!(
+        store.load().await.unwrap(),
+        before,
+        "the stored inventory changed"
+    );
+    ns.cleanup(&client).await;
+}

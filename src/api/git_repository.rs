@@ -118,6 +118,7 @@ pub struct ArtifactStatus {
     pub path: String,
     /// Bytes of file content.
     #[serde(default)]
+    #[schemars(with = "i64")]
     pub size: u64,
     /// RFC 3339 time the artifact was stored.
     pub last_update_time: String,

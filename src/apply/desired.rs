@@ -48,6 +48,8 @@ impl Applier {
             };
             if !namespaced {
                 id.namespace.clear();
+            } else if id.namespace.is_empty() {
+                return Err(ApplyError::MissingNamespace { id });
             }
             entries.push(InventoryEntry::new(&id, &version));
         }
