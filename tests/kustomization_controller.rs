@@ -203,14 +203,22 @@ async fn push_apply_change_prune_and_broken_yaml() {
     );
 
     let events: Api<Event> = Api::namespaced(client.clone(), &n);
-    let reasons: Vec<String> = events
+    let listed = events
         .list(&ListParams::default().fields("involvedObject.kind=Kustomization"))
         .await
         .unwrap()
-        .items
-        .into_iter()
-        .filter_map(|e| e.reason)
-        .collect();
+        .items;
+    let reasons: Vec<String> = listed.iter().filter_map(|e| e.reason.clone()).collect();
+    // Each revision has an Event of its own that says what changed.
+    let second_event = listed
+        .iter()
+        .filter_map(|e| e.message.as_deref())
+        .find(|m| m.contains(&rev2))
+        .unwrap_or_else(|| panic!("no Event for {rev2}: {listed:#?}"));
+    assert!(
+        second_event.contains("Deployment") && second_event.contains("deleted"),
+        "{second_event}"
+    );
     assert!(
         reasons.iter().any(|r| r == "ReconciliationSucceeded"),
         "{reasons:?}"

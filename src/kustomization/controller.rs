@@ -180,7 +180,7 @@ async fn reconcile(obj: Arc<Kustomization>, state: Arc<State>) -> Result<Requeue
             },
             reason: event.reason,
             note: Some(truncate(&event.message, 1024)),
-            action: "Reconcile".into(),
+            action: truncate(&event.action, 120),
             secondary: None,
         };
         if let Err(e) = state.recorder.publish(&event, &obj.object_ref(&())).await {

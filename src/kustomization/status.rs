@@ -41,6 +41,9 @@ pub struct EventPlan {
     pub warning: bool,
     pub reason: String,
     pub message: String,
+    /// `Reconcile <revision>` where a revision was tried: Events with the same action and reason
+    /// are folded into one series, so each revision gets Events of its own.
+    pub action: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -99,6 +102,7 @@ pub fn plan(ctx: &Context<'_>, outcome: Outcome) -> Plan {
                     warning: true,
                     reason: reason.into(),
                     message,
+                    action: "Reconcile".into(),
                 }),
                 None,
             )
@@ -110,6 +114,7 @@ pub fn plan(ctx: &Context<'_>, outcome: Outcome) -> Plan {
                 warning: false,
                 reason: reason.into(),
                 message,
+                action: "Reconcile".into(),
             });
             (event, Some(ctx.retry_interval))
         }
@@ -125,12 +130,14 @@ pub fn plan(ctx: &Context<'_>, outcome: Outcome) -> Plan {
                 condition::set(conditions, cond(HEALTHY, false, reason, &message, ctx));
             }
             status.last_attempted_revision = Some(revision.clone());
+            let action = format!("Reconcile {revision}");
             record(&mut status.history, ctx, revision, digest, reason.into());
             (
                 Some(EventPlan {
                     warning: true,
                     reason: reason.into(),
                     message,
+                    action,
                 }),
                 Some(ctx.retry_interval),
             )
@@ -158,6 +165,7 @@ pub fn plan(ctx: &Context<'_>, outcome: Outcome) -> Plan {
             let new_revision = status.last_applied_revision.as_deref() != Some(revision.as_str());
             status.last_applied_revision = Some(revision.clone());
             status.last_attempted_revision = Some(revision.clone());
+            let action = format!("Reconcile {revision}");
             record(
                 &mut status.history,
                 ctx,
@@ -174,6 +182,7 @@ pub fn plan(ctx: &Context<'_>, outcome: Outcome) -> Plan {
                 } else {
                     format!("{message}\n{summary}")
                 },
+                action,
             });
             (event, Some(ctx.interval))
         }
