@@ -157,6 +157,16 @@ async fn push_apply_change_prune_and_broken_yaml() {
         Some(1)
     );
 
+    // Settled: no reconcile until the interval, the source or the spec changes; in particular the
+    // controller's own status writes do not trigger more reconciles.
+    let settled = api.get("app").await.unwrap().resource_version();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        api.get("app").await.unwrap().resource_version(),
+        settled,
+        "the Kustomization keeps being rewritten"
+    );
+
     // A change and a deletion.
     work.write("deploy/config.yaml", &config("green"));
     work.git(&["rm", "-q", "deploy/app.yaml"]);
@@ -202,12 +212,23 @@ async fn push_apply_change_prune_and_broken_yaml() {
         "green"
     );
 
+    // Events are published right after the status is written: wait for the last one.
     let events: Api<Event> = Api::namespaced(client.clone(), &n);
-    let listed = events
-        .list(&ListParams::default().fields("involvedObject.kind=Kustomization"))
-        .await
-        .unwrap()
-        .items;
+    let mut listed = Vec::new();
+    for _ in 0..100 {
+        listed = events
+            .list(&ListParams::default().fields("involvedObject.kind=Kustomization"))
+            .await
+            .unwrap()
+            .items;
+        if listed
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("BuildFailed"))
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let reasons: Vec<String> = listed.iter().filter_map(|e| e.reason.clone()).collect();
     // Each revision has an Event of its own that says what changed.
     let second_event = listed

@@ -4,9 +4,10 @@
 //! and Events. Talks to the API server and reads the artifact storage; decisions come from
 //! `status::plan` and `depends`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{Hash, Hasher};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -53,6 +54,10 @@ pub struct State {
     config: kube::Config,
     recorder: Recorder,
     storage: PathBuf,
+    /// What each object was last reconciled for (generation, trigger, source revision) and when
+    /// it is due again: watch events that change none of these (such as our own status writes)
+    /// do not reconcile early.
+    schedule: Mutex<HashMap<ObjectRef<Kustomization>, (u64, tokio::time::Instant)>>,
 }
 
 impl State {
@@ -66,6 +71,7 @@ impl State {
             client,
             config,
             storage,
+            schedule: Mutex::default(),
         }
     }
 }
@@ -123,10 +129,48 @@ fn error_policy(_obj: Arc<Kustomization>, err: &ControllerError, _state: Arc<Sta
     Requeue::requeue(Duration::from_secs(5))
 }
 
+/// What a reconcile is for: the spec generation, the manual trigger and the source's revision.
+fn trigger_of(obj: &Kustomization, source_revision: Option<&str>) -> u64 {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    obj.metadata.generation.hash(&mut hasher);
+    obj.annotations()
+        .get(REQUESTED_AT_ANNOTATION)
+        .hash(&mut hasher);
+    source_revision.hash(&mut hasher);
+    hasher.finish()
+}
+
+async fn source_revision(obj: &Kustomization, ns: &str, client: &Client) -> Option<String> {
+    let source_ns = obj.spec.source_ref.namespace.as_deref().unwrap_or(ns);
+    let api: Api<GitRepository> = Api::namespaced(client.clone(), source_ns);
+    let source = api
+        .get_opt(&obj.spec.source_ref.name)
+        .await
+        .ok()
+        .flatten()?;
+    Some(source.status?.artifact?.revision)
+}
+
 async fn reconcile(obj: Arc<Kustomization>, state: Arc<State>) -> Result<Requeue, ControllerError> {
     let started = tokio::time::Instant::now();
     let ns = obj.namespace().ok_or(ControllerError::NoNamespace)?;
     let name = obj.name_any();
+    let key = ObjectRef::from_obj(&*obj);
+    let asked = trigger_of(
+        &obj,
+        source_revision(&obj, &ns, &state.client).await.as_deref(),
+    );
+    let due = state
+        .schedule
+        .lock()
+        .ok()
+        .and_then(|s| s.get(&key).copied());
+    if let Some((seen, at)) = due
+        && seen == asked
+        && at > started
+    {
+        return Ok(Requeue::requeue(at - started));
+    }
     let interval = duration::parse(&obj.spec.interval);
     let retry = obj.spec.retry_interval.as_deref().map(duration::parse);
     let outcome = match (&interval, &retry) {
@@ -186,6 +230,10 @@ async fn reconcile(obj: Arc<Kustomization>, state: Arc<State>) -> Result<Requeue
         if let Err(e) = state.recorder.publish(&event, &obj.object_ref(&())).await {
             tracing::warn!(error = %e, object = %format!("{ns}/{name}"), "publishing an Event failed");
         }
+    }
+    let next = plan.requeue.unwrap_or(Duration::from_secs(365 * 24 * 3600));
+    if let Ok(mut schedule) = state.schedule.lock() {
+        schedule.insert(key, (asked, tokio::time::Instant::now() + next));
     }
     Ok(match plan.requeue {
         Some(after) => Requeue::requeue(after),
