@@ -22,8 +22,9 @@ const RESOURCES: &[&str] = &[
 ];
 
 /// Write requests per (verb, resource) for the resources above, main resource only, real (not
-/// dry-run). Server-side apply counts as verb APPLY. DELETEs are left out: the namespace
-/// controller may still be emptying the namespaces of earlier tests, and an apply never deletes.
+/// dry-run). Server-side apply counts as verb APPLY; sluice creates and changes objects only with
+/// it (and PATCH for field takeover). POSTs and DELETEs are left out: the controller-manager
+/// creates a ConfigMap in every new namespace and empties deleted ones, whoever made them.
 async fn writes(client: &Client) -> BTreeMap<(String, String), f64> {
     let request = http::Request::get("/metrics").body(Vec::new()).unwrap();
     let text = client.request_text(request).await.expect("GET /metrics");
@@ -40,7 +41,7 @@ async fn writes(client: &Client) -> BTreeMap<(String, String), f64> {
         let (Some(verb), Some(resource)) = (label("verb"), label("resource")) else {
             continue;
         };
-        let is_write = matches!(verb.as_str(), "POST" | "PUT" | "PATCH" | "APPLY");
+        let is_write = matches!(verb.as_str(), "PUT" | "PATCH" | "APPLY");
         if is_write
             && RESOURCES.contains(&resource.as_str())
             && label("dry_run").as_deref() == Some("")

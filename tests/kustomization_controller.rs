@@ -375,3 +375,146 @@ async fn sluice_config() -> kube::Config {
         .await
         .unwrap()
 }
+
+#[tokio::test]
+async fn service_account_impersonation_and_suspend() {
+    let client = support::client().await;
+    support::install_crds(&client).await;
+    let ns = support::TestNamespace::new(&client, "ks-tenant").await;
+    let n = ns.name().to_string();
+    let storage = tempfile::tempdir().unwrap();
+    let config_ = sluice_config().await;
+    let sources = tokio::spawn(sluice::source::controller::run(
+        client.clone(),
+        storage.path().to_owned(),
+        Some(n.clone()),
+    ));
+    let kustomizations = tokio::spawn(sluice::kustomization::controller::run(
+        client.clone(),
+        config_,
+        storage.path().to_owned(),
+        Some(n.clone()),
+    ));
+
+    // A tenant service account that may manage ConfigMaps in its namespace, and nothing else.
+    let applier = sluice::apply::applier::Applier::new(client.clone());
+    let rbac = vec![
+        json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "tenant", "namespace": n}}),
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "tenant", "namespace": n},
+            "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]}]}),
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "tenant", "namespace": n},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "tenant"},
+            "subjects": [{"kind": "ServiceAccount", "name": "tenant", "namespace": n}]}),
+    ];
+    applier.apply(rbac, &Default::default()).await.unwrap();
+
+    let daemon = GitDaemon::start();
+    daemon.create_repo("app.git");
+    let work = WorkRepo::new(&daemon.url("app.git"));
+    work.write("config-only/config.yaml", &config("blue"));
+    work.write(
+        "with-deployment/config.yaml",
+        &config("red").replace("settings", "other"),
+    );
+    work.write("with-deployment/app.yaml", APP);
+    let first = work.commit("first", &Signing::None);
+    work.push(&["main"]);
+    create(&client, &n, json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "GitRepository", "metadata": {"name": "app"},
+        "spec": {"url": daemon.url("app.git"), "interval": "1s"}})).await;
+    let api: Api<Kustomization> = Api::namespaced(client.clone(), &n);
+
+    let tenant = |name: &str, path: &str| {
+        kustomization(
+            name,
+            &n,
+            "app",
+            json!({"path": path, "serviceAccountName": "tenant"}),
+        )
+    };
+    create(&client, &n, tenant("allowed", "./config-only")).await;
+    create(&client, &n, tenant("denied", "./with-deployment")).await;
+    let rev1 = format!("main@sha1:{first}");
+    wait_for(&api, "allowed", "applied as the tenant", |s| {
+        s.last_applied_revision.as_deref() == Some(rev1.as_str())
+    })
+    .await;
+    let status = wait_for(&api, "denied", "was refused", |s| {
+        s.last_attempted_revision.is_some()
+    })
+    .await;
+    let cond = ready(&status).unwrap();
+    assert_eq!(cond.status, "False");
+    assert!(
+        cond.message.contains("forbidden") && cond.message.contains("Deployment"),
+        "{cond:?}"
+    );
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &n);
+    assert!(cms.get_opt("settings").await.unwrap().is_some());
+    assert!(
+        cms.get_opt("other").await.unwrap().is_none(),
+        "a refused set was partly applied"
+    );
+
+    // Suspended: a new revision is fetched but not applied, until the suspension ends.
+    let suspend = |value: bool| json!({"spec": {"suspend": value}});
+    api.patch(
+        "allowed",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(&suspend(true)),
+    )
+    .await
+    .unwrap();
+    work.write("config-only/config.yaml", &config("green"));
+    let second = work.commit("second", &Signing::None);
+    work.push(&["main"]);
+    let rev2 = format!("main@sha1:{second}");
+    let repos: Api<sluice::api::git_repository::GitRepository> =
+        Api::namespaced(client.clone(), &n);
+    for _ in 0..300 {
+        let revision = repos
+            .get("app")
+            .await
+            .unwrap()
+            .status
+            .and_then(|s| s.artifact)
+            .map(|a| a.revision);
+        if revision.as_deref() == Some(rev2.as_str()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        api.get("allowed")
+            .await
+            .unwrap()
+            .status
+            .unwrap()
+            .last_applied_revision
+            .as_deref(),
+        Some(rev1.as_str())
+    );
+    assert_eq!(
+        cms.get("settings").await.unwrap().data.unwrap()["color"],
+        "blue"
+    );
+    api.patch(
+        "allowed",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(&suspend(false)),
+    )
+    .await
+    .unwrap();
+    wait_for(&api, "allowed", "applied after the suspension", |s| {
+        s.last_applied_revision.as_deref() == Some(rev2.as_str())
+    })
+    .await;
+    assert_eq!(
+        cms.get("settings").await.unwrap().data.unwrap()["color"],
+        "green"
+    );
+
+    sources.abort();
+    kustomizations.abort();
+    ns.cleanup(&client).await;
+}

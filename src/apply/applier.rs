@@ -325,8 +325,8 @@ impl Applier {
                 took_over = true;
             }
         }
-        let dry_run = d.dry_run.as_ref().expect("validated before apply");
-        let action = plan::decide(dry_run, live.as_ref());
+        let dry_run = self.current_dry_run(d, live.as_ref()).await?;
+        let action = plan::decide(&dry_run, live.as_ref());
         if action == Action::Unchanged && !took_over {
             return Ok((Action::Unchanged, None));
         }

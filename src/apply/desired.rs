@@ -110,34 +110,37 @@ impl Applier {
         Ok(())
     }
 
+    /// The namespaces of `desired` that exist. A namespace the caller may not read (a tenant's
+    /// service account rarely can) counts as existing: the dry run will say if it is not.
     pub(super) async fn existing_namespaces(
         &self,
         desired: &[Desired],
     ) -> Result<BTreeSet<String>, ApplyError> {
-        let wanted: BTreeSet<&ObjectId> = desired
+        let names: BTreeSet<&str> = desired
             .iter()
-            .filter(|d| !d.id.namespace.is_empty())
-            .map(|d| &d.id)
+            .map(|d| d.id.namespace.as_str())
+            .filter(|ns| !ns.is_empty())
             .collect();
-        let names: BTreeSet<&str> = wanted.iter().map(|id| id.namespace.as_str()).collect();
         let api: Api<Namespace> = Api::all(self.client.clone());
         let mut existing = BTreeSet::new();
         for name in names {
-            let id = ObjectId {
-                namespace: String::new(),
-                name: name.to_string(),
-                group: String::new(),
-                kind: "Namespace".into(),
+            let found = match api.get_opt(name).await {
+                Ok(found) => found.is_some(),
+                Err(kube::Error::Api(status)) if status.code == 403 => true,
+                Err(source) => {
+                    let id = ObjectId {
+                        namespace: String::new(),
+                        name: name.to_string(),
+                        group: String::new(),
+                        kind: "Namespace".into(),
+                    };
+                    return Err(ApplyError::Read {
+                        id,
+                        source: Box::new(source),
+                    });
+                }
             };
-            if api
-                .get_opt(name)
-                .await
-                .map_err(|source| ApplyError::Read {
-                    id,
-                    source: Box::new(source),
-                })?
-                .is_some()
-            {
+            if found {
                 existing.insert(name.to_string());
             }
         }

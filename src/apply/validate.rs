@@ -110,6 +110,33 @@ impl Applier {
 }
 
 impl Applier {
+    /// The dry-run result to compare with `live`: the one from validation when it was made from
+    /// this very version of the object, a fresh one when someone (a controller adding an
+    /// annotation, say) changed the object since.
+    pub(super) async fn current_dry_run(
+        &self,
+        d: &Desired,
+        live: Option<&Value>,
+    ) -> Result<Value, ApplyError> {
+        let validated = d.dry_run.clone().expect("validated before apply");
+        let version = |v: &Value| v.pointer("/metadata/resourceVersion").cloned();
+        let Some(live) = live else {
+            return Ok(validated);
+        };
+        if d.recreate || version(live) == version(&validated) {
+            return Ok(validated);
+        }
+        match self.dry_run(d).await {
+            DryRun::Accepted(fresh) => Ok(fresh),
+            DryRun::Immutable(reason) | DryRun::Rejected(reason) => {
+                Err(ApplyError::Rejected(vec![Rejection {
+                    id: d.id.clone(),
+                    reason,
+                }]))
+            }
+        }
+    }
+
     /// What `apply` would do with `objects`, in apply order, writing nothing. Fails like `apply`
     /// when the API server rejects an object.
     pub async fn preview(
@@ -142,7 +169,10 @@ impl Applier {
                 _ if skipped => Action::Skipped,
                 (_, Some(_)) if d.policy.ssa == SsaMode::IfNotPresent => Action::Skipped,
                 _ if d.recreate => Action::Configured,
-                (Some(dry_run), live) => plan::decide(dry_run, live.as_ref()),
+                (Some(_), live) => plan::decide(
+                    &self.current_dry_run(&d, live.as_ref()).await?,
+                    live.as_ref(),
+                ),
                 (None, _) => Action::Created,
             };
             let merged = d.dry_run.unwrap_or(d.object);
