@@ -220,7 +220,9 @@ async fn fetch_is_shallow_and_skipped_when_the_revision_is_current() {
     assert_eq!(b.revision.sha, third);
     let cache = git2::Repository::open_bare(&ws.cache).unwrap();
     assert!(
-        cache.find_commit(git2::Oid::from_str(&f.first).unwrap()).is_err(),
+        cache
+            .find_commit(git2::Oid::from_str(&f.first).unwrap())
+            .is_err(),
         "the incremental fetch brought only the new commit, not the old history"
     );
     assert_eq!(read(&b, "deploy/new.yaml"), "x: 1\n");
