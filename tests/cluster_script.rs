@@ -35,6 +35,14 @@ fn pids(dir: &Path) -> Vec<u32> {
         .collect()
 }
 
+/// Running, as opposed to gone or a zombie waiting to be reaped by whoever adopted it.
+fn running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(") ")
+            .is_some_and(|(_, rest)| !rest.starts_with('Z'))
+    })
+}
+
 fn listening(port: u16) -> bool {
     TcpStream::connect(("127.0.0.1", port)).is_ok()
 }
@@ -61,8 +69,9 @@ fn up_twice_then_down_leaves_nothing_behind() {
     assert!(down.status.success(), "down failed: {down:?}");
     for pid in &started {
         assert!(
-            !Path::new(&format!("/proc/{pid}")).exists(),
-            "process {pid} still runs after down"
+            !running(*pid),
+            "process {pid} still runs after down: {}",
+            String::from_utf8_lossy(&down.stderr)
         );
     }
     for port in PORT - 5..=PORT {

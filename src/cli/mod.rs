@@ -2,6 +2,7 @@
 //! dispatch and printing the final error.
 
 mod agent;
+mod build;
 pub mod crds;
 mod source;
 mod verify;
@@ -31,6 +32,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Render a directory (kustomization or plain manifests) the way the agent will, without kustomize.
+    Build(Box<build::Args>),
     /// Print the version of sluice and, with --server, of the Kubernetes API server.
     Version(version::Args),
     /// Run the controllers in the cluster.
@@ -47,6 +50,7 @@ pub enum Command {
 /// answer (the command says what it means), 2 or more an error.
 pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
+        Command::Build(args) => block_on(build::run(*args)),
         Command::Version(args) => block_on(version::run(args)),
         Command::Agent(args) => block_on(agent::run(args)),
         Command::Crds(args) => block_on(crds::run(args)),

@@ -1,0 +1,385 @@
+//! Rendering a kustomization directory with kustomize 5's order of steps: resources, generators,
+//! components, transformers; then, at the top only, hash suffixes and name references. Reads
+//! files through [`Source`] only.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use super::BuildError;
+use super::builtin;
+use super::fieldspec;
+use super::flux::FluxOptions;
+use super::generator;
+use super::kustomization::{self, FILE_NAMES, Kustomization, PatchOptions, PatchSpec};
+use super::nameref;
+use super::object::{Loc, Resource};
+use super::patch;
+use super::plain;
+use super::source::{Source, is_within};
+use super::transform::{self, SubjectMode};
+
+/// A kustomization file being rendered: where it is and its text, for messages.
+pub(crate) struct KFile {
+    pub dir: PathBuf,
+    pub file: String,
+    pub text: String,
+}
+
+impl KFile {
+    /// The location of the first line mentioning `needle` (the file when none does).
+    pub fn at(&self, needle: &str) -> Loc {
+        let line = self
+            .text
+            .lines()
+            .position(|l| l.contains(needle))
+            .map(|i| i as u64 + 1)
+            .unwrap_or(0);
+        Loc::new(&self.file, line)
+    }
+}
+
+pub(crate) struct Ctx<'a> {
+    pub src: &'a Source,
+    stack: Vec<PathBuf>,
+}
+
+fn is_remote(entry: &str) -> bool {
+    entry.contains("://")
+        || entry.starts_with("git@")
+        || entry.starts_with("github.com/")
+        || entry.contains("?ref=")
+}
+
+/// Renders the top directory: a kustomization, or a plain directory of manifests.
+pub fn build_top(
+    src: &Source,
+    dir: &Path,
+    flux: &FluxOptions,
+) -> Result<Vec<Resource>, BuildError> {
+    let mut ctx = Ctx {
+        src,
+        stack: vec![dir.to_path_buf()],
+    };
+    let mut acc = Vec::new();
+    match ctx.find(dir)? {
+        Some(kf) => {
+            let mut k = kustomization::parse(&kf.text, &kf.file)?;
+            if k.is_component() {
+                return Err(BuildError::Kustomization {
+                    at: kf.at("kind"),
+                    message: "a Component cannot be built on its own".into(),
+                });
+            }
+            flux.merge_into(&mut k);
+            ctx.accumulate(&kf, &k, &mut acc)?;
+        }
+        None => {
+            let found = plain::read_dir(src, dir, &mut |sub| ctx.build_if_kustomization(sub))?;
+            let kf = KFile {
+                dir: dir.to_path_buf(),
+                file: src.display(dir),
+                text: String::new(),
+            };
+            let mut seen = Seen::of(&acc);
+            for res in found {
+                seen.push(&mut acc, res)?;
+            }
+            let mut k = Kustomization::default();
+            flux.merge_into(&mut k);
+            ctx.accumulate(&kf, &k, &mut acc)?;
+        }
+    }
+    for res in acc.iter_mut().filter(|r| r.needs_hash) {
+        let name = format!(
+            "{}-{}",
+            res.obj.name(),
+            generator::content_hash(res.obj.value())
+        );
+        res.rename(&name);
+    }
+    nameref::fix(&mut acc);
+    Ok(acc)
+}
+
+type IdKey = (String, String, String, String);
+
+fn id_key(res: &Resource) -> IdKey {
+    let o = &res.obj;
+    let ns = o.namespace().unwrap_or_default().to_string();
+    (
+        o.group().to_string(),
+        o.kind().to_string(),
+        ns,
+        o.name().to_string(),
+    )
+}
+
+/// The identities of the objects accumulated so far, to refuse a second object with the same
+/// group, kind, namespace and name.
+pub(crate) struct Seen(HashMap<IdKey, Loc>);
+
+impl Seen {
+    pub fn of(acc: &[Resource]) -> Self {
+        Self(acc.iter().map(|r| (id_key(r), r.loc.clone())).collect())
+    }
+
+    /// Appends an object unless one with the same identity is there.
+    pub fn push(&mut self, acc: &mut Vec<Resource>, res: Resource) -> Result<(), BuildError> {
+        if let Some(first) = self.0.get(&id_key(&res)) {
+            return Err(BuildError::Duplicate {
+                at: res.loc.clone(),
+                message: format!("{} is defined twice: first at {first}", res.obj.key()),
+            });
+        }
+        self.0.insert(id_key(&res), res.loc.clone());
+        acc.push(res);
+        Ok(())
+    }
+}
+
+impl Ctx<'_> {
+    fn find(&self, dir: &Path) -> Result<Option<KFile>, BuildError> {
+        let found: Vec<PathBuf> = FILE_NAMES
+            .iter()
+            .map(|n| dir.join(n))
+            .filter(|p| p.is_file())
+            .collect();
+        match found.as_slice() {
+            [] => Ok(None),
+            [one] => {
+                let real = self.src.resolve(one, &self.src.loc(dir, 0))?;
+                Ok(Some(KFile {
+                    dir: dir.to_path_buf(),
+                    file: self.src.display(one),
+                    text: self.src.read_text(&real)?,
+                }))
+            }
+            _ => Err(BuildError::Kustomization {
+                at: self.src.loc(dir, 0),
+                message: "found more than one kustomization file; keep one".into(),
+            }),
+        }
+    }
+
+    fn build_if_kustomization(&mut self, dir: &Path) -> Result<Option<Vec<Resource>>, BuildError> {
+        if FILE_NAMES.iter().any(|n| dir.join(n).is_file()) {
+            self.build_dir(dir, &Loc::default()).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// Renders a kustomization directory named in `resources`.
+    fn build_dir(&mut self, dir: &Path, at: &Loc) -> Result<Vec<Resource>, BuildError> {
+        if self.stack.iter().any(|d| d == dir) {
+            return Err(BuildError::Kustomization {
+                at: at.clone(),
+                message: format!("cycle: {} includes itself", self.src.display(dir)),
+            });
+        }
+        let Some(kf) = self.find(dir)? else {
+            return Err(BuildError::Kustomization {
+                at: at.clone(),
+                message: format!(
+                    "no kustomization.yaml, kustomization.yml or Kustomization in {}",
+                    self.src.display(dir)
+                ),
+            });
+        };
+        let k = kustomization::parse(&kf.text, &kf.file)?;
+        if k.is_component() {
+            return Err(BuildError::Kustomization {
+                at: at.clone(),
+                message: format!("{} is a Component: list it under components", kf.file),
+            });
+        }
+        self.stack.push(dir.to_path_buf());
+        let mut acc = Vec::new();
+        let result = self.accumulate(&kf, &k, &mut acc);
+        self.stack.pop();
+        result.map(|_| acc)
+    }
+
+    /// Resolves a file a kustomization names: inside the source root, and in or below the
+    /// kustomization's directory.
+    pub fn restricted_file(&self, kf: &KFile, rel: &str) -> Result<PathBuf, BuildError> {
+        let at = kf.at(rel);
+        if is_remote(rel) {
+            return Err(BuildError::Unsupported {
+                at,
+                field: "remote file".into(),
+                detail: rel.into(),
+            });
+        }
+        let real = self.src.resolve(&kf.dir.join(rel), &at)?;
+        if !is_within(&real, &kf.dir) {
+            return Err(BuildError::Restricted {
+                at,
+                path: rel.into(),
+                dir: self.src.display(&kf.dir),
+            });
+        }
+        Ok(real)
+    }
+
+    fn accumulate(
+        &mut self,
+        kf: &KFile,
+        k: &Kustomization,
+        acc: &mut Vec<Resource>,
+    ) -> Result<(), BuildError> {
+        let mut seen = Seen::of(acc);
+        for entry in k.resources.iter().chain(&k.bases) {
+            let at = kf.at(entry);
+            if is_remote(entry) {
+                return Err(BuildError::Unsupported {
+                    at,
+                    field: "resources".into(),
+                    detail: format!("remote base {entry}"),
+                });
+            }
+            let real = self.src.resolve(&kf.dir.join(entry), &at)?;
+            let found = if real.is_dir() {
+                self.build_dir(&real, &at)?
+            } else {
+                if !is_within(&real, &kf.dir) {
+                    return Err(BuildError::Restricted {
+                        at,
+                        path: entry.clone(),
+                        dir: self.src.display(&kf.dir),
+                    });
+                }
+                plain::read_file(self.src, &real)?
+            };
+            for res in found {
+                seen.push(acc, res)?;
+            }
+        }
+        self.generate(kf, k, acc, &mut seen)?;
+        for entry in &k.components {
+            let at = kf.at(entry);
+            let real = self.src.resolve(&kf.dir.join(entry), &at)?;
+            let ckf = self.find(&real)?.ok_or_else(|| BuildError::Kustomization {
+                at: at.clone(),
+                message: format!("component {entry} has no kustomization file"),
+            })?;
+            let ck = kustomization::parse(&ckf.text, &ckf.file)?;
+            if !ck.is_component() {
+                return Err(BuildError::Kustomization {
+                    at,
+                    message: format!("{} must have kind: Component", ckf.file),
+                });
+            }
+            self.accumulate(&ckf, &ck, acc)?;
+        }
+        self.transform(kf, k, acc)
+    }
+
+    /// Loads a patch given as a file path or inline text.
+    pub fn patch_content(
+        &self,
+        kf: &KFile,
+        spec: &PatchSpec,
+    ) -> Result<(patch::Content, Loc), BuildError> {
+        match (&spec.path, &spec.patch) {
+            (Some(path), None) => {
+                let real = self.restricted_file(kf, path)?;
+                let text = self.src.read_text(&real)?;
+                let at = self.src.loc(&real, 0);
+                Ok((patch::parse(&text, &at)?, at))
+            }
+            (None, Some(text)) => {
+                let first = text
+                    .lines()
+                    .find(|l| !l.trim().is_empty())
+                    .unwrap_or_default()
+                    .trim();
+                let at = kf.at(first);
+                Ok((patch::parse(text, &at)?, at))
+            }
+            _ => Err(BuildError::Patch {
+                at: kf.at("patch"),
+                message: "a patch needs exactly one of path and patch".into(),
+            }),
+        }
+    }
+
+    fn transform(
+        &self,
+        kf: &KFile,
+        k: &Kustomization,
+        acc: &mut Vec<Resource>,
+    ) -> Result<(), BuildError> {
+        for entry in &k.patches_strategic_merge {
+            let spec = if entry.contains('\n') || entry.trim_start().starts_with("apiVersion") {
+                PatchSpec {
+                    patch: Some(entry.clone()),
+                    ..Default::default()
+                }
+            } else {
+                PatchSpec {
+                    path: Some(entry.clone()),
+                    ..Default::default()
+                }
+            };
+            let (content, at) = self.patch_content(kf, &spec)?;
+            if matches!(content, patch::Content::Json(_)) {
+                return Err(BuildError::Patch {
+                    at,
+                    message: "patchesStrategicMerge entries must be strategic merge patches".into(),
+                });
+            }
+            patch::apply(acc, &content, None, &PatchOptions::default(), &at)?;
+        }
+        for spec in &k.patches {
+            let (content, at) = self.patch_content(kf, spec)?;
+            patch::apply(acc, &content, spec.target.as_ref(), &spec.options, &at)?;
+        }
+        if let Some(ns) = k.namespace.as_deref().filter(|s| !s.is_empty()) {
+            transform::set_namespace(acc, ns, false, SubjectMode::DefaultOnly, &[])?;
+        }
+        transform::add_prefix_suffix(
+            acc,
+            k.name_prefix.as_deref().unwrap_or(""),
+            k.name_suffix.as_deref().unwrap_or(""),
+            None,
+        );
+        for l in &k.labels {
+            let mut specs = if l.include_selectors {
+                fieldspec::common_labels()
+            } else {
+                fieldspec::metadata_labels(l.include_templates)
+            };
+            specs.extend(l.fields.iter().cloned());
+            transform::add_pairs(acc, &l.pairs, &specs, &kf.at("labels"))?;
+        }
+        transform::add_pairs(
+            acc,
+            &k.common_labels,
+            &fieldspec::common_labels(),
+            &kf.at("commonLabels"),
+        )?;
+        transform::add_pairs(
+            acc,
+            &k.common_annotations,
+            &fieldspec::common_annotations(),
+            &kf.at("commonAnnotations"),
+        )?;
+        for spec in &k.patches_json6902 {
+            let (content, at) = self.patch_content(kf, spec)?;
+            if spec.target.is_none() {
+                return Err(BuildError::Patch {
+                    at,
+                    message: "patchesJson6902 entries need a target".into(),
+                });
+            }
+            patch::apply(acc, &content, spec.target.as_ref(), &spec.options, &at)?;
+        }
+        transform::set_replicas(acc, &k.replicas, &fieldspec::replicas(), &kf.at("replicas"))?;
+        transform::set_images(acc, &k.images, &[]);
+        for entry in &k.transformers {
+            builtin::run(self, kf, entry, acc)?;
+        }
+        Ok(())
+    }
+}
