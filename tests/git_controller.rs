@@ -329,3 +329,51 @@ async fn requested_at_forces_a_poll_and_bad_specs_stall() {
     agent.abort();
     ns.cleanup(&client).await;
 }
+
+#[tokio::test]
+async fn sluice_agent_process_runs_the_controller() {
+    let client = support::client().await;
+    install_crd(&client).await;
+    let ns = support::TestNamespace::new(&client, "gitrepo-agent").await;
+    let storage = tempfile::tempdir().unwrap();
+    let log = storage.path().join("agent.log");
+    let _agent = support::git_servers::spawn_server(
+        std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(["agent", "--namespace", ns.name(), "--storage-dir"])
+            .arg(storage.path().join("data"))
+            .env("KUBECONFIG", support::kubeconfig())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap()),
+        "sluice agent",
+    );
+
+    let daemon = GitDaemon::start();
+    daemon.create_repo("app.git");
+    let work = WorkRepo::new(&daemon.url("app.git"));
+    work.write("a.yaml", "v: 1\n");
+    let sha = work.commit("first", &Signing::None);
+    work.push(&["main"]);
+    let repos: Api<GitRepository> = Api::namespaced(client.clone(), ns.name());
+    let repo: GitRepository = serde_json::from_value(serde_json::json!({
+        "apiVersion": "sluice.dev/v1alpha1", "kind": "GitRepository",
+        "metadata": {"name": "app"},
+        "spec": {"url": daemon.url("app.git"), "interval": "1m"}
+    }))
+    .unwrap();
+    repos.create(&PostParams::default(), &repo).await.unwrap();
+    let s = wait_for(
+        &repos,
+        "app",
+        "stored an artifact through the agent process",
+        |s| revision(s) == Some(&format!("main@sha1:{sha}")),
+    )
+    .await;
+    let path = storage.path().join("data").join(&s.artifact.unwrap().path);
+    assert_eq!(
+        std::fs::read_to_string(path.join("a.yaml")).unwrap(),
+        "v: 1\n",
+        "agent log: {}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    ns.cleanup(&client).await;
+}
