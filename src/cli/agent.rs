@@ -14,6 +14,9 @@ pub struct Args {
     /// Watch only this namespace (default: all namespaces).
     #[arg(long, env = "SLUICE_WATCH_NAMESPACE")]
     pub namespace: Option<String>,
+    /// Largest artifact (bytes of file content) a GitRepository may produce.
+    #[arg(long, env = "SLUICE_MAX_ARTIFACT_SIZE", default_value_t = crate::source::artifact::DEFAULT_MAX_SIZE)]
+    pub max_artifact_size: u64,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -23,7 +26,12 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         .await
         .context("connecting to the Kubernetes API server")?;
     tracing::info!(storage = %args.storage_dir.display(), namespace = ?args.namespace, "agent starting");
-    crate::source::controller::run(client, args.storage_dir, args.namespace).await;
+    let settings = crate::source::controller::Settings {
+        storage: args.storage_dir,
+        namespace: args.namespace,
+        max_artifact_size: args.max_artifact_size,
+    };
+    crate::source::controller::run(client, settings).await;
     tracing::info!("agent stopped");
     Ok(ExitCode::SUCCESS)
 }
