@@ -42,6 +42,20 @@ async fn install_crd(client: &Client) {
     panic!("CRD {name} not established");
 }
 
+/// Runs the controller in this process for one namespace.
+fn start_agent(
+    client: &Client,
+    storage: &std::path::Path,
+    ns: &str,
+) -> tokio::task::JoinHandle<()> {
+    let settings = sluice::source::controller::Settings {
+        storage: storage.to_owned(),
+        namespace: Some(ns.to_owned()),
+        max_artifact_size: sluice::source::artifact::DEFAULT_MAX_SIZE,
+    };
+    tokio::spawn(sluice::source::controller::run(client.clone(), settings))
+}
+
 /// Polls the object until `check` holds; panics with the last status after a bounded number of tries.
 async fn wait_for(
     api: &Api<GitRepository>,
@@ -77,11 +91,7 @@ async fn controller_adopts_signed_commits_and_refuses_unsigned_ones() {
     install_crd(&client).await;
     let ns = support::TestNamespace::new(&client, "gitrepo").await;
     let storage = tempfile::tempdir().unwrap();
-    let agent = tokio::spawn(sluice::source::controller::run(
-        client.clone(),
-        storage.path().to_owned(),
-        Some(ns.name().to_owned()),
-    ));
+    let agent = start_agent(&client, storage.path(), ns.name());
 
     let gpg = GpgHome::new();
     let key = gpg.key("Release Bot", "release@example.com");
@@ -183,11 +193,7 @@ async fn requested_at_forces_a_poll_and_bad_specs_stall() {
     install_crd(&client).await;
     let ns = support::TestNamespace::new(&client, "gitrepo-trigger").await;
     let storage = tempfile::tempdir().unwrap();
-    let agent = tokio::spawn(sluice::source::controller::run(
-        client.clone(),
-        storage.path().to_owned(),
-        Some(ns.name().to_owned()),
-    ));
+    let agent = start_agent(&client, storage.path(), ns.name());
 
     let daemon = GitDaemon::start();
     daemon.create_repo("app.git");
@@ -327,5 +333,83 @@ async fn requested_at_forces_a_poll_and_bad_specs_stall() {
     assert!(!slow_dir.exists());
 
     agent.abort();
+    ns.cleanup(&client).await;
+}
+
+#[tokio::test]
+async fn sluice_agent_process_runs_the_controller() {
+    let client = support::client().await;
+    install_crd(&client).await;
+    let ns = support::TestNamespace::new(&client, "gitrepo-agent").await;
+    let storage = tempfile::tempdir().unwrap();
+    let log = storage.path().join("agent.log");
+    let _agent = support::git_servers::spawn_server(
+        std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args([
+                "agent",
+                "--namespace",
+                ns.name(),
+                "--max-artifact-size",
+                "1000",
+                "--storage-dir",
+            ])
+            .arg(storage.path().join("data"))
+            .env("KUBECONFIG", support::kubeconfig())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap()),
+        "sluice agent",
+    );
+
+    let daemon = GitDaemon::start();
+    daemon.create_repo("app.git");
+    let work = WorkRepo::new(&daemon.url("app.git"));
+    work.write("a.yaml", "v: 1\n");
+    let sha = work.commit("first", &Signing::None);
+    work.push(&["main"]);
+    let repos: Api<GitRepository> = Api::namespaced(client.clone(), ns.name());
+    let repo: GitRepository = serde_json::from_value(serde_json::json!({
+        "apiVersion": "sluice.dev/v1alpha1", "kind": "GitRepository",
+        "metadata": {"name": "app"},
+        "spec": {"url": daemon.url("app.git"), "interval": "1m"}
+    }))
+    .unwrap();
+    repos.create(&PostParams::default(), &repo).await.unwrap();
+    let s = wait_for(
+        &repos,
+        "app",
+        "stored an artifact through the agent process",
+        |s| revision(s) == Some(&format!("main@sha1:{sha}")),
+    )
+    .await;
+    let path = storage.path().join("data").join(&s.artifact.unwrap().path);
+    assert_eq!(
+        std::fs::read_to_string(path.join("a.yaml")).unwrap(),
+        "v: 1\n",
+        "agent log: {}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+
+    // The configured size limit refuses a larger tree and keeps the stored artifact.
+    work.write("big.yaml", &"x".repeat(2000));
+    work.commit("big", &Signing::None);
+    work.push(&["main"]);
+    let patch = serde_json::json!({"metadata": {"annotations": {"sluice.dev/requestedAt": "big"}}});
+    repos
+        .patch("app", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    let s = wait_for(&repos, "app", "refused the large artifact", |s| {
+        cond(s, "Ready").is_some_and(|c| c.reason == "ArtifactFailed")
+    })
+    .await;
+    assert!(
+        cond(&s, "Ready")
+            .unwrap()
+            .message
+            .contains("more than the limit of 1000 bytes"),
+        "{:?}",
+        cond(&s, "Ready")
+    );
+    assert_eq!(revision(&s), Some(format!("main@sha1:{sha}").as_str()));
     ns.cleanup(&client).await;
 }

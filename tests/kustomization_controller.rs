@@ -96,18 +96,7 @@ async fn push_apply_change_prune_and_broken_yaml() {
     let ns = support::TestNamespace::new(&client, "ks").await;
     let n = ns.name().to_string();
     let storage = tempfile::tempdir().unwrap();
-    let config_ = sluice_config().await;
-    let sources = tokio::spawn(sluice::source::controller::run(
-        client.clone(),
-        storage.path().to_owned(),
-        Some(n.clone()),
-    ));
-    let kustomizations = tokio::spawn(sluice::kustomization::controller::run(
-        client.clone(),
-        config_,
-        storage.path().to_owned(),
-        Some(n.clone()),
-    ));
+    let (sources, kustomizations) = start_controllers(&client, storage.path(), &n).await;
 
     let daemon = GitDaemon::start();
     daemon.create_repo("app.git");
@@ -258,18 +247,7 @@ async fn dependencies_cycles_and_missing_sources() {
     let ns = support::TestNamespace::new(&client, "ks-deps").await;
     let n = ns.name().to_string();
     let storage = tempfile::tempdir().unwrap();
-    let config_ = sluice_config().await;
-    let sources = tokio::spawn(sluice::source::controller::run(
-        client.clone(),
-        storage.path().to_owned(),
-        Some(n.clone()),
-    ));
-    let kustomizations = tokio::spawn(sluice::kustomization::controller::run(
-        client.clone(),
-        config_,
-        storage.path().to_owned(),
-        Some(n.clone()),
-    ));
+    let (sources, kustomizations) = start_controllers(&client, storage.path(), &n).await;
 
     let daemon = GitDaemon::start();
     daemon.create_repo("app.git");
@@ -369,11 +347,29 @@ async fn dependencies_cycles_and_missing_sources() {
     ns.cleanup(&client).await;
 }
 
-async fn sluice_config() -> kube::Config {
+/// Runs the GitRepository and Kustomization controllers in this process for one namespace.
+async fn start_controllers(
+    client: &Client,
+    storage: &std::path::Path,
+    ns: &str,
+) -> (tokio::task::JoinHandle<()>, tokio::task::JoinHandle<()>) {
     let kubeconfig = kube::config::Kubeconfig::read_from(support::kubeconfig()).unwrap();
-    kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
         .await
-        .unwrap()
+        .unwrap();
+    let settings = sluice::source::controller::Settings {
+        storage: storage.to_owned(),
+        namespace: Some(ns.to_owned()),
+        max_artifact_size: sluice::source::artifact::DEFAULT_MAX_SIZE,
+    };
+    let sources = tokio::spawn(sluice::source::controller::run(client.clone(), settings));
+    let kustomizations = tokio::spawn(sluice::kustomization::controller::run(
+        client.clone(),
+        config,
+        storage.to_owned(),
+        Some(ns.to_owned()),
+    ));
+    (sources, kustomizations)
 }
 
 #[tokio::test]
@@ -383,18 +379,7 @@ async fn service_account_impersonation_and_suspend() {
     let ns = support::TestNamespace::new(&client, "ks-tenant").await;
     let n = ns.name().to_string();
     let storage = tempfile::tempdir().unwrap();
-    let config_ = sluice_config().await;
-    let sources = tokio::spawn(sluice::source::controller::run(
-        client.clone(),
-        storage.path().to_owned(),
-        Some(n.clone()),
-    ));
-    let kustomizations = tokio::spawn(sluice::kustomization::controller::run(
-        client.clone(),
-        config_,
-        storage.path().to_owned(),
-        Some(n.clone()),
-    ));
+    let (sources, kustomizations) = start_controllers(&client, storage.path(), &n).await;
 
     // A tenant service account that may manage ConfigMaps in its namespace, and nothing else.
     let applier = sluice::apply::applier::Applier::new(client.clone());

@@ -14,6 +14,9 @@ pub struct Args {
     /// Watch only this namespace (default: all namespaces).
     #[arg(long, env = "SLUICE_WATCH_NAMESPACE")]
     pub namespace: Option<String>,
+    /// Largest artifact (bytes of file content) a GitRepository may produce.
+    #[arg(long, env = "SLUICE_MAX_ARTIFACT_SIZE", default_value_t = crate::source::artifact::DEFAULT_MAX_SIZE)]
+    pub max_artifact_size: u64,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -25,12 +28,13 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let client = kube::Client::try_from(config.clone())
         .context("connecting to the Kubernetes API server")?;
     tracing::info!(storage = %args.storage_dir.display(), namespace = ?args.namespace, "agent starting");
+    let settings = crate::source::controller::Settings {
+        storage: args.storage_dir.clone(),
+        namespace: args.namespace.clone(),
+        max_artifact_size: args.max_artifact_size,
+    };
     tokio::join!(
-        crate::source::controller::run(
-            client.clone(),
-            args.storage_dir.clone(),
-            args.namespace.clone()
-        ),
+        crate::source::controller::run(client.clone(), settings),
         crate::kustomization::controller::run(client, config, args.storage_dir, args.namespace),
     );
     tracing::info!("agent stopped");

@@ -46,6 +46,7 @@ pub struct State {
     client: Client,
     recorder: Recorder,
     storage: PathBuf,
+    max_artifact_size: u64,
     failures: Mutex<HashMap<ObjectRef<GitRepository>, u32>>,
     /// When each object is due next, and for which spec/trigger; events before that (such as our
     /// own status writes) do not poll again.
@@ -53,7 +54,7 @@ pub struct State {
 }
 
 impl State {
-    pub fn new(client: Client, storage: PathBuf) -> Self {
+    pub fn new(client: Client, storage: PathBuf, max_artifact_size: u64) -> Self {
         let reporter = Reporter {
             controller: "sluice-source".into(),
             instance: std::env::var("POD_NAME").ok(),
@@ -62,6 +63,7 @@ impl State {
             recorder: Recorder::new(client.clone(), reporter),
             client,
             storage,
+            max_artifact_size,
             failures: Mutex::default(),
             schedule: Mutex::default(),
         }
@@ -86,12 +88,32 @@ impl State {
 }
 
 /// Runs until a shutdown signal. `namespace` limits the watch to one namespace.
-pub async fn run(client: Client, storage: PathBuf, namespace: Option<String>) {
+/// How the controller runs.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Directory holding Git caches and artifacts.
+    pub storage: PathBuf,
+    /// Watch only this namespace.
+    pub namespace: Option<String>,
+    /// Artifacts larger than this many bytes are refused.
+    pub max_artifact_size: u64,
+}
+
+pub async fn run(client: Client, settings: Settings) {
+    let Settings {
+        storage,
+        namespace,
+        max_artifact_size,
+    } = settings;
     let api: Api<GitRepository> = match &namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
-    let state = Arc::new(State::new(client.clone(), storage.clone()));
+    let state = Arc::new(State::new(
+        client.clone(),
+        storage.clone(),
+        max_artifact_size,
+    ));
     let controller = Controller::new(api, watcher::Config::default())
         .shutdown_on_signal()
         .run(reconcile, error_policy, state.clone())
@@ -323,7 +345,8 @@ async fn gather(obj: &GitRepository, ns: &str, name: &str, state: &State) -> Out
     };
 
     let root = workspace_root(&state.storage, ns, name);
-    let ws = Workspace::under(&root);
+    let mut ws = Workspace::under(&root);
+    ws.store.max_size = state.max_artifact_size;
     let status = obj.status.clone().unwrap_or_default();
     // After a spec change the current artifact is re-checked against the new spec.
     let spec_unchanged = status.observed_generation == obj.metadata.generation;

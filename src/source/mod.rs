@@ -9,6 +9,7 @@ pub mod ignore;
 pub mod known_hosts;
 pub mod orphans;
 pub mod revision;
+pub mod semver_range;
 pub mod status;
 pub mod sync;
 pub mod url;
