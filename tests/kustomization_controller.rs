@@ -156,6 +156,26 @@ async fn push_apply_change_prune_and_broken_yaml() {
         "the Kustomization keeps being rewritten"
     );
 
+    assert!(
+        condition::find(&status.conditions, "Reconciling").is_none(),
+        "{status:#?}"
+    );
+
+    // The manual trigger: a reconcile now, acknowledged in the status.
+    let trigger =
+        json!({"metadata": {"annotations": {"sluice.dev/requestedAt": "2026-11-23T10:00:00Z"}}});
+    api.patch(
+        "app",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(&trigger),
+    )
+    .await
+    .unwrap();
+    wait_for(&api, "app", "handled the manual trigger", |s| {
+        s.last_handled_requested_at.as_deref() == Some("2026-11-23T10:00:00Z")
+    })
+    .await;
+
     // A change and a deletion.
     work.write("deploy/config.yaml", &config("green"));
     work.git(&["rm", "-q", "deploy/app.yaml"]);

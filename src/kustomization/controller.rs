@@ -156,10 +156,8 @@ async fn reconcile(obj: Arc<Kustomization>, state: Arc<State>) -> Result<Requeue
     let ns = obj.namespace().ok_or(ControllerError::NoNamespace)?;
     let name = obj.name_any();
     let key = ObjectRef::from_obj(&*obj);
-    let asked = trigger_of(
-        &obj,
-        source_revision(&obj, &ns, &state.client).await.as_deref(),
-    );
+    let revision = source_revision(&obj, &ns, &state.client).await;
+    let asked = trigger_of(&obj, revision.as_deref());
     let due = state
         .schedule
         .lock()
@@ -171,6 +169,10 @@ async fn reconcile(obj: Arc<Kustomization>, state: Arc<State>) -> Result<Requeue
     {
         return Ok(Requeue::requeue(at - started));
     }
+    let marked = match &revision {
+        Some(revision) => mark_reconciling(&obj, &ns, &name, revision, &state).await?,
+        None => false,
+    };
     let interval = duration::parse(&obj.spec.interval);
     let retry = obj.spec.retry_interval.as_deref().map(duration::parse);
     let outcome = match (&interval, &retry) {
@@ -205,7 +207,7 @@ async fn reconcile(obj: Arc<Kustomization>, state: Arc<State>) -> Result<Requeue
     plan.status.inventory = None;
     let mut unchanged = current.clone();
     unchanged.inventory = None;
-    if plan.status != unchanged {
+    if marked || plan.status != unchanged {
         let api: Api<Kustomization> = Api::namespaced(state.client.clone(), &ns);
         let patch = serde_json::json!({ "status": plan.status });
         api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
@@ -239,6 +241,44 @@ async fn reconcile(obj: Arc<Kustomization>, state: Arc<State>) -> Result<Requeue
         Some(after) => Requeue::requeue(after),
         None => Requeue::await_change(),
     })
+}
+
+/// Says `Reconciling=True` while a new revision or spec is being worked on (one status write; an
+/// interval's re-check of the same revision and spec writes nothing here). Returns whether it wrote.
+async fn mark_reconciling(
+    obj: &Kustomization,
+    ns: &str,
+    name: &str,
+    revision: &str,
+    state: &State,
+) -> Result<bool, ControllerError> {
+    let status = obj.status.clone().unwrap_or_default();
+    let new_work = status.last_attempted_revision.as_deref() != Some(revision)
+        || status.observed_generation != obj.metadata.generation;
+    if !new_work || obj.spec.suspend {
+        return Ok(false);
+    }
+    let mut conditions = status.conditions;
+    condition::set(
+        &mut conditions,
+        condition::Condition {
+            type_: condition::RECONCILING.into(),
+            status: "True".into(),
+            observed_generation: obj.metadata.generation,
+            last_transition_time: k8s_openapi::jiff::Timestamp::now().to_string(),
+            reason: "Progressing".into(),
+            message: format!("Reconciling revision {revision}"),
+        },
+    );
+    let api: Api<Kustomization> = Api::namespaced(state.client.clone(), ns);
+    let patch = serde_json::json!({ "status": { "conditions": conditions } });
+    api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map_err(|source| ControllerError::PatchStatus {
+            object: format!("{ns}/{name}"),
+            source: Box::new(source),
+        })?;
+    Ok(true)
 }
 
 /// Does the work of one reconcile and says how it went.
