@@ -1,4 +1,4 @@
-//! A no-op apply writes nothing: measured with the API server's own request counters
+//! A no-op reconcile writes nothing (objects and inventory alike): measured with the API server's own request counters
 //! (`apiserver_request_total`), not inferred from resourceVersions. Alone in its test binary so
 //! that no other test writes the same kinds while it measures.
 
@@ -10,6 +10,8 @@ use kube::Client;
 use serde_json::{Value, json};
 use sluice::apply::applier::{Applier, ApplyOptions, Owner};
 use sluice::apply::changeset::Action;
+use sluice::apply::reconcile::{ReconcileOptions, reconcile};
+use sluice::apply::store::ConfigMapStore;
 
 const RESOURCES: &[&str] = &[
     "configmaps",
@@ -79,19 +81,29 @@ async fn a_no_op_apply_makes_zero_write_requests() {
     let client = support::client().await;
     let ns = support::TestNamespace::new(&client, "apply-noop").await;
     let applier = Applier::new(client.clone());
-    let options = ApplyOptions {
-        owner: Some(Owner {
+    // A whole reconcile, inventory included: its ConfigMap is not rewritten either.
+    let store = ConfigMapStore::new(client.clone(), ns.name(), "noop");
+    let options = ReconcileOptions {
+        apply: ApplyOptions::default(),
+        owner: Owner {
             name: "noop".into(),
             namespace: "tests".into(),
-        }),
-        ..Default::default()
+        },
+        prune: true,
+        allow_empty: false,
     };
 
-    let first = applier.apply(objects(ns.name()), &options).await.unwrap();
+    let first = reconcile(&applier, &store, objects(ns.name()), &options)
+        .await
+        .unwrap()
+        .applied;
     assert_eq!(first.count(Action::Created), 25, "{first}");
 
     let before = writes(&client).await;
-    let second = applier.apply(objects(ns.name()), &options).await.unwrap();
+    let second = reconcile(&applier, &store, objects(ns.name()), &options)
+        .await
+        .unwrap()
+        .applied;
     let after = writes(&client).await;
     assert_eq!(second.count(Action::Unchanged), 25, "{second}");
     let made: Vec<String> = after
@@ -113,7 +125,9 @@ async fn a_no_op_apply_makes_zero_write_requests() {
     // The counter does see our writes: a real change shows up.
     let mut changed = objects(ns.name());
     changed[0]["data"]["i"] = json!("changed");
-    applier.apply(changed, &options).await.unwrap();
+    reconcile(&applier, &store, changed, &options)
+        .await
+        .unwrap();
     let after_change = writes(&client).await;
     let key = ("APPLY".to_string(), "configmaps".to_string());
     assert!(

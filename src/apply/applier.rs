@@ -418,10 +418,6 @@ impl Applier {
 
     pub(super) fn api(&self, d: &Desired) -> Api<DynamicObject> {
         let resolved = d.resolved.as_ref().expect("resolved before use");
-        if resolved.namespaced {
-            Api::namespaced_with(self.client.clone(), &d.id.namespace, &resolved.resource)
-        } else {
-            Api::all_with(self.client.clone(), &resolved.resource)
-        }
+        resolved.api(self.client.clone(), &d.id.namespace)
     }
 }

@@ -4,9 +4,10 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use kube::Client;
+use kube::api::DynamicObject;
 use kube::core::{ApiResource, GroupVersion, GroupVersionKind};
 use kube::discovery::{self, ApiCapabilities, Scope};
+use kube::{Api, Client};
 
 /// A resolved kind: the resource to call and whether it is namespaced.
 #[derive(Clone, Debug)]
@@ -27,6 +28,17 @@ pub enum DiscoveryError {
         #[source]
         source: Box<kube::Error>,
     },
+}
+
+impl Resolved {
+    /// The API of this kind in `namespace` (which cluster-scoped kinds ignore).
+    pub fn api(&self, client: Client, namespace: &str) -> Api<DynamicObject> {
+        if self.namespaced {
+            Api::namespaced_with(client, namespace, &self.resource)
+        } else {
+            Api::all_with(client, &self.resource)
+        }
+    }
 }
 
 type Resources = Vec<(ApiResource, ApiCapabilities)>;

@@ -4,8 +4,7 @@
 
 use std::time::Duration;
 
-use kube::api::DynamicObject;
-use kube::{Api, Client};
+use kube::Client;
 use serde_json::Value;
 
 use super::discovery::Discovery;
@@ -243,11 +242,7 @@ pub async fn wait(
                 .resolve(&id.group, version, &id.kind)
                 .await
                 .map_err(|e| read(e.to_string()))?;
-            let api: Api<DynamicObject> = if resolved.namespaced {
-                Api::namespaced_with(client.clone(), &id.namespace, &resolved.resource)
-            } else {
-                Api::all_with(client.clone(), &resolved.resource)
-            };
+            let api = resolved.api(client.clone(), &id.namespace);
             let live = api
                 .get_opt(&id.name)
                 .await

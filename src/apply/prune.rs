@@ -2,8 +2,8 @@
 //! owner labels and are not opted out. The guard and the per-object decision are pure; `prune`
 //! does the deletes.
 
-use kube::api::{DeleteParams, DynamicObject};
-use kube::{Api, Client};
+use kube::Client;
+use kube::api::DeleteParams;
 use serde_json::Value;
 
 use super::applier::{OWNER_NAME_LABEL, OWNER_NAMESPACE_LABEL, Owner};
@@ -115,11 +115,7 @@ async fn prune_one(
         Err(DiscoveryError::UnknownKind { .. }) => return Ok(None),
         Err(err) => return Err(err.to_string()),
     };
-    let api: Api<DynamicObject> = if resolved.namespaced {
-        Api::namespaced_with(client.clone(), &id.namespace, &resolved.resource)
-    } else {
-        Api::all_with(client.clone(), &resolved.resource)
-    };
+    let api = resolved.api(client.clone(), &id.namespace);
     let live = api
         .get_opt(&id.name)
         .await

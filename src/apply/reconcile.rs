@@ -6,8 +6,8 @@
 use serde_json::Value;
 
 use super::applier::{Applier, ApplyFailure, ApplyOptions, Owner};
-use super::changeset::ChangeSet;
-use super::inventory::{Inventory, InventoryEntry};
+use super::changeset::{Action, ChangeSet};
+use super::inventory::{Inventory, InventoryEntry, ObjectId};
 use super::prune::{self, PruneError};
 use super::store::{InventoryStore, StoreError};
 use crate::runtime::crash;
@@ -27,6 +27,22 @@ pub struct Report {
     pub applied: ChangeSet,
     pub pruned: ChangeSet,
     pub inventory: Inventory,
+}
+
+impl Report {
+    /// The objects applied (not skipped) with their API versions: what `wait` checks.
+    pub fn applied_objects(&self) -> Vec<(ObjectId, String)> {
+        self.applied
+            .entries
+            .iter()
+            .filter(|e| e.action != Action::Skipped)
+            .filter_map(|e| {
+                let key = e.id.to_key();
+                let entry = self.inventory.entries.iter().find(|i| i.id == key)?;
+                Some((e.id.clone(), entry.v.clone()))
+            })
+            .collect()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -56,8 +72,12 @@ pub async fn reconcile(
     if options.prune {
         prune::guard(&previous, &next, options.allow_empty)?;
     }
-    // Intent first: from here on the stored inventory covers old and new objects alike.
-    store.save(&previous.union(&next)).await?;
+    // Intent first: from here on the stored inventory covers old and new objects alike. Saves
+    // are skipped when nothing changes, so a no-op reconcile writes nothing at all.
+    let intent = previous.union(&next);
+    if intent != previous {
+        store.save(&intent).await?;
+    }
     crash::point("after-intent");
 
     let apply = ApplyOptions {
@@ -90,7 +110,9 @@ pub async fn reconcile(
         kept.extend(previous.stale_against(&next));
     }
     let inventory = Inventory::from_entries(next.entries.into_iter().chain(kept));
-    store.save(&inventory).await?;
+    if inventory != intent {
+        store.save(&inventory).await?;
+    }
     Ok(Report {
         applied,
         pruned,

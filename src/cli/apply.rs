@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use crate::api::duration;
 use crate::apply::applier::{Applier, ApplyOptions, Owner};
-use crate::apply::changeset::Action;
 use crate::apply::health;
 use crate::apply::inventory::ObjectId;
 use crate::apply::reconcile::{ReconcileError, ReconcileOptions, reconcile};
@@ -87,20 +86,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     print!("{}{}", report.applied, report.pruned);
 
     if args.wait {
-        let ids: Vec<(ObjectId, String)> = report
-            .applied
-            .entries
-            .iter()
-            .filter(|e| e.action != Action::Skipped)
-            .filter_map(|e| {
-                let entry = report
-                    .inventory
-                    .entries
-                    .iter()
-                    .find(|i| i.id == e.id.to_key())?;
-                Some((e.id.clone(), entry.v.clone()))
-            })
-            .collect();
+        let ids: Vec<(ObjectId, String)> = report.applied_objects();
         let terminal = std::io::stderr().is_terminal();
         let progress = |waiting: &[String]| {
             if terminal {

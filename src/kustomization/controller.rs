@@ -29,11 +29,12 @@ use crate::api::git_repository::GitRepository;
 use crate::api::kustomization::{Kustomization, KustomizationSpec};
 use crate::api::{REQUESTED_AT_ANNOTATION, duration};
 use crate::apply::applier::{Applier, ApplyOptions, Owner};
-use crate::apply::changeset::{Action, ChangeSet};
+use crate::apply::changeset::ChangeSet;
 use crate::apply::health;
 use crate::apply::inventory::ObjectId;
 use crate::apply::reconcile::{ReconcileOptions, reconcile as reconcile_objects};
 use crate::build::{self, BuildOptions};
+use crate::runtime::text::{error_chain, truncate};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ControllerError {
@@ -408,20 +409,7 @@ async fn gather(
 
     // Health.
     let checks: Vec<(ObjectId, String)> = if spec.wait {
-        report
-            .applied
-            .entries
-            .iter()
-            .filter(|e| e.action != Action::Skipped)
-            .filter_map(|e| {
-                let entry = report
-                    .inventory
-                    .entries
-                    .iter()
-                    .find(|i| i.id == e.id.to_key())?;
-                Some((e.id.clone(), entry.v.clone()))
-            })
-            .collect()
+        report.applied_objects()
     } else {
         spec.health_checks
             .iter()
@@ -633,30 +621,4 @@ fn changes(changeset: &ChangeSet) -> String {
         .changed()
         .map(|e| format!("{} {}\n", e.id, e.action))
         .collect()
-}
-
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut message = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        // Wrappers that print their source would repeat it.
-        if !message.ends_with(&text) {
-            message.push_str(": ");
-            message.push_str(&text);
-        }
-        source = cause.source();
-    }
-    message
-}
-
-fn truncate(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_owned();
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &s[..end])
 }

@@ -1,5 +1,6 @@
-//! Process-wide plumbing shared by the agent and the CLI: logging and crash points (no
-//! Kubernetes I/O here yet).
+//! Process-wide plumbing shared by the agent and the CLI: logging, crash points and text for
+//! people (no Kubernetes I/O here yet).
 
 pub mod crash;
 pub mod logging;
+pub mod text;

@@ -20,6 +20,7 @@ use tokio::time::Instant;
 
 use crate::api::git_repository::{ArtifactStatus, DEFAULT_TIMEOUT, GitRepository};
 use crate::api::{REQUESTED_AT_ANNOTATION, duration};
+use crate::runtime::text::{error_chain, truncate};
 
 use super::credentials;
 use super::git::Credentials;
@@ -245,17 +246,6 @@ async fn reconcile(obj: Arc<GitRepository>, state: Arc<State>) -> Result<Action,
     })
 }
 
-fn truncate(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_owned();
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &s[..end])
-}
-
 /// Where a GitRepository's cache and artifacts live under the storage directory.
 pub fn workspace_root(storage: &Path, ns: &str, name: &str) -> PathBuf {
     storage.join("gitrepository").join(ns).join(name)
@@ -435,19 +425,4 @@ async fn read_secret(api: &Api<Secret>, name: &str) -> Result<BTreeMap<String, V
             message: format!("reading Secret {name:?}: {e}"),
         }),
     }
-}
-
-/// An error with its causes, as one line for a condition message.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let msg = s.to_string();
-        if !out.contains(&msg) {
-            out.push_str(": ");
-            out.push_str(&msg);
-        }
-        source = s.source();
-    }
-    out
 }
