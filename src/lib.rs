@@ -1,5 +1,9 @@
 //! sluice: a GitOps agent for Kubernetes. The binary is a thin shell over this library.
 
+pub mod api;
+pub mod apply;
 pub mod build;
 pub mod cli;
+pub mod kustomization;
 pub mod runtime;
+pub mod source;

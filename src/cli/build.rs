@@ -148,16 +148,26 @@ pub fn render_output(objects: &[Object], output: Output) -> anyhow::Result<Strin
     })
 }
 
-pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let opts = options(&args)?;
+/// Renders DIR as `sluice build` does, in apply order: the outer error is about the arguments,
+/// the inner one about the input (file and line).
+pub(super) fn render_objects(
+    args: &Args,
+) -> anyhow::Result<Result<Vec<Object>, build::BuildError>> {
+    let opts = options(args)?;
     let root = match &args.root {
         Some(r) => r.clone(),
         None => git_work_tree(&args.dir).unwrap_or_else(|| args.dir.clone()),
     };
     let dir = std::env::current_dir()?.join(&args.dir);
-    match build::render(&root, &dir, &opts) {
-        Ok(mut objects) => {
-            build::apply_order(&mut objects);
+    Ok(build::render(&root, &dir, &opts).map(|mut objects| {
+        build::apply_order(&mut objects);
+        objects
+    }))
+}
+
+pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    match render_objects(&args)? {
+        Ok(objects) => {
             print!("{}", render_output(&objects, args.output)?);
             Ok(ExitCode::SUCCESS)
         }

@@ -1,7 +1,13 @@
 //! The command line: one file per subcommand, each exposing `Args` and `run`. No I/O here besides
 //! dispatch and printing the final error.
 
+mod agent;
+mod apply;
 mod build;
+pub mod crds;
+mod diff;
+mod source;
+mod verify;
 mod version;
 
 use std::process::ExitCode;
@@ -30,8 +36,20 @@ pub struct Cli {
 pub enum Command {
     /// Render a directory (kustomization or plain manifests) the way the agent will, without kustomize.
     Build(Box<build::Args>),
+    /// Apply a directory once, as the agent would: validate, apply, prune, wait; print the ChangeSet.
+    Apply(Box<apply::Args>),
+    /// Show what `sluice apply` would change (exit 1 when something would).
+    Diff(Box<diff::Args>),
     /// Print the version of sluice and, with --server, of the Kubernetes API server.
     Version(version::Args),
+    /// Run the controllers in the cluster.
+    Agent(agent::Args),
+    /// Print the CustomResourceDefinitions.
+    Crds(crds::Args),
+    /// Check that a revision carries a trusted OpenPGP or SSH signature (exit 1 when it does not).
+    Verify(verify::Args),
+    /// Work with Git sources the way the agent does.
+    Source(source::Args),
 }
 
 /// Runs the parsed command and maps its outcome to the process exit code: 0 success, 1 a negative
@@ -39,7 +57,13 @@ pub enum Command {
 pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Build(args) => block_on(build::run(*args)),
+        Command::Apply(args) => block_on(apply::run(*args)),
+        Command::Diff(args) => block_on(diff::run(*args)),
         Command::Version(args) => block_on(version::run(args)),
+        Command::Agent(args) => block_on(agent::run(args)),
+        Command::Crds(args) => block_on(crds::run(args)),
+        Command::Verify(args) => block_on(verify::run(args)),
+        Command::Source(args) => block_on(source::run(args)),
     };
     match result {
         Ok(code) => code,
@@ -56,4 +80,14 @@ fn block_on<F: std::future::Future>(future: F) -> F::Output {
         .build()
         .expect("the tokio runtime starts")
         .block_on(future)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
 }

@@ -1,3 +1,5 @@
-//! Process-wide plumbing shared by the agent and the CLI: logging (no Kubernetes I/O here yet).
+//! Process-wide plumbing shared by the agent and the CLI: logging and crash points (no
+//! Kubernetes I/O here yet).
 
+pub mod crash;
 pub mod logging;

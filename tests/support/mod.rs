@@ -3,6 +3,9 @@
 //! of its own that is deleted afterwards. Does I/O (processes, the API server).
 #![allow(dead_code)] // each test binary uses a different part of this module
 
+pub mod git_servers;
+pub mod git_signing;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -134,5 +137,36 @@ async fn delete_namespace(client: &Client, name: &str) {
         .await;
     if let Err(err) = result {
         eprintln!("warning: could not delete test namespace {name}: {err}");
+    }
+}
+
+/// Installs (server-side applies) every CRD sluice serves and waits until they are Established.
+pub async fn install_crds(client: &Client) {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    use kube::api::{Patch, PatchParams};
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in sluice::cli::crds::all() {
+        let name = crd.metadata.name.clone().unwrap();
+        crds.patch(
+            &name,
+            &PatchParams::apply("sluice-tests").force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .unwrap_or_else(|err| panic!("installing CRD {name}: {err}"));
+        let established = || async {
+            let got = crds.get(&name).await.unwrap();
+            got.status
+                .and_then(|s| s.conditions)
+                .unwrap_or_default()
+                .iter()
+                .any(|c| c.type_ == "Established" && c.status == "True")
+        };
+        let mut tries = 0;
+        while !established().await {
+            tries += 1;
+            assert!(tries < 300, "CRD {name} not Established");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
     }
 }

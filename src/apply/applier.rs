@@ -1,0 +1,427 @@
+//! Server-side apply of a set of objects: validate everything the API server can validate with a
+//! dry run before the first write, then apply in stages (definitions, classes, the rest),
+//! concurrently within a stage, writing only objects whose dry-run result differs from the live
+//! object. Does I/O (the API server); the decisions come from `plan` and `order`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use futures::{StreamExt, stream};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams};
+use kube::{Api, Client};
+use serde_json::Value;
+
+use super::changeset::{Action, ChangeSet};
+use super::desired::{Desired, prepare, validatable};
+use super::discovery::{Discovery, DiscoveryError};
+use super::inventory::ObjectId;
+use super::order::{Stage, rank_of, stage_of};
+use super::plan::{self, FIELD_MANAGER, SsaMode};
+use crate::runtime::crash;
+
+/// Labels that mark an applied object as owned by one Kustomization (or one `sluice apply --name`).
+pub const OWNER_NAME_LABEL: &str = "sluice.dev/name";
+pub const OWNER_NAMESPACE_LABEL: &str = "sluice.dev/namespace";
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Owner {
+    pub name: String,
+    pub namespace: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct ApplyOptions {
+    /// Recreate objects whose immutable fields changed (also per object: `sluice.dev/force`).
+    pub force: bool,
+    /// Owner labels to put on every applied object.
+    pub owner: Option<Owner>,
+    /// How long to wait for applied CustomResourceDefinitions to become Established.
+    pub crd_timeout: Duration,
+    /// Requests in flight at once within a stage.
+    pub concurrency: usize,
+}
+
+impl Default for ApplyOptions {
+    fn default() -> Self {
+        ApplyOptions {
+            force: false,
+            owner: None,
+            crd_timeout: Duration::from_secs(60),
+            concurrency: 8,
+        }
+    }
+}
+
+/// An object the API server refused, and its reason.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rejection {
+    pub id: ObjectId,
+    pub reason: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("object #{index} has no apiVersion, kind or metadata.name")]
+    Malformed { index: usize },
+    #[error("{id} appears twice in the set")]
+    Duplicate { id: ObjectId },
+    #[error("{id}: {source}")]
+    Discovery {
+        id: ObjectId,
+        #[source]
+        source: Box<DiscoveryError>,
+    },
+    #[error(
+        "{id} is namespaced but has no namespace (set metadata.namespace or a target namespace)"
+    )]
+    MissingNamespace { id: ObjectId },
+    #[error("the API server rejected {} object(s); nothing was applied:\n{}", .0.len(), format_rejections(.0))]
+    Rejected(Vec<Rejection>),
+    #[error("reading {id} failed")]
+    Read {
+        id: ObjectId,
+        #[source]
+        source: Box<kube::Error>,
+    },
+    #[error("taking over kubectl's fields of {id} failed")]
+    Takeover {
+        id: ObjectId,
+        #[source]
+        source: Box<kube::Error>,
+    },
+    #[error("deleting {id} to recreate it failed")]
+    Recreate {
+        id: ObjectId,
+        #[source]
+        source: Box<kube::Error>,
+    },
+    #[error("applying {id} failed")]
+    Apply {
+        id: ObjectId,
+        #[source]
+        source: Box<kube::Error>,
+    },
+    #[error("CustomResourceDefinitions not Established after {timeout:?}: {names:?}")]
+    CrdNotEstablished {
+        names: Vec<String>,
+        timeout: Duration,
+    },
+}
+
+fn format_rejections(rejections: &[Rejection]) -> String {
+    rejections
+        .iter()
+        .map(|r| format!("  {}: {}", r.id, r.reason))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A failed apply: what was done before the failure, and the failure.
+#[derive(Debug, thiserror::Error)]
+#[error("{error}")]
+pub struct ApplyFailure {
+    pub changeset: ChangeSet,
+    #[source]
+    pub error: ApplyError,
+}
+
+impl ApplyFailure {
+    fn before_any_write(error: ApplyError) -> ApplyFailure {
+        ApplyFailure {
+            changeset: ChangeSet::default(),
+            error,
+        }
+    }
+}
+
+/// What applying one object did, with a reason for skips.
+type Outcome = Result<(Action, Option<String>), ApplyError>;
+
+pub struct Applier {
+    pub(super) client: Client,
+    pub(super) discovery: Discovery,
+}
+
+impl Applier {
+    pub fn new(client: Client) -> Applier {
+        Applier {
+            discovery: Discovery::new(client.clone()),
+            client,
+        }
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub fn discovery(&self) -> &Discovery {
+        &self.discovery
+    }
+
+    /// Applies `objects`; on failure returns what was already done with the error.
+    pub async fn apply(
+        &self,
+        objects: Vec<Value>,
+        options: &ApplyOptions,
+    ) -> Result<ChangeSet, ApplyFailure> {
+        let mut desired = prepare(objects, options).map_err(ApplyFailure::before_any_write)?;
+        self.resolve_known(&mut desired)
+            .await
+            .map_err(ApplyFailure::before_any_write)?;
+
+        // Validate up front everything the API server can validate now: objects whose kind is
+        // known and whose namespace exists. The rest (kinds from CRDs and namespaces created by
+        // this very set) is validated at its stage, before that stage writes anything.
+        let existing = self
+            .existing_namespaces(&desired)
+            .await
+            .map_err(ApplyFailure::before_any_write)?;
+        let ready = validatable(&desired, &existing);
+        self.validate(&mut desired, &ready, options)
+            .await
+            .map_err(ApplyFailure::before_any_write)?;
+
+        let mut changeset = ChangeSet::default();
+        let mut by_stage: BTreeMap<Stage, Vec<usize>> = BTreeMap::new();
+        for (i, d) in desired.iter().enumerate() {
+            by_stage
+                .entry(stage_of(&d.id.group, &d.id.kind))
+                .or_default()
+                .push(i);
+        }
+        for (stage, mut indices) in by_stage {
+            indices.sort_by_key(|&i| {
+                (
+                    rank_of(&desired[i].id.group, &desired[i].id.kind),
+                    desired[i].id.clone(),
+                )
+            });
+            let fail = |changeset: &ChangeSet, error| ApplyFailure {
+                changeset: changeset.clone(),
+                error,
+            };
+            self.resolve_deferred(&mut desired, &indices)
+                .await
+                .map_err(|e| fail(&changeset, e))?;
+            let pending: Vec<usize> = indices
+                .iter()
+                .copied()
+                .filter(|&i| desired[i].dry_run.is_none())
+                .collect();
+            self.validate(&mut desired, &pending, options)
+                .await
+                .map_err(|e| fail(&changeset, e))?;
+
+            let results: Vec<(usize, Outcome)> = stream::iter(indices.iter().copied())
+                .map(|i| {
+                    let d = &desired[i];
+                    async move { (i, self.apply_one(d, options).await) }
+                })
+                .buffer_unordered(options.concurrency.max(1))
+                .collect()
+                .await;
+            let mut results: BTreeMap<usize, _> = results.into_iter().collect();
+            let mut first_error = None;
+            for i in &indices {
+                match results.remove(i).expect("a result for every object") {
+                    Ok((action, message)) => {
+                        changeset.push(desired[*i].id.clone(), action, message)
+                    }
+                    Err(error) => {
+                        changeset.push(
+                            desired[*i].id.clone(),
+                            Action::Failed,
+                            Some(error.to_string()),
+                        );
+                        first_error.get_or_insert(error);
+                    }
+                }
+            }
+            if let Some(error) = first_error {
+                return Err(ApplyFailure { changeset, error });
+            }
+            crash::point(&format!("after-stage-{stage:?}"));
+            if stage == Stage::Definitions {
+                let crds: Vec<&Desired> = indices
+                    .iter()
+                    .map(|&i| &desired[i])
+                    .filter(|d| d.id.kind == "CustomResourceDefinition")
+                    .collect();
+                self.wait_established(&crds, options.crd_timeout)
+                    .await
+                    .map_err(|e| fail(&changeset, e))?;
+            }
+        }
+        Ok(changeset)
+    }
+
+    async fn apply_one(
+        &self,
+        d: &Desired,
+        options: &ApplyOptions,
+    ) -> Result<(Action, Option<String>), ApplyError> {
+        if d.policy.reconcile_disabled {
+            return Ok((
+                Action::Skipped,
+                Some("reconcile disabled by annotation".into()),
+            ));
+        }
+        if d.policy.ssa == SsaMode::Ignore {
+            return Ok((Action::Skipped, Some("ssa: Ignore".into())));
+        }
+        let api = self.api(d);
+        let live = api
+            .get_opt(&d.id.name)
+            .await
+            .map_err(|source| ApplyError::Read {
+                id: d.id.clone(),
+                source: Box::new(source),
+            })?
+            .map(|o| serde_json::to_value(o).expect("objects serialize"));
+        if d.policy.ssa == SsaMode::IfNotPresent && live.is_some() {
+            return Ok((Action::Skipped, Some("exists; ssa: IfNotPresent".into())));
+        }
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        if d.recreate && live.is_some() {
+            self.delete_and_wait(&api, d, options).await?;
+            api.patch(&d.id.name, &params, &Patch::Apply(&d.object))
+                .await
+                .map_err(|source| ApplyError::Apply {
+                    id: d.id.clone(),
+                    source: Box::new(source),
+                })?;
+            return Ok((
+                Action::Configured,
+                Some("recreated: immutable fields changed".into()),
+            ));
+        }
+        let mut took_over = false;
+        if d.policy.ssa == SsaMode::Override
+            && let Some(live) = &live
+        {
+            let managed = live
+                .pointer("/metadata/managedFields")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            if let Some(fields) = plan::takeover(&managed) {
+                let patch = serde_json::json!([
+                    { "op": "test", "path": "/metadata/resourceVersion", "value": live.pointer("/metadata/resourceVersion") },
+                    { "op": "replace", "path": "/metadata/managedFields", "value": fields },
+                ]);
+                let patch: json_patch::Patch =
+                    serde_json::from_value(patch).expect("a valid JSON patch");
+                api.patch(
+                    &d.id.name,
+                    &PatchParams::default(),
+                    &Patch::<()>::Json(patch),
+                )
+                .await
+                .map_err(|source| ApplyError::Takeover {
+                    id: d.id.clone(),
+                    source: Box::new(source),
+                })?;
+                took_over = true;
+            }
+        }
+        let dry_run = self.current_dry_run(d, live.as_ref()).await?;
+        let action = plan::decide(&dry_run, live.as_ref());
+        if action == Action::Unchanged && !took_over {
+            return Ok((Action::Unchanged, None));
+        }
+        api.patch(&d.id.name, &params, &Patch::Apply(&d.object))
+            .await
+            .map_err(|source| ApplyError::Apply {
+                id: d.id.clone(),
+                source: Box::new(source),
+            })?;
+        Ok(match action {
+            Action::Unchanged => (
+                Action::Configured,
+                Some("took over fields edited with kubectl".into()),
+            ),
+            action => (action, None),
+        })
+    }
+
+    async fn delete_and_wait(
+        &self,
+        api: &Api<DynamicObject>,
+        d: &Desired,
+        options: &ApplyOptions,
+    ) -> Result<(), ApplyError> {
+        let recreate = |source| ApplyError::Recreate {
+            id: d.id.clone(),
+            source: Box::new(source),
+        };
+        api.delete(&d.id.name, &DeleteParams::foreground())
+            .await
+            .map_err(recreate)?;
+        let deadline = tokio::time::Instant::now() + options.crd_timeout;
+        while api.get_opt(&d.id.name).await.map_err(recreate)?.is_some() {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(recreate(kube::Error::Api(
+                    kube::core::Status::failure(
+                        "the old object was not deleted in time",
+                        "Timeout",
+                    )
+                    .boxed(),
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        Ok(())
+    }
+
+    async fn wait_established(
+        &self,
+        crds: &[&Desired],
+        timeout: Duration,
+    ) -> Result<(), ApplyError> {
+        let api: Api<CustomResourceDefinition> = Api::all(self.client.clone());
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let mut waiting = Vec::new();
+            for d in crds {
+                let crd = api
+                    .get_opt(&d.id.name)
+                    .await
+                    .map_err(|source| ApplyError::Read {
+                        id: d.id.clone(),
+                        source: Box::new(source),
+                    })?;
+                let established = crd
+                    .and_then(|c| c.status)
+                    .and_then(|s| s.conditions)
+                    .is_some_and(|conditions| {
+                        conditions
+                            .iter()
+                            .any(|c| c.type_ == "Established" && c.status == "True")
+                    });
+                if !established {
+                    waiting.push(d.id.name.clone());
+                }
+            }
+            if waiting.is_empty() {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ApplyError::CrdNotEstablished {
+                    names: waiting,
+                    timeout,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    pub(super) fn api(&self, d: &Desired) -> Api<DynamicObject> {
+        let resolved = d.resolved.as_ref().expect("resolved before use");
+        if resolved.namespaced {
+            Api::namespaced_with(self.client.clone(), &d.id.namespace, &resolved.resource)
+        } else {
+            Api::all_with(self.client.clone(), &resolved.resource)
+        }
+    }
+}

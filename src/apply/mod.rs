@@ -1,0 +1,17 @@
+//! The applier: the only code that writes to the API server. Decisions live in pure files
+//! (`order`, `plan`, `inventory`, `changeset`, the guard and decision of `prune`); `discovery`,
+//! `applier`, `prune`, `store` and `reconcile` do the I/O.
+
+pub mod applier;
+pub mod changeset;
+pub mod desired;
+pub mod diff;
+pub mod discovery;
+pub mod health;
+pub mod inventory;
+pub mod order;
+pub mod plan;
+pub mod prune;
+pub mod reconcile;
+pub mod store;
+pub mod validate;

@@ -1,0 +1,193 @@
+//! Garbage collection: deletes objects that left the desired set, when they still carry our
+//! owner labels and are not opted out. The guard and the per-object decision are pure; `prune`
+//! does the deletes.
+
+use kube::api::{DeleteParams, DynamicObject};
+use kube::{Api, Client};
+use serde_json::Value;
+
+use super::applier::{OWNER_NAME_LABEL, OWNER_NAMESPACE_LABEL, Owner};
+use super::changeset::{Action, ChangeSet};
+use super::discovery::{Discovery, DiscoveryError};
+use super::inventory::{Inventory, InventoryEntry, ObjectId};
+use super::plan::Policy;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PruneError {
+    #[error(
+        "the new set of objects is empty while {previous} object(s) were applied before; refusing to prune them all (allow it explicitly to delete everything)"
+    )]
+    EmptySet { previous: usize },
+}
+
+/// Whether pruning may run after an apply: a set that suddenly became empty is far more often a
+/// broken path or build than an intent to delete everything, so it needs explicit consent.
+pub fn guard(previous: &Inventory, next: &Inventory, allow_empty: bool) -> Result<(), PruneError> {
+    if next.is_empty() && !previous.is_empty() && !allow_empty {
+        return Err(PruneError::EmptySet {
+            previous: previous.entries.len(),
+        });
+    }
+    Ok(())
+}
+
+/// What to do with one stale object.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// It is ours and not opted out: delete it.
+    Delete,
+    /// Already gone (or going): just forget it.
+    Gone,
+    /// Leave it in the cluster and forget it, for the reason given.
+    Keep(String),
+}
+
+pub fn decide(live: Option<&Value>, owner: &Owner) -> Decision {
+    let Some(live) = live else {
+        return Decision::Gone;
+    };
+    if live.pointer("/metadata/deletionTimestamp").is_some() {
+        return Decision::Gone;
+    }
+    let label = |key: &str| {
+        live.pointer("/metadata/labels")
+            .and_then(|l| l.get(key))
+            .and_then(Value::as_str)
+    };
+    if label(OWNER_NAME_LABEL) != Some(owner.name.as_str())
+        || label(OWNER_NAMESPACE_LABEL) != Some(owner.namespace.as_str())
+    {
+        return Decision::Keep("owner labels no longer point to this owner".into());
+    }
+    if Policy::of(live).prune_disabled {
+        return Decision::Keep("prune disabled by annotation".into());
+    }
+    Decision::Delete
+}
+
+/// The outcome of pruning: the ChangeSet, and the entries that must stay in the inventory
+/// because their deletion failed (they will be tried again).
+#[derive(Debug, Default)]
+pub struct Pruned {
+    pub changeset: ChangeSet,
+    pub kept: Vec<InventoryEntry>,
+}
+
+/// Deletes the stale objects that `decide` says are ours, with background propagation.
+pub async fn prune(
+    client: &Client,
+    discovery: &Discovery,
+    stale: &[InventoryEntry],
+    owner: &Owner,
+) -> Pruned {
+    let mut pruned = Pruned::default();
+    for entry in stale {
+        let Some(id) = entry.object_id() else {
+            continue;
+        };
+        match prune_one(client, discovery, entry, &id, owner).await {
+            Ok(Some((action, message))) => {
+                pruned.changeset.push(id, action, message);
+                if action == Action::Deleted {
+                    crate::runtime::crash::point("after-delete");
+                }
+            }
+            Ok(None) => {}
+            Err(message) => {
+                pruned.changeset.push(id, Action::Failed, Some(message));
+                pruned.kept.push(entry.clone());
+            }
+        }
+    }
+    pruned
+}
+
+async fn prune_one(
+    client: &Client,
+    discovery: &Discovery,
+    entry: &InventoryEntry,
+    id: &ObjectId,
+    owner: &Owner,
+) -> Result<Option<(Action, Option<String>)>, String> {
+    let resolved = match discovery.resolve(&id.group, &entry.v, &id.kind).await {
+        Ok(resolved) => resolved,
+        // The kind is gone (its CRD was deleted), and with it every object of the kind.
+        Err(DiscoveryError::UnknownKind { .. }) => return Ok(None),
+        Err(err) => return Err(err.to_string()),
+    };
+    let api: Api<DynamicObject> = if resolved.namespaced {
+        Api::namespaced_with(client.clone(), &id.namespace, &resolved.resource)
+    } else {
+        Api::all_with(client.clone(), &resolved.resource)
+    };
+    let live = api
+        .get_opt(&id.name)
+        .await
+        .map_err(|e| format!("reading it failed: {e}"))?;
+    let live = live.map(|o| serde_json::to_value(o).expect("objects serialize"));
+    match decide(live.as_ref(), owner) {
+        Decision::Gone => Ok(None),
+        Decision::Keep(reason) => Ok(Some((Action::Skipped, Some(reason)))),
+        Decision::Delete => match api.delete(&id.name, &DeleteParams::background()).await {
+            Ok(_) => Ok(Some((Action::Deleted, None))),
+            Err(kube::Error::Api(status)) if status.code == 404 => Ok(None),
+            Err(err) => Err(format!("deleting it failed: {err}")),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn owner() -> Owner {
+        Owner {
+            name: "app".into(),
+            namespace: "flux-system".into(),
+        }
+    }
+
+    fn object(labels: Value, annotations: Value) -> Value {
+        json!({"metadata": {"name": "x", "labels": labels, "annotations": annotations}})
+    }
+
+    #[test]
+    fn only_our_objects_that_are_not_opted_out_are_deleted() {
+        let ours = json!({"sluice.dev/name": "app", "sluice.dev/namespace": "flux-system"});
+        assert_eq!(
+            decide(Some(&object(ours.clone(), json!({}))), &owner()),
+            Decision::Delete
+        );
+        assert_eq!(decide(None, &owner()), Decision::Gone);
+        let theirs = json!({"sluice.dev/name": "other", "sluice.dev/namespace": "flux-system"});
+        assert!(matches!(
+            decide(Some(&object(theirs, json!({}))), &owner()),
+            Decision::Keep(_)
+        ));
+        let opted_out = object(
+            ours.clone(),
+            json!({"kustomize.toolkit.fluxcd.io/prune": "disabled"}),
+        );
+        assert!(matches!(
+            decide(Some(&opted_out), &owner()),
+            Decision::Keep(_)
+        ));
+        let mut deleting = object(ours, json!({}));
+        deleting["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+        assert_eq!(decide(Some(&deleting), &owner()), Decision::Gone);
+    }
+
+    #[test]
+    fn an_empty_set_after_a_full_one_needs_consent() {
+        let full = Inventory::from_entries([InventoryEntry {
+            id: "a_b__ConfigMap".into(),
+            v: "v1".into(),
+        }]);
+        let empty = Inventory::default();
+        assert!(guard(&full, &empty, false).is_err());
+        assert!(guard(&full, &empty, true).is_ok());
+        assert!(guard(&empty, &empty, false).is_ok());
+        assert!(guard(&full, &full, false).is_ok());
+    }
+}

@@ -1,0 +1,99 @@
+//! One reconcile of a desired set: record the intent in the stored inventory, apply, prune what
+//! left the set, record the result. The order makes it crash-safe: whatever step the process dies
+//! at, the stored inventory covers every object of ours that may exist, so the next run finds and
+//! prunes what it must. Does I/O through the applier, the pruner and an `InventoryStore`.
+
+use serde_json::Value;
+
+use super::applier::{Applier, ApplyFailure, ApplyOptions, Owner};
+use super::changeset::ChangeSet;
+use super::inventory::{Inventory, InventoryEntry};
+use super::prune::{self, PruneError};
+use super::store::{InventoryStore, StoreError};
+use crate::runtime::crash;
+
+#[derive(Clone, Debug)]
+pub struct ReconcileOptions {
+    pub apply: ApplyOptions,
+    pub owner: Owner,
+    /// Delete objects that left the set.
+    pub prune: bool,
+    /// Prune even when the new set is empty (everything applied before is deleted).
+    pub allow_empty: bool,
+}
+
+#[derive(Debug, Default)]
+pub struct Report {
+    pub applied: ChangeSet,
+    pub pruned: ChangeSet,
+    pub inventory: Inventory,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Apply(Box<ApplyFailure>),
+    #[error(transparent)]
+    Prune(#[from] PruneError),
+}
+
+/// Applies `objects` for `options.owner` and prunes what left, keeping `store` up to date.
+pub async fn reconcile(
+    applier: &Applier,
+    store: &impl InventoryStore,
+    objects: Vec<Value>,
+    options: &ReconcileOptions,
+) -> Result<Report, ReconcileError> {
+    let previous = store.load().await?;
+    let next = applier.inventory_of(&objects).await.map_err(|error| {
+        ReconcileError::Apply(Box::new(ApplyFailure {
+            changeset: ChangeSet::default(),
+            error,
+        }))
+    })?;
+    if options.prune {
+        prune::guard(&previous, &next, options.allow_empty)?;
+    }
+    // Intent first: from here on the stored inventory covers old and new objects alike.
+    store.save(&previous.union(&next)).await?;
+    crash::point("after-intent");
+
+    let apply = ApplyOptions {
+        owner: Some(options.owner.clone()),
+        ..options.apply.clone()
+    };
+    let applied = applier
+        .apply(objects, &apply)
+        .await
+        .map_err(|f| ReconcileError::Apply(Box::new(f)))?;
+    crash::point("after-apply");
+
+    let mut kept: Vec<InventoryEntry> = Vec::new();
+    let mut pruned = ChangeSet::default();
+    if options.prune {
+        let stale = previous.stale_against(&next);
+        let result = prune::prune(
+            applier.client(),
+            applier.discovery(),
+            &stale,
+            &options.owner,
+        )
+        .await;
+        pruned = result.changeset;
+        kept = result.kept;
+        crash::point("after-prune");
+    } else {
+        // Without pruning, objects that left the set stay ours: keep them in the inventory so a
+        // later run with pruning on can still collect them.
+        kept.extend(previous.stale_against(&next));
+    }
+    let inventory = Inventory::from_entries(next.entries.into_iter().chain(kept));
+    store.save(&inventory).await?;
+    Ok(Report {
+        applied,
+        pruned,
+        inventory,
+    })
+}

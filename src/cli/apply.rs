@@ -1,0 +1,120 @@
+//! `sluice apply DIR --name N`: one reconcile of a local directory, as the agent does for a
+//! Kustomization: render, validate the whole set with a server-side dry run, apply in stages,
+//! prune what left (with `--prune`), optionally wait for health, and print the ChangeSet. The
+//! inventory lives in ConfigMap `sluice-inventory-N` in `--namespace`.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use crate::api::duration;
+use crate::apply::applier::{Applier, ApplyOptions, Owner};
+use crate::apply::changeset::Action;
+use crate::apply::health;
+use crate::apply::inventory::ObjectId;
+use crate::apply::reconcile::{ReconcileError, ReconcileOptions, reconcile};
+use crate::apply::store::ConfigMapStore;
+
+/// Arguments of `sluice apply`.
+#[derive(Debug, clap::Args)]
+#[group(id = "apply")]
+pub struct Args {
+    #[command(flatten)]
+    pub render: super::build::Args,
+
+    /// Name of this set of objects: the owner label on every object and the inventory's name.
+    #[arg(long)]
+    pub name: String,
+
+    /// Namespace of the inventory ConfigMap (and the owner label's namespace).
+    #[arg(long, short = 'n', default_value = "default")]
+    pub namespace: String,
+
+    /// Delete objects applied before under this name that are no longer in DIR.
+    #[arg(long)]
+    pub prune: bool,
+
+    /// With --prune, allow an empty DIR to delete everything applied before.
+    #[arg(long)]
+    pub allow_empty: bool,
+
+    /// Recreate objects whose immutable fields changed.
+    #[arg(long)]
+    pub force: bool,
+
+    /// Wait until every applied object is healthy.
+    #[arg(long)]
+    pub wait: bool,
+
+    /// How long --wait waits (and CRDs may take to be Established), e.g. 90s or 5m.
+    #[arg(long, default_value = "5m", value_parser = duration::parse)]
+    pub timeout: Duration,
+}
+
+pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let objects = match super::build::render_objects(&args.render)? {
+        Ok(objects) => objects,
+        Err(err) => {
+            eprintln!("{err}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let objects: Vec<_> = objects.into_iter().map(|o| o.into_value()).collect();
+    let client = kube::Client::try_default().await?;
+    let applier = Applier::new(client.clone());
+    let store = ConfigMapStore::new(client.clone(), &args.namespace, &args.name);
+    let options = ReconcileOptions {
+        apply: ApplyOptions {
+            force: args.force,
+            crd_timeout: args.timeout,
+            ..Default::default()
+        },
+        owner: Owner {
+            name: args.name.clone(),
+            namespace: args.namespace.clone(),
+        },
+        prune: args.prune,
+        allow_empty: args.allow_empty,
+    };
+    let report = match reconcile(&applier, &store, objects, &options).await {
+        Ok(report) => report,
+        Err(ReconcileError::Apply(failure)) => {
+            print!("{}", failure.changeset);
+            return Err(failure.error.into());
+        }
+        Err(err) => return Err(err.into()),
+    };
+    print!("{}{}", report.applied, report.pruned);
+
+    if args.wait {
+        let ids: Vec<(ObjectId, String)> = report
+            .applied
+            .entries
+            .iter()
+            .filter(|e| e.action != Action::Skipped)
+            .filter_map(|e| {
+                let entry = report
+                    .inventory
+                    .entries
+                    .iter()
+                    .find(|i| i.id == e.id.to_key())?;
+                Some((e.id.clone(), entry.v.clone()))
+            })
+            .collect();
+        let terminal = std::io::stderr().is_terminal();
+        let progress = |waiting: &[String]| {
+            if terminal {
+                eprintln!(
+                    "waiting for {} object(s): {}",
+                    waiting.len(),
+                    waiting.join("; ")
+                );
+            } else {
+                tracing::info!(waiting = waiting.len(), first = %waiting[0], "waiting for health");
+            }
+        };
+        health::wait(&client, applier.discovery(), &ids, args.timeout, progress).await?;
+        eprintln!("all {} object(s) are healthy", ids.len());
+    }
+    Ok(ExitCode::SUCCESS)
+}

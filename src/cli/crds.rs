@@ -1,0 +1,34 @@
+//! `sluice crds`: prints the CustomResourceDefinitions generated from the API types as
+//! multi-document YAML (what `manifests/crds.yaml` holds; a test keeps the two equal). No I/O
+//! besides stdout.
+
+use std::process::ExitCode;
+
+use kube::CustomResourceExt;
+
+use crate::api::git_repository::GitRepository;
+use crate::api::kustomization::Kustomization;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {}
+
+/// Every CRD sluice serves.
+pub fn all()
+-> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>
+{
+    vec![GitRepository::crd(), Kustomization::crd()]
+}
+
+/// The CRDs as the YAML stream `sluice crds` prints.
+pub fn yaml() -> String {
+    let values: Vec<serde_json::Value> = all()
+        .iter()
+        .map(|crd| serde_json::to_value(crd).expect("CRDs serialize"))
+        .collect();
+    crate::build::to_yaml_stream(&values).expect("CRDs are printable as YAML")
+}
+
+pub async fn run(_args: Args) -> anyhow::Result<ExitCode> {
+    print!("{}", yaml());
+    Ok(ExitCode::SUCCESS)
+}

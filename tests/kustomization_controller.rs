@@ -1,0 +1,525 @@
+//! The Kustomization controller end to end: a real git daemon, the GitRepository and
+//! Kustomization controllers, the real control plane. Push → applied; change and deletion →
+//! configured and pruned; broken YAML → BuildFailed with file and line, the cluster untouched;
+//! dependsOn order and cycles; a sourceRef to nothing.
+
+mod support;
+
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Event};
+use kube::api::{Api, ListParams, PostParams};
+use kube::{Client, ResourceExt};
+use serde_json::json;
+use sluice::api::condition;
+use sluice::api::kustomization::{Kustomization, KustomizationStatus};
+use support::git_servers::GitDaemon;
+use support::git_signing::{Signing, WorkRepo};
+
+const APP: &str = "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: 1
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+        - name: web
+          image: registry.test/web:1.0.0
+";
+
+fn config(value: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  color: {value}\n"
+    )
+}
+
+async fn wait_for(
+    api: &Api<Kustomization>,
+    name: &str,
+    what: &str,
+    check: impl Fn(&KustomizationStatus) -> bool,
+) -> KustomizationStatus {
+    let mut last = None;
+    for _ in 0..400 {
+        if let Some(status) = api.get(name).await.unwrap().status {
+            if check(&status) {
+                return status;
+            }
+            last = Some(status);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("Kustomization {name}: never {what}; last status: {last:#?}");
+}
+
+fn ready(status: &KustomizationStatus) -> Option<&condition::Condition> {
+    condition::find(&status.conditions, "Ready")
+}
+
+async fn create(client: &Client, ns: &str, manifest: serde_json::Value) {
+    let kind = manifest["kind"].as_str().unwrap().to_string();
+    let resource = kube::api::ApiResource::from_gvk(&kube::api::GroupVersionKind::gvk(
+        "sluice.dev",
+        "v1alpha1",
+        &kind,
+    ));
+    let api: Api<kube::api::DynamicObject> = Api::namespaced_with(client.clone(), ns, &resource);
+    let object: kube::api::DynamicObject = serde_json::from_value(manifest).unwrap();
+    api.create(&PostParams::default(), &object).await.unwrap();
+}
+
+fn kustomization(
+    name: &str,
+    ns: &str,
+    source: &str,
+    extra: serde_json::Value,
+) -> serde_json::Value {
+    let mut spec = json!({"interval": "1m", "retryInterval": "2s", "timeout": "60s", "sourceRef": {"kind": "GitRepository", "name": source},
+        "path": "./deploy", "prune": true, "targetNamespace": ns});
+    spec.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "Kustomization", "metadata": {"name": name}, "spec": spec})
+}
+
+#[tokio::test]
+async fn push_apply_change_prune_and_broken_yaml() {
+    let client = support::client().await;
+    support::install_crds(&client).await;
+    let ns = support::TestNamespace::new(&client, "ks").await;
+    let n = ns.name().to_string();
+    let storage = tempfile::tempdir().unwrap();
+    let (sources, kustomizations) = start_controllers(&client, storage.path(), &n).await;
+
+    let daemon = GitDaemon::start();
+    daemon.create_repo("app.git");
+    let work = WorkRepo::new(&daemon.url("app.git"));
+    work.write("deploy/app.yaml", APP);
+    work.write("deploy/config.yaml", &config("blue"));
+    let first = work.commit("first", &Signing::None);
+    work.push(&["main"]);
+
+    create(&client, &n, json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "GitRepository", "metadata": {"name": "app"},
+        "spec": {"url": daemon.url("app.git"), "interval": "1s", "ref": {"branch": "main"}}})).await;
+    create(
+        &client,
+        &n,
+        kustomization("app", &n, "app", json!({"wait": true})),
+    )
+    .await;
+
+    let api: Api<Kustomization> = Api::namespaced(client.clone(), &n);
+    let rev1 = format!("main@sha1:{first}");
+    let status = wait_for(&api, "app", "applied the first revision", |s| {
+        s.last_applied_revision.as_deref() == Some(rev1.as_str())
+    })
+    .await;
+    assert_eq!(ready(&status).unwrap().status, "True");
+    assert_eq!(
+        condition::find(&status.conditions, "Healthy")
+            .unwrap()
+            .status,
+        "True"
+    );
+    assert_eq!(status.inventory.as_ref().unwrap().entries.len(), 2);
+    assert_eq!(status.history[0].revision, rev1);
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &n);
+    let settings = cms.get("settings").await.unwrap();
+    assert_eq!(settings.labels()["sluice.dev/name"], "app");
+    assert_eq!(settings.labels()["sluice.dev/namespace"], n);
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &n);
+    assert_eq!(
+        deployments
+            .get("web")
+            .await
+            .unwrap()
+            .status
+            .unwrap()
+            .available_replicas,
+        Some(1)
+    );
+
+    // Settled: no reconcile until the interval, the source or the spec changes; in particular the
+    // controller's own status writes do not trigger more reconciles.
+    let settled = api.get("app").await.unwrap().resource_version();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        api.get("app").await.unwrap().resource_version(),
+        settled,
+        "the Kustomization keeps being rewritten"
+    );
+
+    assert!(
+        condition::find(&status.conditions, "Reconciling").is_none(),
+        "{status:#?}"
+    );
+
+    // The manual trigger: a reconcile now, acknowledged in the status.
+    let trigger =
+        json!({"metadata": {"annotations": {"sluice.dev/requestedAt": "2026-11-23T10:00:00Z"}}});
+    api.patch(
+        "app",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(&trigger),
+    )
+    .await
+    .unwrap();
+    wait_for(&api, "app", "handled the manual trigger", |s| {
+        s.last_handled_requested_at.as_deref() == Some("2026-11-23T10:00:00Z")
+    })
+    .await;
+
+    // A change and a deletion.
+    work.write("deploy/config.yaml", &config("green"));
+    work.git(&["rm", "-q", "deploy/app.yaml"]);
+    let second = work.commit("second", &Signing::None);
+    work.push(&["main"]);
+    let rev2 = format!("main@sha1:{second}");
+    wait_for(&api, "app", "applied the second revision", |s| {
+        s.last_applied_revision.as_deref() == Some(rev2.as_str())
+    })
+    .await;
+    assert_eq!(
+        cms.get("settings").await.unwrap().data.unwrap()["color"],
+        "green"
+    );
+    let web = deployments.get_opt("web").await.unwrap();
+    assert!(
+        web.is_none_or(|d| d.metadata.deletion_timestamp.is_some()),
+        "the Deployment was not pruned"
+    );
+
+    // Broken YAML: BuildFailed naming the file and line; the last revision stays applied.
+    work.write(
+        "deploy/config.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata: [unclosed\n",
+    );
+    let third = work.commit("broken", &Signing::None);
+    work.push(&["main"]);
+    let rev3 = format!("main@sha1:{third}");
+    let status = wait_for(&api, "app", "tried the broken revision", |s| {
+        s.last_attempted_revision.as_deref() == Some(rev3.as_str())
+    })
+    .await;
+    let cond = ready(&status).unwrap();
+    assert_eq!(
+        (cond.status.as_str(), cond.reason.as_str()),
+        ("False", "BuildFailed"),
+        "{cond:?}"
+    );
+    assert!(cond.message.contains("config.yaml:"), "{}", cond.message);
+    assert_eq!(status.last_applied_revision.as_deref(), Some(rev2.as_str()));
+    assert_eq!(
+        cms.get("settings").await.unwrap().data.unwrap()["color"],
+        "green"
+    );
+
+    // Events are published right after the status is written: wait for the last one.
+    let events: Api<Event> = Api::namespaced(client.clone(), &n);
+    let mut listed = Vec::new();
+    for _ in 0..100 {
+        listed = events
+            .list(&ListParams::default().fields("involvedObject.kind=Kustomization"))
+            .await
+            .unwrap()
+            .items;
+        if listed
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("BuildFailed"))
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let reasons: Vec<String> = listed.iter().filter_map(|e| e.reason.clone()).collect();
+    // Each revision has an Event of its own that says what changed.
+    let second_event = listed
+        .iter()
+        .filter_map(|e| e.message.as_deref())
+        .find(|m| m.contains(&rev2))
+        .unwrap_or_else(|| panic!("no Event for {rev2}: {listed:#?}"));
+    assert!(
+        second_event.contains("Deployment") && second_event.contains("deleted"),
+        "{second_event}"
+    );
+    assert!(
+        reasons.iter().any(|r| r == "ReconciliationSucceeded"),
+        "{reasons:?}"
+    );
+    assert!(reasons.iter().any(|r| r == "BuildFailed"), "{reasons:?}");
+
+    sources.abort();
+    kustomizations.abort();
+    ns.cleanup(&client).await;
+}
+
+#[tokio::test]
+async fn dependencies_cycles_and_missing_sources() {
+    let client = support::client().await;
+    support::install_crds(&client).await;
+    let ns = support::TestNamespace::new(&client, "ks-deps").await;
+    let n = ns.name().to_string();
+    let storage = tempfile::tempdir().unwrap();
+    let (sources, kustomizations) = start_controllers(&client, storage.path(), &n).await;
+
+    let daemon = GitDaemon::start();
+    daemon.create_repo("app.git");
+    let work = WorkRepo::new(&daemon.url("app.git"));
+    work.write("deploy/config.yaml", &config("blue"));
+    work.commit("first", &Signing::None);
+    work.push(&["main"]);
+    create(&client, &n, json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "GitRepository", "metadata": {"name": "app"},
+        "spec": {"url": daemon.url("app.git"), "interval": "1s"}})).await;
+    let api: Api<Kustomization> = Api::namespaced(client.clone(), &n);
+
+    // A source that does not exist: a clear condition, nothing applied.
+    create(
+        &client,
+        &n,
+        kustomization("orphan", &n, "nothing-here", json!({})),
+    )
+    .await;
+    let status = wait_for(&api, "orphan", "reported its missing source", |s| {
+        ready(s).is_some()
+    })
+    .await;
+    let cond = ready(&status).unwrap();
+    assert_eq!(cond.status, "False");
+    assert!(
+        cond.message.contains("nothing-here") && cond.message.contains("not found"),
+        "{cond:?}"
+    );
+    assert!(status.inventory.is_none());
+
+    // A cycle stalls both members.
+    create(
+        &client,
+        &n,
+        kustomization(
+            "loop-a",
+            &n,
+            "app",
+            json!({"dependsOn": [{"name": "loop-b"}]}),
+        ),
+    )
+    .await;
+    create(
+        &client,
+        &n,
+        kustomization(
+            "loop-b",
+            &n,
+            "app",
+            json!({"dependsOn": [{"name": "loop-a"}]}),
+        ),
+    )
+    .await;
+    for name in ["loop-a", "loop-b"] {
+        let status = wait_for(&api, name, "stalled on the cycle", |s| {
+            condition::find(&s.conditions, "Stalled").is_some()
+        })
+        .await;
+        assert_eq!(ready(&status).unwrap().reason, "DependencyCycle");
+        assert!(
+            ready(&status).unwrap().message.contains("loop-a"),
+            "{:?}",
+            ready(&status)
+        );
+    }
+
+    // `after` waits for `first`, which is created later.
+    let mut after = kustomization(
+        "after",
+        &n,
+        "app",
+        json!({"dependsOn": [{"name": "first"}]}),
+    );
+    after["spec"]["path"] = json!("./deploy");
+    after["spec"]["namePrefix"] = json!("after-");
+    create(&client, &n, after).await;
+    let status = wait_for(&api, "after", "waited for its dependency", |s| {
+        ready(s).is_some()
+    })
+    .await;
+    assert_eq!(
+        ready(&status).unwrap().reason,
+        "DependencyNotReady",
+        "{:?}",
+        ready(&status)
+    );
+    create(&client, &n, kustomization("first", &n, "app", json!({}))).await;
+    wait_for(&api, "after", "applied after its dependency", |s| {
+        s.last_applied_revision.is_some()
+    })
+    .await;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &n);
+    assert!(cms.get_opt("after-settings").await.unwrap().is_some());
+
+    sources.abort();
+    kustomizations.abort();
+    ns.cleanup(&client).await;
+}
+
+/// Runs the GitRepository and Kustomization controllers in this process for one namespace.
+async fn start_controllers(
+    client: &Client,
+    storage: &std::path::Path,
+    ns: &str,
+) -> (tokio::task::JoinHandle<()>, tokio::task::JoinHandle<()>) {
+    let kubeconfig = kube::config::Kubeconfig::read_from(support::kubeconfig()).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .unwrap();
+    let settings = sluice::source::controller::Settings {
+        storage: storage.to_owned(),
+        namespace: Some(ns.to_owned()),
+        max_artifact_size: sluice::source::artifact::DEFAULT_MAX_SIZE,
+    };
+    let sources = tokio::spawn(sluice::source::controller::run(client.clone(), settings));
+    let kustomizations = tokio::spawn(sluice::kustomization::controller::run(
+        client.clone(),
+        config,
+        storage.to_owned(),
+        Some(ns.to_owned()),
+    ));
+    (sources, kustomizations)
+}
+
+#[tokio::test]
+async fn service_account_impersonation_and_suspend() {
+    let client = support::client().await;
+    support::install_crds(&client).await;
+    let ns = support::TestNamespace::new(&client, "ks-tenant").await;
+    let n = ns.name().to_string();
+    let storage = tempfile::tempdir().unwrap();
+    let (sources, kustomizations) = start_controllers(&client, storage.path(), &n).await;
+
+    // A tenant service account that may manage ConfigMaps in its namespace, and nothing else.
+    let applier = sluice::apply::applier::Applier::new(client.clone());
+    let rbac = vec![
+        json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "tenant", "namespace": n}}),
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "tenant", "namespace": n},
+            "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]}]}),
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "tenant", "namespace": n},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "tenant"},
+            "subjects": [{"kind": "ServiceAccount", "name": "tenant", "namespace": n}]}),
+    ];
+    applier.apply(rbac, &Default::default()).await.unwrap();
+
+    let daemon = GitDaemon::start();
+    daemon.create_repo("app.git");
+    let work = WorkRepo::new(&daemon.url("app.git"));
+    work.write("config-only/config.yaml", &config("blue"));
+    work.write(
+        "with-deployment/config.yaml",
+        &config("red").replace("settings", "other"),
+    );
+    work.write("with-deployment/app.yaml", APP);
+    let first = work.commit("first", &Signing::None);
+    work.push(&["main"]);
+    create(&client, &n, json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "GitRepository", "metadata": {"name": "app"},
+        "spec": {"url": daemon.url("app.git"), "interval": "1s"}})).await;
+    let api: Api<Kustomization> = Api::namespaced(client.clone(), &n);
+
+    let tenant = |name: &str, path: &str| {
+        kustomization(
+            name,
+            &n,
+            "app",
+            json!({"path": path, "serviceAccountName": "tenant"}),
+        )
+    };
+    create(&client, &n, tenant("allowed", "./config-only")).await;
+    create(&client, &n, tenant("denied", "./with-deployment")).await;
+    let rev1 = format!("main@sha1:{first}");
+    wait_for(&api, "allowed", "applied as the tenant", |s| {
+        s.last_applied_revision.as_deref() == Some(rev1.as_str())
+    })
+    .await;
+    let status = wait_for(&api, "denied", "was refused", |s| {
+        s.last_attempted_revision.is_some()
+    })
+    .await;
+    let cond = ready(&status).unwrap();
+    assert_eq!(cond.status, "False");
+    assert!(
+        cond.message.contains("forbidden") && cond.message.contains("Deployment"),
+        "{cond:?}"
+    );
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &n);
+    assert!(cms.get_opt("settings").await.unwrap().is_some());
+    assert!(
+        cms.get_opt("other").await.unwrap().is_none(),
+        "a refused set was partly applied"
+    );
+
+    // Suspended: a new revision is fetched but not applied, until the suspension ends.
+    let suspend = |value: bool| json!({"spec": {"suspend": value}});
+    api.patch(
+        "allowed",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(&suspend(true)),
+    )
+    .await
+    .unwrap();
+    work.write("config-only/config.yaml", &config("green"));
+    let second = work.commit("second", &Signing::None);
+    work.push(&["main"]);
+    let rev2 = format!("main@sha1:{second}");
+    let repos: Api<sluice::api::git_repository::GitRepository> =
+        Api::namespaced(client.clone(), &n);
+    for _ in 0..300 {
+        let revision = repos
+            .get("app")
+            .await
+            .unwrap()
+            .status
+            .and_then(|s| s.artifact)
+            .map(|a| a.revision);
+        if revision.as_deref() == Some(rev2.as_str()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        api.get("allowed")
+            .await
+            .unwrap()
+            .status
+            .unwrap()
+            .last_applied_revision
+            .as_deref(),
+        Some(rev1.as_str())
+    );
+    assert_eq!(
+        cms.get("settings").await.unwrap().data.unwrap()["color"],
+        "blue"
+    );
+    api.patch(
+        "allowed",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(&suspend(false)),
+    )
+    .await
+    .unwrap();
+    wait_for(&api, "allowed", "applied after the suspension", |s| {
+        s.last_applied_revision.as_deref() == Some(rev2.as_str())
+    })
+    .await;
+    assert_eq!(
+        cms.get("settings").await.unwrap().data.unwrap()["color"],
+        "green"
+    );
+
+    sources.abort();
+    kustomizations.abort();
+    ns.cleanup(&client).await;
+}
