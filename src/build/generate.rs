@@ -40,12 +40,18 @@ impl Ctx<'_> {
                 .as_deref()
                 .filter(|s| !s.is_empty())
                 .unwrap_or("default");
-            let existing = acc.iter_mut().find(|r| {
-                r.obj.kind() == kind
-                    && r.ids()
-                        .any(|(n, s)| n == spec.name && s.unwrap_or("default") == ns)
-            });
-            match (spec.behavior.as_deref().unwrap_or("create"), existing) {
+            let behavior = spec.behavior.as_deref().unwrap_or("create");
+            // Only merge and replace look for the object they change.
+            let existing = (behavior != "create")
+                .then(|| {
+                    acc.iter_mut().find(|r| {
+                        r.obj.kind() == kind
+                            && r.ids()
+                                .any(|(n, s)| n == spec.name && s.unwrap_or("default") == ns)
+                    })
+                })
+                .flatten();
+            match (behavior, existing) {
                 ("create", _) => {
                     let obj = Object::new(value).map_err(|message| BuildError::Generate {
                         at: at.clone(),
