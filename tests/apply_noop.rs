@@ -23,11 +23,9 @@ const RESOURCES: &[&str] = &[
     "podtemplates",
 ];
 
-/// Write requests per (verb, resource) for the resources above, main resource only, real (not
-/// dry-run). Server-side apply counts as verb APPLY; sluice creates and changes objects only with
-/// it (and PATCH for field takeover). POSTs and DELETEs are left out: the controller-manager
-/// creates a ConfigMap in every new namespace and empties deleted ones, whoever made them.
-async fn writes(client: &Client) -> BTreeMap<(String, String), f64> {
+/// Requests per (verb, resource) for the resources above, main resource only, real (not dry-run).
+/// Server-side apply counts as verb APPLY.
+async fn requests(client: &Client) -> BTreeMap<(String, String), f64> {
     let request = http::Request::get("/metrics").body(Vec::new()).unwrap();
     let text = client.request_text(request).await.expect("GET /metrics");
     let mut counts = BTreeMap::new();
@@ -43,9 +41,7 @@ async fn writes(client: &Client) -> BTreeMap<(String, String), f64> {
         let (Some(verb), Some(resource)) = (label("verb"), label("resource")) else {
             continue;
         };
-        let is_write = matches!(verb.as_str(), "PUT" | "PATCH" | "APPLY");
-        if is_write
-            && RESOURCES.contains(&resource.as_str())
+        if RESOURCES.contains(&resource.as_str())
             && label("dry_run").as_deref() == Some("")
             && label("subresource").as_deref() == Some("")
         {
@@ -57,11 +53,11 @@ async fn writes(client: &Client) -> BTreeMap<(String, String), f64> {
 
 /// The counters once they stop moving: the API server counts a request after answering it, so
 /// the last requests of a run may land a moment after the client saw their responses.
-async fn settled_writes(client: &Client) -> BTreeMap<(String, String), f64> {
-    let mut last = writes(client).await;
+async fn settled(client: &Client) -> BTreeMap<(String, String), f64> {
+    let mut last = requests(client).await;
     loop {
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-        let now = writes(client).await;
+        let now = requests(client).await;
         if now == last {
             return now;
         }
@@ -113,28 +109,44 @@ async fn a_no_op_apply_makes_zero_write_requests() {
         .applied;
     assert_eq!(first.count(Action::Created), 25, "{first}");
 
-    let before = settled_writes(&client).await;
+    let before = settled(&client).await;
     let second = reconcile(&applier, &store, objects(ns.name()), &options)
         .await
         .unwrap()
         .applied;
-    let after = settled_writes(&client).await;
+    let after = settled(&client).await;
     assert_eq!(second.count(Action::Unchanged), 25, "{second}");
-    let made: Vec<String> = after
+    let delta = |verb: &str, resource: &str| {
+        let key = (verb.to_string(), resource.to_string());
+        after.get(&key).copied().unwrap_or(0.0) - before.get(&key).copied().unwrap_or(0.0)
+    };
+    // sluice creates and changes objects only with server-side apply (and PATCH for field
+    // takeover). POSTs and DELETEs are left out: the controller-manager creates a ConfigMap in
+    // every new namespace and empties deleted ones, whoever made them.
+    let made: Vec<String> = RESOURCES
         .iter()
-        .filter(|(key, count)| before.get(*key).copied().unwrap_or(0.0) < **count)
-        .map(|((verb, resource), count)| {
-            format!(
-                "{verb} {resource}: {}",
-                count
-                    - before
-                        .get(&(verb.clone(), resource.clone()))
-                        .copied()
-                        .unwrap_or(0.0)
-            )
-        })
+        .flat_map(|r| ["PUT", "PATCH", "APPLY"].map(|v| (v, *r)))
+        .filter(|(v, r)| delta(v, r) > 0.0)
+        .map(|(v, r)| format!("{v} {r}: {}", delta(v, r)))
         .collect();
     assert!(made.is_empty(), "the no-op apply wrote: {made:?}");
+    // And it reads little: the ten ConfigMaps and ten Secrets are listed, not fetched one by one
+    // (the one ConfigMap GET is the inventory).
+    let reads = format!(
+        "GET configmaps {}, GET secrets {}, LIST configmaps {}, LIST secrets {}",
+        delta("GET", "configmaps"),
+        delta("GET", "secrets"),
+        delta("LIST", "configmaps"),
+        delta("LIST", "secrets")
+    );
+    assert!(
+        delta("GET", "configmaps") <= 1.0 && delta("GET", "secrets") == 0.0,
+        "{reads}"
+    );
+    assert!(
+        delta("LIST", "configmaps") >= 1.0 && delta("LIST", "secrets") >= 1.0,
+        "{reads}"
+    );
 
     // The counter does see our writes: a real change shows up.
     let mut changed = objects(ns.name());
@@ -142,7 +154,7 @@ async fn a_no_op_apply_makes_zero_write_requests() {
     reconcile(&applier, &store, changed, &options)
         .await
         .unwrap();
-    let after_change = settled_writes(&client).await;
+    let after_change = settled(&client).await;
     let key = ("APPLY".to_string(), "configmaps".to_string());
     assert!(
         after_change.get(&key).copied().unwrap_or(0.0) > after.get(&key).copied().unwrap_or(0.0)

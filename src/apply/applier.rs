@@ -213,10 +213,15 @@ impl Applier {
                 .await
                 .map_err(|e| fail(&changeset, e))?;
 
+            let mut listed = self
+                .list_live(&desired, &indices)
+                .await
+                .map_err(|e| fail(&changeset, e))?;
             let results: Vec<(usize, Outcome)> = stream::iter(indices.iter().copied())
                 .map(|i| {
                     let d = &desired[i];
-                    async move { (i, self.apply_one(d, options).await) }
+                    let prefetched = listed.remove(&i);
+                    async move { (i, self.apply_one(d, prefetched, options).await) }
                 })
                 .buffer_unordered(options.concurrency.max(1))
                 .collect()
@@ -256,9 +261,11 @@ impl Applier {
         Ok(changeset)
     }
 
+    /// Applies one object; `prefetched` is its live state when already read (listed).
     async fn apply_one(
         &self,
         d: &Desired,
+        prefetched: Option<Option<Value>>,
         options: &ApplyOptions,
     ) -> Result<(Action, Option<String>), ApplyError> {
         if d.policy.reconcile_disabled {
@@ -271,14 +278,17 @@ impl Applier {
             return Ok((Action::Skipped, Some("ssa: Ignore".into())));
         }
         let api = self.api(d);
-        let live = api
-            .get_opt(&d.id.name)
-            .await
-            .map_err(|source| ApplyError::Read {
-                id: d.id.clone(),
-                source: Box::new(source),
-            })?
-            .map(|o| serde_json::to_value(o).expect("objects serialize"));
+        let live = match prefetched {
+            Some(live) => live,
+            None => api
+                .get_opt(&d.id.name)
+                .await
+                .map_err(|source| ApplyError::Read {
+                    id: d.id.clone(),
+                    source: Box::new(source),
+                })?
+                .map(|o| serde_json::to_value(o).expect("objects serialize")),
+        };
         if d.policy.ssa == SsaMode::IfNotPresent && live.is_some() {
             return Ok((Action::Skipped, Some("exists; ssa: IfNotPresent".into())));
         }

@@ -1,6 +1,6 @@
 //! The applier: the only code that writes to the API server. Decisions live in pure files
 //! (`order`, `plan`, `inventory`, `changeset`, the guard and decision of `prune`); `discovery`,
-//! `applier`, `prune`, `store` and `reconcile` do the I/O.
+//! `desired`, `validate`, `live`, `applier`, `prune`, `store` and `reconcile` do the I/O.
 
 pub mod applier;
 pub mod changeset;
@@ -9,6 +9,7 @@ pub mod diff;
 pub mod discovery;
 pub mod health;
 pub mod inventory;
+mod live;
 pub mod order;
 pub mod plan;
 pub mod prune;
