@@ -180,7 +180,11 @@ async fn controller_adopts_signed_commits_and_refuses_unsigned_ones() {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert!(reasons.iter().any(|r| r == "NewArtifact"), "{reasons:?}");
+    let new_artifacts = reasons.iter().filter(|r| *r == "NewArtifact").count();
+    assert_eq!(
+        new_artifacts, 2,
+        "one NewArtifact Event per revision: {reasons:?}"
+    );
     assert!(reasons.iter().any(|r| r == "Unsigned"), "{reasons:?}");
 
     agent.abort();

@@ -213,7 +213,7 @@ async fn reconcile(obj: Arc<GitRepository>, state: Arc<State>) -> Result<Action,
             },
             reason: ev.reason,
             note: Some(truncate(&ev.message, 1000)),
-            action: "Reconcile".into(),
+            action: truncate(&ev.action, 120),
             secondary: None,
         };
         if let Err(e) = state.recorder.publish(&event, &obj.object_ref(&())).await {

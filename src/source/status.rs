@@ -46,6 +46,9 @@ pub struct EventPlan {
     pub type_: EventType,
     pub reason: String,
     pub message: String,
+    /// Names the revision where there is one: Events with the same action and reason are folded
+    /// into one series, so each revision gets Events of its own.
+    pub action: String,
 }
 
 /// When to look again.
@@ -119,6 +122,7 @@ pub fn plan(ctx: &Context<'_>, outcome: Outcome) -> Plan {
                 type_: EventType::Warning,
                 reason: "InvalidSpec".into(),
                 message,
+                action: "Reconcile".into(),
             };
             (Some(event), Requeue::OnChange, 0)
         }
@@ -160,11 +164,13 @@ pub fn plan(ctx: &Context<'_>, outcome: Outcome) -> Plan {
                     condition::remove(conditions, SOURCE_VERIFIED);
                 }
             }
+            let action = format!("Store {}", artifact.revision);
             status.artifact = Some(artifact);
             let event = EventPlan {
                 type_: EventType::Normal,
                 reason: "NewArtifact".into(),
                 message,
+                action,
             };
             (Some(event), Requeue::After(ctx.interval), 0)
         }
@@ -191,6 +197,7 @@ pub fn plan(ctx: &Context<'_>, outcome: Outcome) -> Plan {
                 type_: EventType::Warning,
                 reason: code.into(),
                 message,
+                action: format!("Verify {revision}"),
             };
             (
                 Some(event),
@@ -215,6 +222,7 @@ pub fn plan(ctx: &Context<'_>, outcome: Outcome) -> Plan {
                 type_: EventType::Warning,
                 reason: reason.into(),
                 message,
+                action: "Reconcile".into(),
             };
             (
                 Some(event),
