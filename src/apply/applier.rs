@@ -13,7 +13,7 @@ use kube::{Api, Client};
 use serde_json::Value;
 
 use super::changeset::{Action, ChangeSet};
-use super::desired::{Desired, prepare, validatable};
+use super::desired::Desired;
 use super::discovery::{Discovery, DiscoveryError};
 use super::inventory::ObjectId;
 use super::order::{Stage, rank_of, stage_of};
@@ -165,20 +165,11 @@ impl Applier {
         objects: Vec<Value>,
         options: &ApplyOptions,
     ) -> Result<ChangeSet, ApplyFailure> {
-        let mut desired = prepare(objects, options).map_err(ApplyFailure::before_any_write)?;
-        self.resolve_known(&mut desired)
-            .await
-            .map_err(ApplyFailure::before_any_write)?;
-
-        // Validate up front everything the API server can validate now: objects whose kind is
-        // known and whose namespace exists. The rest (kinds from CRDs and namespaces created by
-        // this very set) is validated at its stage, before that stage writes anything.
-        let existing = self
-            .existing_namespaces(&desired)
-            .await
-            .map_err(ApplyFailure::before_any_write)?;
-        let ready = validatable(&desired, &existing);
-        self.validate(&mut desired, &ready, options)
+        // Everything the API server can validate now is validated before the first write. The
+        // rest (kinds from CRDs and namespaces created by this very set) is validated at its
+        // stage, before that stage writes anything.
+        let mut desired = self
+            .validated_up_front(objects, options)
             .await
             .map_err(ApplyFailure::before_any_write)?;
 
@@ -267,7 +258,7 @@ impl Applier {
         d: &Desired,
         prefetched: Option<Option<Value>>,
         options: &ApplyOptions,
-    ) -> Result<(Action, Option<String>), ApplyError> {
+    ) -> Outcome {
         if d.policy.reconcile_disabled {
             return Ok((
                 Action::Skipped,
@@ -277,18 +268,11 @@ impl Applier {
         if d.policy.ssa == SsaMode::Ignore {
             return Ok((Action::Skipped, Some("ssa: Ignore".into())));
         }
-        let api = self.api(d);
         let live = match prefetched {
             Some(live) => live,
-            None => api
-                .get_opt(&d.id.name)
-                .await
-                .map_err(|source| ApplyError::Read {
-                    id: d.id.clone(),
-                    source: Box::new(source),
-                })?
-                .map(|o| serde_json::to_value(o).expect("objects serialize")),
+            None => self.read_live(d).await?,
         };
+        let api = self.api(d);
         if d.policy.ssa == SsaMode::IfNotPresent && live.is_some() {
             return Ok((Action::Skipped, Some("exists; ssa: IfNotPresent".into())));
         }

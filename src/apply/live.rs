@@ -1,6 +1,6 @@
 //! Reading the live objects a stage will compare against: one LIST per kind and namespace where
 //! several objects of the set share them, so a reconcile of many objects reads in a few requests
-//! instead of one GET each. Reads only.
+//! instead of one GET each, and one GET otherwise. Reads only.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -9,7 +9,6 @@ use serde_json::Value;
 
 use super::applier::{Applier, ApplyError};
 use super::desired::Desired;
-use super::plan::SsaMode;
 
 /// From this many objects of one kind in one namespace on, a LIST replaces their GETs.
 const LIST_FROM: usize = 4;
@@ -25,8 +24,7 @@ impl Applier {
         let mut groups: BTreeMap<(String, String, String, String), Vec<usize>> = BTreeMap::new();
         for &i in indices {
             let d = &desired[i];
-            let skipped = d.policy.reconcile_disabled || d.policy.ssa == SsaMode::Ignore;
-            if let (Some(resolved), false) = (&d.resolved, skipped) {
+            if let (Some(resolved), false) = (&d.resolved, d.policy.never_applied()) {
                 let r = &resolved.resource;
                 let key = (
                     r.group.clone(),
@@ -68,5 +66,18 @@ impl Applier {
             }
         }
         Ok(live)
+    }
+
+    /// The live state of one object, read by itself.
+    pub(super) async fn read_live(&self, d: &Desired) -> Result<Option<Value>, ApplyError> {
+        let found = self
+            .api(d)
+            .get_opt(&d.id.name)
+            .await
+            .map_err(|source| ApplyError::Read {
+                id: d.id.clone(),
+                source: Box::new(source),
+            })?;
+        Ok(found.map(|o| serde_json::to_value(o).expect("objects serialize")))
     }
 }

@@ -64,6 +64,11 @@ fn label<'a>(object: &'a Value, key: &str) -> Option<&'a str> {
 }
 
 impl Policy {
+    /// The object is never applied (`reconcile: disabled` or `ssa: Ignore`).
+    pub fn never_applied(&self) -> bool {
+        self.reconcile_disabled || self.ssa == SsaMode::Ignore
+    }
+
     /// Reads the policy of an object (desired or live); values are compared case-insensitively.
     pub fn of(object: &Value) -> Policy {
         let is = |key: &str, value: &str| {

@@ -72,7 +72,7 @@ impl Applier {
     }
 
     pub(super) async fn dry_run(&self, d: &Desired) -> DryRun {
-        if d.policy.reconcile_disabled || d.policy.ssa == SsaMode::Ignore {
+        if d.policy.never_applied() {
             return DryRun::Accepted(d.object.clone());
         }
         let params = PatchParams::apply(FIELD_MANAGER).force().dry_run();
@@ -137,6 +137,21 @@ impl Applier {
         }
     }
 
+    /// Reads identities and policies, resolves kinds, and dry-runs every object the API server
+    /// can validate now (kind known, namespace existing): the start of both `apply` and `preview`.
+    pub(super) async fn validated_up_front(
+        &self,
+        objects: Vec<Value>,
+        options: &ApplyOptions,
+    ) -> Result<Vec<Desired>, ApplyError> {
+        let mut desired = prepare(objects, options)?;
+        self.resolve_known(&mut desired).await?;
+        let existing = self.existing_namespaces(&desired).await?;
+        let ready = validatable(&desired, &existing);
+        self.validate(&mut desired, &ready, options).await?;
+        Ok(desired)
+    }
+
     /// What `apply` would do with `objects`, in apply order, writing nothing. Fails like `apply`
     /// when the API server rejects an object.
     pub async fn preview(
@@ -144,38 +159,30 @@ impl Applier {
         objects: Vec<Value>,
         options: &ApplyOptions,
     ) -> Result<Vec<Preview>, ApplyError> {
-        let mut desired = prepare(objects, options)?;
-        self.resolve_known(&mut desired).await?;
-        let existing = self.existing_namespaces(&desired).await?;
-        let ready = validatable(&desired, &existing);
-        self.validate(&mut desired, &ready, options).await?;
+        let mut desired = self.validated_up_front(objects, options).await?;
         desired.sort_by_key(|d| (rank_of(&d.id.group, &d.id.kind), d.id.clone()));
+        let all: Vec<usize> = (0..desired.len()).collect();
+        let mut listed = self.list_live(&desired, &all).await?;
         let mut previews = Vec::with_capacity(desired.len());
-        for d in desired {
-            let skipped = d.policy.reconcile_disabled || d.policy.ssa == SsaMode::Ignore;
-            let live = match (&d.resolved, skipped) {
-                (Some(_), false) => self
-                    .api(&d)
-                    .get_opt(&d.id.name)
-                    .await
-                    .map_err(|source| ApplyError::Read {
-                        id: d.id.clone(),
-                        source: Box::new(source),
-                    })?
-                    .map(|o| serde_json::to_value(o).expect("objects serialize")),
-                _ => None,
+        for (i, d) in desired.into_iter().enumerate() {
+            let live = match (listed.remove(&i), &d.resolved) {
+                _ if d.policy.never_applied() => None,
+                (Some(live), _) => live,
+                (None, Some(_)) => self.read_live(&d).await?,
+                (None, None) => None,
             };
-            let action = match (&d.dry_run, &live) {
-                _ if skipped => Action::Skipped,
-                (_, Some(_)) if d.policy.ssa == SsaMode::IfNotPresent => Action::Skipped,
-                _ if d.recreate => Action::Configured,
-                (Some(_), live) => plan::decide(
-                    &self.current_dry_run(&d, live.as_ref()).await?,
-                    live.as_ref(),
-                ),
-                (None, _) => Action::Created,
+            let (action, merged) = match (&d.dry_run, &live) {
+                _ if d.policy.never_applied() => (Action::Skipped, d.object),
+                (_, Some(_)) if d.policy.ssa == SsaMode::IfNotPresent => {
+                    (Action::Skipped, d.object)
+                }
+                _ if d.recreate => (Action::Configured, d.object),
+                (Some(_), live) => {
+                    let merged = self.current_dry_run(&d, live.as_ref()).await?;
+                    (plan::decide(&merged, live.as_ref()), merged)
+                }
+                (None, _) => (Action::Created, d.object),
             };
-            let merged = d.dry_run.unwrap_or(d.object);
             previews.push(Preview {
                 id: d.id,
                 action,
