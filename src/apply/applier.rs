@@ -4,6 +4,7 @@
 //! object. Does I/O (the API server); the decisions come from `plan` and `order`.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{StreamExt, stream};
@@ -140,15 +141,19 @@ type Outcome = Result<(Action, Option<String>), ApplyError>;
 
 pub struct Applier {
     pub(super) client: Client,
-    pub(super) discovery: Discovery,
+    pub(super) discovery: Arc<Discovery>,
 }
 
 impl Applier {
+    /// An applier with a discovery cache of its own.
     pub fn new(client: Client) -> Applier {
-        Applier {
-            discovery: Discovery::new(client.clone()),
-            client,
-        }
+        Applier::with_discovery(client.clone(), Arc::new(Discovery::new(client)))
+    }
+
+    /// An applier that shares a discovery cache kept across reconciles (the agent's): the kinds an
+    /// API server serves don't depend on who asks, and unknown kinds refresh the cache anyway.
+    pub fn with_discovery(client: Client, discovery: Arc<Discovery>) -> Applier {
+        Applier { client, discovery }
     }
 
     pub fn client(&self) -> &Client {

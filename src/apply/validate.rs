@@ -85,6 +85,11 @@ impl Applier {
                 DryRun::Accepted(serde_json::to_value(result).expect("objects serialize"))
             }
             Err(kube::Error::Api(status)) => {
+                if status.code == 404 {
+                    // The kind is gone (its CRD was deleted): a shared discovery cache must not
+                    // keep offering it.
+                    self.discovery.forget(&d.id.group, &d.version);
+                }
                 let fields: Vec<&str> = status
                     .details
                     .iter()

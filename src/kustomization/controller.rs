@@ -25,11 +25,12 @@ use super::depends::{self, DependencyState, Key};
 use super::status::{self, Outcome};
 use super::store::StatusStore;
 use crate::api::condition::{self, READY};
-use crate::api::git_repository::GitRepository;
+use crate::api::git_repository::{ArtifactStatus, GitRepository};
 use crate::api::kustomization::{Kustomization, KustomizationSpec};
 use crate::api::{REQUESTED_AT_ANNOTATION, duration};
 use crate::apply::applier::{Applier, ApplyOptions, Owner};
 use crate::apply::changeset::ChangeSet;
+use crate::apply::discovery::Discovery;
 use crate::apply::health;
 use crate::apply::inventory::ObjectId;
 use crate::apply::reconcile::{ReconcileOptions, reconcile as reconcile_objects};
@@ -59,6 +60,8 @@ pub struct State {
     /// it is due again: watch events that change none of these (such as our own status writes)
     /// do not reconcile early.
     schedule: Mutex<HashMap<ObjectRef<Kustomization>, (u64, tokio::time::Instant)>>,
+    /// Discovery shared by every reconcile.
+    discovery: Arc<Discovery>,
 }
 
 impl State {
@@ -69,6 +72,7 @@ impl State {
         };
         State {
             recorder: Recorder::new(client.clone(), reporter),
+            discovery: Arc::new(Discovery::new(client.clone())),
             client,
             config,
             storage,
@@ -141,15 +145,27 @@ fn trigger_of(obj: &Kustomization, source_revision: Option<&str>) -> u64 {
     hasher.finish()
 }
 
-async fn source_revision(obj: &Kustomization, ns: &str, client: &Client) -> Option<String> {
-    let source_ns = obj.spec.source_ref.namespace.as_deref().unwrap_or(ns);
-    let api: Api<GitRepository> = Api::namespaced(client.clone(), source_ns);
-    let source = api
-        .get_opt(&obj.spec.source_ref.name)
+/// The artifact of a Kustomization's source, read once per reconcile: `Ok(None)` when the source
+/// has none yet, `Err` saying why it could not be read. Only GitRepository sources are read.
+async fn read_artifact(
+    obj: &Kustomization,
+    ns: &str,
+    client: &Client,
+) -> Result<Option<ArtifactStatus>, String> {
+    let reference = &obj.spec.source_ref;
+    if reference.kind != "GitRepository" {
+        return Ok(None);
+    }
+    let source_ns = reference.namespace.as_deref().unwrap_or(ns);
+    let what = format!("GitRepository {source_ns}/{}", reference.name);
+    match Api::<GitRepository>::namespaced(client.clone(), source_ns)
+        .get_opt(&reference.name)
         .await
-        .ok()
-        .flatten()?;
-    Some(source.status?.artifact?.revision)
+    {
+        Ok(Some(source)) => Ok(source.status.and_then(|s| s.artifact)),
+        Ok(None) => Err(format!("{what} not found")),
+        Err(e) => Err(format!("reading {what}: {e}")),
+    }
 }
 
 async fn reconcile(obj: Arc<Kustomization>, state: Arc<State>) -> Result<Requeue, ControllerError> {
@@ -157,7 +173,13 @@ async fn reconcile(obj: Arc<Kustomization>, state: Arc<State>) -> Result<Requeue
     let ns = obj.namespace().ok_or(ControllerError::NoNamespace)?;
     let name = obj.name_any();
     let key = ObjectRef::from_obj(&*obj);
-    let revision = source_revision(&obj, &ns, &state.client).await;
+    let artifact = read_artifact(&obj, &ns, &state.client).await;
+    let revision = artifact
+        .as_ref()
+        .ok()
+        .cloned()
+        .flatten()
+        .map(|a| a.revision);
     let asked = trigger_of(&obj, revision.as_deref());
     let due = state
         .schedule
@@ -185,7 +207,7 @@ async fn reconcile(obj: Arc<Kustomization>, state: Arc<State>) -> Result<Requeue
             reason: "InvalidSpec",
             message: format!("spec.retryInterval: {e}"),
         },
-        (Ok(interval), _) => gather(&obj, &ns, &name, *interval, &state).await,
+        (Ok(interval), _) => gather(&obj, &ns, &name, *interval, artifact, &state).await,
     };
     let interval = interval.unwrap_or(Duration::from_secs(600));
     let current = obj.status.clone().unwrap_or_default();
@@ -288,6 +310,7 @@ async fn gather(
     ns: &str,
     name: &str,
     interval: Duration,
+    artifact: Result<Option<ArtifactStatus>, String>,
     state: &State,
 ) -> Outcome {
     let spec = &obj.spec;
@@ -320,32 +343,24 @@ async fn gather(
             message,
         };
     }
-    let source_ns = spec
-        .source_ref
-        .namespace
-        .clone()
-        .unwrap_or_else(|| ns.to_string());
-    let sources: Api<GitRepository> = Api::namespaced(state.client.clone(), &source_ns);
-    let source_name = format!("GitRepository {source_ns}/{}", spec.source_ref.name);
-    let artifact = match sources.get_opt(&spec.source_ref.name).await {
-        Ok(Some(source)) => source.status.and_then(|s| s.artifact),
-        Ok(None) => {
+    let artifact = match artifact {
+        Ok(artifact) => artifact,
+        Err(message) => {
             return Outcome::Waiting {
                 reason: "ArtifactFailed",
-                message: format!("{source_name} not found"),
-            };
-        }
-        Err(e) => {
-            return Outcome::Waiting {
-                reason: "ArtifactFailed",
-                message: format!("reading {source_name}: {e}"),
+                message,
             };
         }
     };
     let Some(artifact) = artifact else {
+        let source_ns = spec.source_ref.namespace.as_deref().unwrap_or(ns);
+        let message = format!(
+            "GitRepository {source_ns}/{} has no artifact yet",
+            spec.source_ref.name
+        );
         return Outcome::Waiting {
             reason: "ArtifactFailed",
-            message: format!("{source_name} has no artifact yet"),
+            message,
         };
     };
     let revision = artifact.revision.clone();
@@ -384,7 +399,7 @@ async fn gather(
             }
         }
     };
-    let applier = Applier::new(client.clone());
+    let applier = Applier::with_discovery(client.clone(), state.discovery.clone());
     let store = StatusStore::new(Api::namespaced(state.client.clone(), ns), ns, name);
     let owner = Owner {
         name: name.into(),
