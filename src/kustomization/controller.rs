@@ -14,7 +14,7 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action as Requeue;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{Controller, watcher};
 use kube::{Client, Resource, ResourceExt};
@@ -35,7 +35,8 @@ use crate::apply::health;
 use crate::apply::inventory::ObjectId;
 use crate::apply::reconcile::{ReconcileOptions, reconcile as reconcile_objects};
 use crate::build::{self, BuildOptions};
-use crate::runtime::text::{error_chain, truncate};
+use crate::runtime::events;
+use crate::runtime::text::error_chain;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ControllerError {
@@ -241,20 +242,7 @@ async fn reconcile(obj: Arc<Kustomization>, state: Arc<State>) -> Result<Requeue
             })?;
     }
     if let Some(event) = plan.event {
-        let event = Event {
-            type_: if event.warning {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            },
-            reason: event.reason,
-            note: Some(truncate(&event.message, 1024)),
-            action: truncate(&event.action, 120),
-            secondary: None,
-        };
-        if let Err(e) = state.recorder.publish(&event, &obj.object_ref(&())).await {
-            tracing::warn!(error = %e, object = %format!("{ns}/{name}"), "publishing an Event failed");
-        }
+        events::publish(&state.recorder, &obj.object_ref(&()), event).await;
     }
     let next = plan.requeue.unwrap_or(Duration::from_secs(365 * 24 * 3600));
     if let Ok(mut schedule) = state.schedule.lock() {

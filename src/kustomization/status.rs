@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::api::condition::{self, Condition, READY, RECONCILING, STALLED};
 use crate::api::kustomization::{HEALTHY, HISTORY_LIMIT, HistoryEntry, KustomizationStatus};
+use crate::runtime::events::EventPlan;
 
 /// How one reconcile ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,16 +35,6 @@ pub enum Outcome {
         summary: String,
         checked_health: bool,
     },
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EventPlan {
-    pub warning: bool,
-    pub reason: String,
-    pub message: String,
-    /// `Reconcile <revision>` where a revision was tried: Events with the same action and reason
-    /// are folded into one series, so each revision gets Events of its own.
-    pub action: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -1,6 +1,7 @@
-//! Process-wide plumbing shared by the agent and the CLI: logging, crash points and text for
-//! people (no Kubernetes I/O here yet).
+//! Process-wide plumbing shared by the agent and the CLI: logging, crash points, Events and
+//! text for people.
 
 pub mod crash;
+pub mod events;
 pub mod logging;
 pub mod text;

@@ -12,7 +12,7 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{Controller, watcher};
 use kube::{Client, Resource, ResourceExt};
@@ -20,7 +20,8 @@ use tokio::time::Instant;
 
 use crate::api::git_repository::{ArtifactStatus, DEFAULT_TIMEOUT, GitRepository};
 use crate::api::{REQUESTED_AT_ANNOTATION, duration};
-use crate::runtime::text::{error_chain, truncate};
+use crate::runtime::events;
+use crate::runtime::text::error_chain;
 
 use super::credentials;
 use super::git::Credentials;
@@ -205,20 +206,8 @@ async fn reconcile(obj: Arc<GitRepository>, state: Arc<State>) -> Result<Action,
                 source,
             })?;
     }
-    if let Some(ev) = plan.event {
-        let event = Event {
-            type_: match ev.type_ {
-                status::EventType::Normal => EventType::Normal,
-                status::EventType::Warning => EventType::Warning,
-            },
-            reason: ev.reason,
-            note: Some(truncate(&ev.message, 1000)),
-            action: truncate(&ev.action, 120),
-            secondary: None,
-        };
-        if let Err(e) = state.recorder.publish(&event, &obj.object_ref(&())).await {
-            tracing::warn!(error = %e, object = %format!("{ns}/{name}"), "publishing an Event failed");
-        }
+    if let Some(event) = plan.event {
+        events::publish(&state.recorder, &obj.object_ref(&()), event).await;
     }
     if let Ok(mut f) = state.failures.lock() {
         if plan.failures == 0 {

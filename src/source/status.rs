@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::api::condition::{self, Condition, READY, RECONCILING, STALLED};
 use crate::api::git_repository::{ArtifactStatus, GitRepositoryStatus, SOURCE_VERIFIED};
+use crate::runtime::events::EventPlan;
 
 use super::verify::Untrusted;
 
@@ -33,22 +34,6 @@ pub enum Outcome {
         reason: &'static str,
         message: String,
     },
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EventType {
-    Normal,
-    Warning,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EventPlan {
-    pub type_: EventType,
-    pub reason: String,
-    pub message: String,
-    /// Names the revision where there is one: Events with the same action and reason are folded
-    /// into one series, so each revision gets Events of its own.
-    pub action: String,
 }
 
 /// When to look again.
@@ -119,7 +104,7 @@ pub fn plan(ctx: &Context<'_>, outcome: Outcome) -> Plan {
             );
             condition::remove(conditions, RECONCILING);
             let event = EventPlan {
-                type_: EventType::Warning,
+                warning: true,
                 reason: "InvalidSpec".into(),
                 message,
                 action: "Reconcile".into(),
@@ -167,7 +152,7 @@ pub fn plan(ctx: &Context<'_>, outcome: Outcome) -> Plan {
             let action = format!("Store {}", artifact.revision);
             status.artifact = Some(artifact);
             let event = EventPlan {
-                type_: EventType::Normal,
+                warning: false,
                 reason: "NewArtifact".into(),
                 message,
                 action,
@@ -194,7 +179,7 @@ pub fn plan(ctx: &Context<'_>, outcome: Outcome) -> Plan {
             condition::remove(conditions, STALLED);
             let failures = ctx.failures + 1;
             let event = EventPlan {
-                type_: EventType::Warning,
+                warning: true,
                 reason: code.into(),
                 message,
                 action: format!("Verify {revision}"),
@@ -219,7 +204,7 @@ pub fn plan(ctx: &Context<'_>, outcome: Outcome) -> Plan {
             condition::remove(conditions, STALLED);
             let failures = ctx.failures + 1;
             let event = EventPlan {
-                type_: EventType::Warning,
+                warning: true,
                 reason: reason.into(),
                 message,
                 action: "Reconcile".into(),
@@ -364,7 +349,7 @@ mod tests {
         );
         assert_eq!(p.failures, 3);
         assert_eq!(p.requeue, Requeue::After(Duration::from_secs(8)));
-        assert_eq!(p.event.unwrap().type_, EventType::Warning);
+        assert!(p.event.unwrap().warning);
     }
 
     #[test]
