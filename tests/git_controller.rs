@@ -7,40 +7,12 @@ mod support;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Event, Secret};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::Client;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
-use kube::{Client, CustomResourceExt};
 use sluice::api::condition;
 use sluice::api::git_repository::{GitRepository, GitRepositoryStatus, SOURCE_VERIFIED};
 use support::git_servers::GitDaemon;
 use support::git_signing::{GpgHome, Signing, WorkRepo};
-
-async fn install_crd(client: &Client) {
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let crd = GitRepository::crd();
-    let name = crd.metadata.name.clone().unwrap();
-    crds.patch(
-        &name,
-        &PatchParams::apply("sluice-tests").force(),
-        &Patch::Apply(&crd),
-    )
-    .await
-    .unwrap();
-    for _ in 0..200 {
-        let got = crds.get(&name).await.unwrap();
-        let established = got
-            .status
-            .and_then(|s| s.conditions)
-            .unwrap_or_default()
-            .iter()
-            .any(|c| c.type_ == "Established" && c.status == "True");
-        if established {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("CRD {name} not established");
-}
 
 /// Runs the controller in this process for one namespace.
 fn start_agent(
@@ -88,7 +60,7 @@ fn revision(s: &GitRepositoryStatus) -> Option<&str> {
 #[tokio::test]
 async fn controller_adopts_signed_commits_and_refuses_unsigned_ones() {
     let client = support::client().await;
-    install_crd(&client).await;
+    support::install_crds(&client).await;
     let ns = support::TestNamespace::new(&client, "gitrepo").await;
     let storage = tempfile::tempdir().unwrap();
     let agent = start_agent(&client, storage.path(), ns.name());
@@ -194,7 +166,7 @@ async fn controller_adopts_signed_commits_and_refuses_unsigned_ones() {
 #[tokio::test]
 async fn requested_at_forces_a_poll_and_bad_specs_stall() {
     let client = support::client().await;
-    install_crd(&client).await;
+    support::install_crds(&client).await;
     let ns = support::TestNamespace::new(&client, "gitrepo-trigger").await;
     let storage = tempfile::tempdir().unwrap();
     let agent = start_agent(&client, storage.path(), ns.name());
@@ -343,7 +315,7 @@ async fn requested_at_forces_a_poll_and_bad_specs_stall() {
 #[tokio::test]
 async fn sluice_agent_process_runs_the_controller() {
     let client = support::client().await;
-    install_crd(&client).await;
+    support::install_crds(&client).await;
     let ns = support::TestNamespace::new(&client, "gitrepo-agent").await;
     let storage = tempfile::tempdir().unwrap();
     let log = storage.path().join("agent.log");

@@ -91,23 +91,16 @@ fn kustomization(
 
 #[tokio::test]
 async fn push_apply_change_prune_and_broken_yaml() {
-    let client = support::client().await;
-    support::install_crds(&client).await;
-    let ns = support::TestNamespace::new(&client, "ks").await;
-    let n = ns.name().to_string();
-    let storage = tempfile::tempdir().unwrap();
-    let (sources, kustomizations) = start_controllers(&client, storage.path(), &n).await;
+    let env = Env::start("ks").await;
+    let (client, work) = (env.client.clone(), &env.work);
+    let n = env.ns.name().to_string();
 
-    let daemon = GitDaemon::start();
-    daemon.create_repo("app.git");
-    let work = WorkRepo::new(&daemon.url("app.git"));
     work.write("deploy/app.yaml", APP);
     work.write("deploy/config.yaml", &config("blue"));
     let first = work.commit("first", &Signing::None);
     work.push(&["main"]);
 
-    create(&client, &n, json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "GitRepository", "metadata": {"name": "app"},
-        "spec": {"url": daemon.url("app.git"), "interval": "1s", "ref": {"branch": "main"}}})).await;
+    env.create_source().await;
     create(
         &client,
         &n,
@@ -255,28 +248,19 @@ async fn push_apply_change_prune_and_broken_yaml() {
     );
     assert!(reasons.iter().any(|r| r == "BuildFailed"), "{reasons:?}");
 
-    sources.abort();
-    kustomizations.abort();
-    ns.cleanup(&client).await;
+    env.finish().await;
 }
 
 #[tokio::test]
 async fn dependencies_cycles_and_missing_sources() {
-    let client = support::client().await;
-    support::install_crds(&client).await;
-    let ns = support::TestNamespace::new(&client, "ks-deps").await;
-    let n = ns.name().to_string();
-    let storage = tempfile::tempdir().unwrap();
-    let (sources, kustomizations) = start_controllers(&client, storage.path(), &n).await;
+    let env = Env::start("ks-deps").await;
+    let (client, work) = (env.client.clone(), &env.work);
+    let n = env.ns.name().to_string();
 
-    let daemon = GitDaemon::start();
-    daemon.create_repo("app.git");
-    let work = WorkRepo::new(&daemon.url("app.git"));
     work.write("deploy/config.yaml", &config("blue"));
     work.commit("first", &Signing::None);
     work.push(&["main"]);
-    create(&client, &n, json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "GitRepository", "metadata": {"name": "app"},
-        "spec": {"url": daemon.url("app.git"), "interval": "1s"}})).await;
+    env.create_source().await;
     let api: Api<Kustomization> = Api::namespaced(client.clone(), &n);
 
     // A source that does not exist: a clear condition, nothing applied.
@@ -362,44 +346,76 @@ async fn dependencies_cycles_and_missing_sources() {
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &n);
     assert!(cms.get_opt("after-settings").await.unwrap().is_some());
 
-    sources.abort();
-    kustomizations.abort();
-    ns.cleanup(&client).await;
+    env.finish().await;
 }
 
-/// Runs the GitRepository and Kustomization controllers in this process for one namespace.
-async fn start_controllers(
-    client: &Client,
-    storage: &std::path::Path,
-    ns: &str,
-) -> (tokio::task::JoinHandle<()>, tokio::task::JoinHandle<()>) {
-    let kubeconfig = kube::config::Kubeconfig::read_from(support::kubeconfig()).unwrap();
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-        .await
-        .unwrap();
-    let settings = sluice::source::controller::Settings {
-        storage: storage.to_owned(),
-        namespace: Some(ns.to_owned()),
-        max_artifact_size: sluice::source::artifact::DEFAULT_MAX_SIZE,
-    };
-    let sources = tokio::spawn(sluice::source::controller::run(client.clone(), settings));
-    let kustomizations = tokio::spawn(sluice::kustomization::controller::run(
-        client.clone(),
-        config,
-        storage.to_owned(),
-        Some(ns.to_owned()),
-    ));
-    (sources, kustomizations)
+/// What every test here runs on: CRDs installed, a namespace, the GitRepository and
+/// Kustomization controllers in this process watching it, and a git daemon serving `app.git`
+/// with a work tree that pushes to it.
+struct Env {
+    client: Client,
+    ns: support::TestNamespace,
+    _storage: tempfile::TempDir,
+    controllers: [tokio::task::JoinHandle<()>; 2],
+    daemon: GitDaemon,
+    work: WorkRepo,
+}
+
+impl Env {
+    async fn start(prefix: &str) -> Env {
+        let client = support::client().await;
+        support::install_crds(&client).await;
+        let ns = support::TestNamespace::new(&client, prefix).await;
+        let storage = tempfile::tempdir().unwrap();
+        let kubeconfig = kube::config::Kubeconfig::read_from(support::kubeconfig()).unwrap();
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+            .await
+            .unwrap();
+        let settings = sluice::source::controller::Settings {
+            storage: storage.path().to_owned(),
+            namespace: Some(ns.name().to_owned()),
+            max_artifact_size: sluice::source::artifact::DEFAULT_MAX_SIZE,
+        };
+        let sources = tokio::spawn(sluice::source::controller::run(client.clone(), settings));
+        let kustomizations = tokio::spawn(sluice::kustomization::controller::run(
+            client.clone(),
+            config,
+            storage.path().to_owned(),
+            Some(ns.name().to_owned()),
+        ));
+        let daemon = GitDaemon::start();
+        daemon.create_repo("app.git");
+        let work = WorkRepo::new(&daemon.url("app.git"));
+        Env {
+            client,
+            ns,
+            _storage: storage,
+            controllers: [sources, kustomizations],
+            daemon,
+            work,
+        }
+    }
+
+    /// Creates GitRepository `app` polling the daemon's `app.git` every second.
+    async fn create_source(&self) {
+        let source = json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "GitRepository", "metadata": {"name": "app"},
+            "spec": {"url": self.daemon.url("app.git"), "interval": "1s", "ref": {"branch": "main"}}});
+        create(&self.client, self.ns.name(), source).await;
+    }
+
+    async fn finish(self) {
+        for controller in &self.controllers {
+            controller.abort();
+        }
+        self.ns.cleanup(&self.client).await;
+    }
 }
 
 #[tokio::test]
 async fn service_account_impersonation_and_suspend() {
-    let client = support::client().await;
-    support::install_crds(&client).await;
-    let ns = support::TestNamespace::new(&client, "ks-tenant").await;
-    let n = ns.name().to_string();
-    let storage = tempfile::tempdir().unwrap();
-    let (sources, kustomizations) = start_controllers(&client, storage.path(), &n).await;
+    let env = Env::start("ks-tenant").await;
+    let (client, work) = (env.client.clone(), &env.work);
+    let n = env.ns.name().to_string();
 
     // A tenant service account that may manage ConfigMaps in its namespace, and nothing else.
     let applier = sluice::apply::applier::Applier::new(client.clone());
@@ -413,9 +429,6 @@ async fn service_account_impersonation_and_suspend() {
     ];
     applier.apply(rbac, &Default::default()).await.unwrap();
 
-    let daemon = GitDaemon::start();
-    daemon.create_repo("app.git");
-    let work = WorkRepo::new(&daemon.url("app.git"));
     work.write("config-only/config.yaml", &config("blue"));
     work.write(
         "with-deployment/config.yaml",
@@ -424,8 +437,7 @@ async fn service_account_impersonation_and_suspend() {
     work.write("with-deployment/app.yaml", APP);
     let first = work.commit("first", &Signing::None);
     work.push(&["main"]);
-    create(&client, &n, json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "GitRepository", "metadata": {"name": "app"},
-        "spec": {"url": daemon.url("app.git"), "interval": "1s"}})).await;
+    env.create_source().await;
     let api: Api<Kustomization> = Api::namespaced(client.clone(), &n);
 
     let tenant = |name: &str, path: &str| {
@@ -519,7 +531,5 @@ async fn service_account_impersonation_and_suspend() {
         "green"
     );
 
-    sources.abort();
-    kustomizations.abort();
-    ns.cleanup(&client).await;
+    env.finish().await;
 }
