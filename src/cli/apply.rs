@@ -21,13 +21,8 @@ pub struct Args {
     #[command(flatten)]
     pub render: super::build::Args,
 
-    /// Name of this set of objects: the owner label on every object and the inventory's name.
-    #[arg(long)]
-    pub name: String,
-
-    /// Namespace of the inventory ConfigMap (and the owner label's namespace).
-    #[arg(long, short = 'n', default_value = "default")]
-    pub namespace: String,
+    #[command(flatten)]
+    pub owner: OwnerArgs,
 
     /// Delete objects applied before under this name that are no longer in DIR.
     #[arg(long)]
@@ -50,6 +45,32 @@ pub struct Args {
     pub timeout: Duration,
 }
 
+/// Who owns the applied objects: `sluice apply` and `sluice diff` name the set alike.
+#[derive(Debug, clap::Args)]
+pub struct OwnerArgs {
+    /// Name of this set of objects: the owner label on every object and the inventory's name.
+    #[arg(long)]
+    pub name: String,
+
+    /// Namespace of the inventory ConfigMap (and the owner label's namespace).
+    #[arg(long, short = 'n', default_value = "default")]
+    pub namespace: String,
+}
+
+impl OwnerArgs {
+    pub fn owner(&self) -> Owner {
+        Owner {
+            name: self.name.clone(),
+            namespace: self.namespace.clone(),
+        }
+    }
+
+    /// The ConfigMap holding this set's inventory.
+    pub fn store(&self, client: kube::Client) -> ConfigMapStore {
+        ConfigMapStore::new(client, &self.namespace, &self.name)
+    }
+}
+
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let objects = match super::build::render_objects(&args.render)? {
         Ok(objects) => objects,
@@ -61,17 +82,14 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let objects: Vec<_> = objects.into_iter().map(|o| o.into_value()).collect();
     let client = kube::Client::try_default().await?;
     let applier = Applier::new(client.clone());
-    let store = ConfigMapStore::new(client.clone(), &args.namespace, &args.name);
+    let store = args.owner.store(client.clone());
     let options = ReconcileOptions {
         apply: ApplyOptions {
             force: args.force,
             crd_timeout: args.timeout,
             ..Default::default()
         },
-        owner: Owner {
-            name: args.name.clone(),
-            namespace: args.namespace.clone(),
-        },
+        owner: args.owner.owner(),
         prune: args.prune,
         allow_empty: args.allow_empty,
     };

@@ -4,10 +4,10 @@
 
 use std::process::ExitCode;
 
-use crate::apply::applier::{Applier, ApplyOptions, Owner};
+use crate::apply::applier::{Applier, ApplyOptions};
 use crate::apply::changeset::Action;
 use crate::apply::diff::render;
-use crate::apply::store::{ConfigMapStore, InventoryStore};
+use crate::apply::store::InventoryStore;
 
 /// Arguments of `sluice diff`.
 #[derive(Debug, clap::Args)]
@@ -16,13 +16,9 @@ pub struct Args {
     #[command(flatten)]
     pub render: super::build::Args,
 
-    /// Name of the set, as given to `sluice apply --name`.
-    #[arg(long)]
-    pub name: String,
-
-    /// Namespace of the inventory ConfigMap, as given to `sluice apply --namespace`.
-    #[arg(long, short = 'n', default_value = "default")]
-    pub namespace: String,
+    /// The set, as named to `sluice apply`.
+    #[command(flatten)]
+    pub owner: super::apply::OwnerArgs,
 
     /// Also show what pruning would delete.
     #[arg(long)]
@@ -40,10 +36,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let objects: Vec<_> = objects.into_iter().map(|o| o.into_value()).collect();
     let client = kube::Client::try_default().await?;
     let applier = Applier::new(client.clone());
-    let owner = Owner {
-        name: args.name.clone(),
-        namespace: args.namespace.clone(),
-    };
+    let owner = args.owner.owner();
     let next = applier.inventory_of(&objects).await?;
     let options = ApplyOptions {
         owner: Some(owner),
@@ -74,9 +67,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     }
     if args.prune {
-        let previous = ConfigMapStore::new(client, &args.namespace, &args.name)
-            .load()
-            .await?;
+        let previous = args.owner.store(client).load().await?;
         for entry in previous.stale_against(&next) {
             if let Some(id) = entry.object_id() {
                 changes += 1;
