@@ -56,10 +56,6 @@ impl ChangeSet {
         });
     }
 
-    pub fn extend(&mut self, other: ChangeSet) {
-        self.entries.extend(other.entries);
-    }
-
     /// Entries that changed the cluster (created, configured, deleted).
     pub fn changed(&self) -> impl Iterator<Item = &Entry> {
         self.entries.iter().filter(|e| {
@@ -72,10 +68,6 @@ impl ChangeSet {
 
     pub fn count(&self, action: Action) -> usize {
         self.entries.iter().filter(|e| e.action == action).count()
-    }
-
-    pub fn find(&self, id: &ObjectId) -> Option<&Entry> {
-        self.entries.iter().find(|e| &e.id == id)
     }
 }
 

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use kube::api::DynamicObject;
-use kube::core::{ApiResource, GroupVersion, GroupVersionKind};
+use kube::core::{ApiResource, GroupVersion};
 use kube::discovery::{self, ApiCapabilities, Scope};
 use kube::{Api, Client};
 
@@ -109,10 +109,4 @@ impl Discovery {
             namespaced: caps.scope == Scope::Namespaced,
         })
     }
-}
-
-/// The GroupVersionKind of an apiVersion/kind pair.
-pub fn gvk(api_version: &str, kind: &str) -> GroupVersionKind {
-    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
-    GroupVersionKind::gvk(group, version, kind)
 }

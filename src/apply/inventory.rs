@@ -93,16 +93,6 @@ impl InventoryEntry {
     pub fn object_id(&self) -> Option<ObjectId> {
         ObjectId::parse_key(&self.id)
     }
-
-    /// `group/version`, or `version` for the core group.
-    pub fn api_version(&self) -> Option<String> {
-        let id = self.object_id()?;
-        Some(if id.group.is_empty() {
-            self.v.clone()
-        } else {
-            format!("{}/{}", id.group, self.v)
-        })
-    }
 }
 
 /// What an apply owns. Stored in the Kustomization's status (agent) or a ConfigMap (CLI).
@@ -121,11 +111,6 @@ impl Inventory {
         Inventory {
             entries: by_key.into_values().collect(),
         }
-    }
-
-    pub fn contains(&self, id: &ObjectId) -> bool {
-        let key = id.to_key();
-        self.entries.iter().any(|e| e.id == key)
     }
 
     pub fn is_empty(&self) -> bool {
