@@ -90,6 +90,32 @@ pub fn plan(ctx: &Context<'_>, outcome: Outcome) -> Plan {
         reason: reason.to_owned(),
         message,
     };
+    // Every retryable failure: Ready=False, Reconciling=True while retrying with backoff, a
+    // warning Event.
+    let retry = |conditions: &mut Vec<Condition>,
+                 reason: &str,
+                 message: String,
+                 retrying: String,
+                 action: String| {
+        condition::set(conditions, cond(READY, false, reason, message.clone()));
+        condition::set(
+            conditions,
+            cond(RECONCILING, true, "ProgressingWithRetry", retrying),
+        );
+        condition::remove(conditions, STALLED);
+        let failures = ctx.failures + 1;
+        let event = EventPlan {
+            warning: true,
+            reason: reason.into(),
+            message,
+            action,
+        };
+        (
+            Some(event),
+            Requeue::After(backoff(failures, ctx.interval)),
+            failures,
+        )
+    };
     let conditions = &mut status.conditions;
     let (event, requeue, failures) = match outcome {
         Outcome::Suspended => (None, Requeue::OnChange, 0),
@@ -166,54 +192,18 @@ pub fn plan(ctx: &Context<'_>, outcome: Outcome) -> Plan {
                 conditions,
                 cond(SOURCE_VERIFIED, false, code, message.clone()),
             );
-            condition::set(conditions, cond(READY, false, code, message.clone()));
-            condition::set(
+            let retrying = "retrying after verification failed".to_string();
+            retry(
                 conditions,
-                cond(
-                    RECONCILING,
-                    true,
-                    "ProgressingWithRetry",
-                    "retrying after verification failed".into(),
-                ),
-            );
-            condition::remove(conditions, STALLED);
-            let failures = ctx.failures + 1;
-            let event = EventPlan {
-                warning: true,
-                reason: code.into(),
+                code,
                 message,
-                action: format!("Verify {revision}"),
-            };
-            (
-                Some(event),
-                Requeue::After(backoff(failures, ctx.interval)),
-                failures,
+                retrying,
+                format!("Verify {revision}"),
             )
         }
         Outcome::Failed { reason, message } => {
-            condition::set(conditions, cond(READY, false, reason, message.clone()));
-            condition::set(
-                conditions,
-                cond(
-                    RECONCILING,
-                    true,
-                    "ProgressingWithRetry",
-                    format!("retrying: {message}"),
-                ),
-            );
-            condition::remove(conditions, STALLED);
-            let failures = ctx.failures + 1;
-            let event = EventPlan {
-                warning: true,
-                reason: reason.into(),
-                message,
-                action: "Reconcile".into(),
-            };
-            (
-                Some(event),
-                Requeue::After(backoff(failures, ctx.interval)),
-                failures,
-            )
+            let retrying = format!("retrying: {message}");
+            retry(conditions, reason, message, retrying, "Reconcile".into())
         }
     };
     if !ctx.verify_enabled {
