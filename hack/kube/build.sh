@@ -12,6 +12,9 @@ k8s_version="$(awk '$1 == "require" && $2 == "k8s.io/kubernetes" {print $3}' "$h
 key="$(cat "$here"/*/go.mod "$here"/*/go.sum "$here"/etcd/main.go | sha256sum | cut -c1-12)"
 bin="$cache_root/kube/$k8s_version-$key/bin"
 mkdir -p "$bin"
+# Concurrent builds (several checkouts, parallel test runs) wait for each other.
+exec 8>"$cache_root/kube/.build.lock"
+flock 8
 
 log() { echo "hack/kube: $*" >&2; }
 
