@@ -24,6 +24,7 @@ fn spec(url: &str, r: RefSpec, credentials: Credentials) -> SourceSpec {
         timeout: Duration::from_secs(30),
         ignore: None,
         verification: None,
+        insecure: false,
     }
 }
 
@@ -66,6 +67,7 @@ fn current(a: &Artifact) -> Current {
     Current {
         revision: a.revision.clone(),
         path: a.path.clone(),
+        verified_with: None,
     }
 }
 
@@ -494,17 +496,43 @@ async fn https_with_basic_auth_bearer_token_and_custom_ca() {
     assert_eq!(a.revision.to_string(), format!("main@sha1:{sha}"));
     assert_eq!(read(&a, "deploy/app.yaml"), "over: https\n");
 
-    // Plain HTTP with the same credentials.
+    // Plain HTTP with the same credentials: refused unless the spec opts in.
     let plain = Credentials {
         basic: good.basic.clone(),
         ..Default::default()
     };
-    let h = fetch(
-        &spec(&server.http_url("app.git"), branch("main"), plain),
-        &Workspace::under(&dir.path().join("h")),
-    )
-    .await;
+    let mut in_clear = spec(&server.http_url("app.git"), branch("main"), plain.clone());
+    let err = sync::poll(&in_clear, &Workspace::under(&dir.path().join("h")), None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, SyncError::Git(GitError::InsecureCredentials { .. })),
+        "{err}"
+    );
+    assert!(err.to_string().contains("spec.insecure"), "{err}");
+    in_clear.insecure = true;
+    let h = fetch(&in_clear, &Workspace::under(&dir.path().join("h"))).await;
     assert_eq!(h.digest, a.digest);
+
+    // A redirect to another host name never carries the credentials there.
+    let seen_before = server.access_log().lines().count();
+    let mut redirected = spec(&server.redirect_url("app.git"), branch("main"), plain);
+    redirected.insecure = true;
+    let err = sync::poll(&redirected, &Workspace::under(&dir.path().join("r")), None)
+        .await
+        .unwrap_err();
+    let log = server.access_log();
+    let after: Vec<&str> = log.lines().skip(seen_before).collect();
+    assert!(
+        after.iter().any(|l| l.contains("/redirect/")),
+        "the redirect was not asked for: {after:?}"
+    );
+    assert!(
+        !after
+            .iter()
+            .any(|l| l.contains(&format!(" - {} [", server.username))),
+        "credentials followed the redirect ({err}): {after:#?}"
+    );
     let err = sync::poll(
         &spec(
             &server.http_url("app.git"),

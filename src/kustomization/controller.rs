@@ -37,6 +37,7 @@ use crate::apply::reconcile::{ReconcileOptions, reconcile as reconcile_objects};
 use crate::build::{self, BuildOptions};
 use crate::runtime::events;
 use crate::runtime::text::error_chain;
+use crate::source::sync::artifact_path;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ControllerError {
@@ -359,8 +360,18 @@ async fn gather(
         message,
     };
 
-    // Build.
-    let objects = match build_objects(spec, ns, state, &state.storage.join(&artifact.path)).await {
+    // Build, from the place the storage layout and the digest say (never a path from a status).
+    let source_ns = spec.source_ref.namespace.as_deref().unwrap_or(ns);
+    let root = match artifact_path(
+        &state.storage,
+        source_ns,
+        &spec.source_ref.name,
+        &artifact.digest,
+    ) {
+        Ok(root) => root,
+        Err(e) => return failed("", "ArtifactFailed", e.to_string()),
+    };
+    let objects = match build_objects(spec, ns, state, &root).await {
         Ok(objects) => objects,
         Err(message) => return failed("", "BuildFailed", message),
     };

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -235,11 +235,6 @@ async fn reconcile(obj: Arc<GitRepository>, state: Arc<State>) -> Result<Action,
     })
 }
 
-/// Where a GitRepository's cache and artifacts live under the storage directory.
-pub fn workspace_root(storage: &Path, ns: &str, name: &str) -> PathBuf {
-    storage.join("gitrepository").join(ns).join(name)
-}
-
 /// Reads the spec and Secrets, polls, and says how it went.
 async fn gather(obj: &GitRepository, ns: &str, name: &str, state: &State) -> Outcome {
     let spec = &obj.spec;
@@ -321,10 +316,10 @@ async fn gather(obj: &GitRepository, ns: &str, name: &str, state: &State) -> Out
         timeout,
         ignore: spec.ignore.clone(),
         verification,
+        insecure: spec.insecure,
     };
 
-    let root = workspace_root(&state.storage, ns, name);
-    let mut ws = Workspace::under(&root);
+    let mut ws = Workspace::of_source(&state.storage, ns, name);
     ws.store.max_size = state.max_artifact_size;
     let status = obj.status.clone().unwrap_or_default();
     // After a spec change the current artifact is re-checked against the new spec.
@@ -336,7 +331,8 @@ async fn gather(obj: &GitRepository, ns: &str, name: &str, state: &State) -> Out
         .and_then(|a| {
             Some(Current {
                 revision: Revision::parse(&a.revision).ok()?,
-                path: state.storage.join(&a.path),
+                path: sync::artifact_path(&state.storage, ns, name, &a.digest).ok()?,
+                verified_with: a.verified_with.clone(),
             })
         });
 
@@ -345,7 +341,11 @@ async fn gather(obj: &GitRepository, ns: &str, name: &str, state: &State) -> Out
             revision: rev.to_string(),
             verified: verify_enabled,
         },
-        Ok(PollOutcome::Updated { artifact, signers }) => {
+        Ok(PollOutcome::Updated {
+            artifact,
+            signers,
+            verified_with,
+        }) => {
             let path = artifact
                 .path
                 .strip_prefix(&state.storage)
@@ -370,6 +370,7 @@ async fn gather(obj: &GitRepository, ns: &str, name: &str, state: &State) -> Out
                     path,
                     size: artifact.size,
                     last_update_time: k8s_openapi::jiff::Timestamp::now().to_string(),
+                    verified_with,
                 },
                 verified,
             }

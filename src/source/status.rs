@@ -229,6 +229,7 @@ pub fn untrusted_reason(u: &Untrusted) -> &'static str {
         Untrusted::EmailNotAllowed { .. } => "EmailNotAllowed",
         Untrusted::LightweightTag(_) => "LightweightTag",
         Untrusted::NotATag => "NotATag",
+        Untrusted::TagMismatch { .. } => "TagMismatch",
     }
 }
 
@@ -256,6 +257,7 @@ mod tests {
             path: "p".into(),
             size: 1,
             last_update_time: "t".into(),
+            verified_with: None,
         }
     }
 
