@@ -368,6 +368,36 @@ async fn artifacts_are_deterministic_filtered_and_bounded() {
         .map(|d| d.count())
         .unwrap_or(0);
     assert_eq!(published, 0);
+
+    // Too many files, too deep: refused while walking, nothing published.
+    for (store, expected) in [
+        (
+            ArtifactStore {
+                max_files: 2,
+                ..ArtifactStore::new(dir.path().join("e"))
+            },
+            "more than the limit of 2 files",
+        ),
+        (
+            ArtifactStore {
+                max_depth: 0,
+                ..ArtifactStore::new(dir.path().join("f"))
+            },
+            "nested deeper than the limit of 0 directories",
+        ),
+    ] {
+        let mut ws = Workspace::under(&dir.path().join("g"));
+        ws.store = store;
+        let err = sync::poll(
+            &spec(&url, branch("main"), Credentials::default()),
+            &ws,
+            None,
+        )
+        .await
+        .unwrap_err();
+        assert!(err.to_string().contains(expected), "{err}");
+        assert!(!ws.store.root.exists() || std::fs::read_dir(&ws.store.root).unwrap().count() == 0);
+    }
 }
 
 #[tokio::test]
