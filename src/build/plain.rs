@@ -16,6 +16,10 @@ use super::{BuildError, Cap};
 pub fn read_file(src: &Source, path: &Path) -> Result<Vec<Resource>, BuildError> {
     let text = src.read_text(path)?;
     let file = src.display(path);
+    // Every document is at least one object: a file with more documents than the build may
+    // still hold is refused before it is parsed (parsing first costs memory and minutes).
+    let documents = text.lines().filter(|l| l.starts_with("---")).count();
+    src.check_room_for(documents, &Loc::new(&file, 0))?;
     let mut out = Vec::new();
     for doc in yaml::parse(&text, &file)? {
         let at = Loc::new(&file, doc.line);
@@ -321,6 +325,26 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "all.yaml: the build is over its limit of 100 bytes read"
+        );
+        // Documents are counted before parsing: a file of more than fit is refused unread.
+        let err = build(
+            &dir,
+            &opts(Limits {
+                max_objects: 49,
+                max_bytes: u64::MAX,
+                ..Default::default()
+            }),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                BuildError::Limit {
+                    cap: Cap::Objects(49),
+                    ..
+                }
+            ),
+            "{err}"
         );
         let err = build(
             &dir,

@@ -52,6 +52,17 @@ impl Source {
         Ok(())
     }
 
+    /// Fails when `n` more objects would not fit under the object cap (counts nothing).
+    pub fn check_room_for(&self, n: usize, at: &Loc) -> Result<(), BuildError> {
+        if self.objects.get().saturating_add(n) > self.limits.max_objects {
+            return Err(BuildError::Limit {
+                at: at.clone(),
+                cap: Cap::Objects(self.limits.max_objects),
+            });
+        }
+        Ok(())
+    }
+
     /// Counts `n` more objects against the object cap.
     pub fn count_objects(&self, n: usize, at: &Loc) -> Result<(), BuildError> {
         let total = self.objects.get().saturating_add(n);
