@@ -1,0 +1,95 @@
+//! The agent's controllers in the test process, watching one namespace, and helpers to create
+//! sluice objects and wait for their status. Does I/O (the API server, a storage directory).
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, PostParams};
+use kube::{Client, Config};
+use serde_json::Value;
+
+use sluice::api::condition::{self, Condition};
+
+/// The GitRepository and Kustomization controllers of one agent, as `sluice agent` runs them.
+pub struct Agent {
+    handles: Vec<tokio::task::JoinHandle<()>>,
+    _storage: tempfile::TempDir,
+}
+
+impl Agent {
+    /// Starts the controllers with `config` (the agent's identity) watching `namespace`.
+    pub async fn start(config: Config, namespace: &str) -> Agent {
+        let storage = tempfile::tempdir().unwrap();
+        let client = Client::try_from(config.clone()).unwrap();
+        let settings = sluice::source::controller::Settings {
+            storage: storage.path().to_owned(),
+            namespace: Some(namespace.to_owned()),
+            max_artifact_size: sluice::source::artifact::DEFAULT_MAX_SIZE,
+        };
+        let sources = tokio::spawn(sluice::source::controller::run(client.clone(), settings));
+        let kustomizations = tokio::spawn(sluice::kustomization::controller::run(
+            client,
+            config,
+            storage.path().to_owned(),
+            Some(namespace.to_owned()),
+        ));
+        Agent {
+            handles: vec![sources, kustomizations],
+            _storage: storage,
+        }
+    }
+
+    /// Whether every controller is still running (none panicked or returned).
+    pub fn is_running(&self) -> bool {
+        self.handles.iter().all(|h| !h.is_finished())
+    }
+
+    pub fn stop(self) {
+        for handle in &self.handles {
+            handle.abort();
+        }
+    }
+}
+
+/// The configuration of the test cluster's admin.
+pub async fn admin_config() -> Config {
+    let kubeconfig = kube::config::Kubeconfig::read_from(super::kubeconfig()).unwrap();
+    Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .unwrap()
+}
+
+/// Creates a `sluice.dev/v1alpha1` object from its manifest in `ns`.
+pub async fn create(client: &Client, ns: &str, manifest: Value) -> Result<(), kube::Error> {
+    let kind = manifest["kind"].as_str().unwrap().to_string();
+    let resource = ApiResource::from_gvk(&GroupVersionKind::gvk("sluice.dev", "v1alpha1", &kind));
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &resource);
+    let object: DynamicObject = serde_json::from_value(manifest).unwrap();
+    api.create(&PostParams::default(), &object)
+        .await
+        .map(|_| ())
+}
+
+/// Waits (up to a minute and a half) until the status of `name` passes `check`; panics with the
+/// last status otherwise.
+pub async fn wait_for<K>(api: &Api<K>, name: &str, what: &str, check: impl Fn(&K) -> bool) -> K
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let mut last = None;
+    for _ in 0..450 {
+        if let Some(object) = api.get_opt(name).await.unwrap() {
+            if check(&object) {
+                return object;
+            }
+            last = Some(object);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("{name}: never {what}; last: {last:#?}");
+}
+
+/// The Ready condition among `conditions`.
+pub fn ready(conditions: &[Condition]) -> Option<&Condition> {
+    condition::find(conditions, condition::READY)
+}
