@@ -93,3 +93,26 @@ where
 pub fn ready(conditions: &[Condition]) -> Option<&Condition> {
     condition::find(conditions, condition::READY)
 }
+
+/// A configuration that authenticates as ServiceAccount `namespace/name` with a fresh token
+/// (TokenRequest), on the cluster of `admin`.
+pub async fn service_account_config(admin: &Config, namespace: &str, name: &str) -> Config {
+    use k8s_openapi::api::authentication::v1::TokenRequest;
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    let client = Client::try_from(admin.clone()).unwrap();
+    let accounts: Api<ServiceAccount> = Api::namespaced(client, namespace);
+    let request: TokenRequest = serde_json::from_value(serde_json::json!({
+        "spec": {"audiences": [], "expirationSeconds": 3600}
+    }))
+    .unwrap();
+    let token = accounts
+        .create_token_request(name, &PostParams::default(), &request)
+        .await
+        .unwrap_or_else(|e| panic!("a token for {namespace}/{name}: {e}"))
+        .status
+        .expect("a token")
+        .token;
+    let mut config = admin.clone();
+    config.auth_info = serde_json::from_value(serde_json::json!({ "token": token })).unwrap();
+    config
+}
