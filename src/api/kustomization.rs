@@ -9,7 +9,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::condition::Condition;
-use crate::apply::inventory::Inventory;
+use super::inventory::Inventory;
 
 /// Condition type saying whether the applied objects are healthy (with `wait` or `healthChecks`).
 pub const HEALTHY: &str = "Healthy";
