@@ -8,8 +8,11 @@ pub mod kustomization;
 
 /// The API group of every sluice kind.
 pub const GROUP: &str = "sluice.dev";
-/// Annotation whose change forces an immediate reconcile.
+/// Annotation whose change forces an immediate reconcile; the value acted on is reported as
+/// `status.lastHandledReconcileAt`.
 pub const REQUESTED_AT_ANNOTATION: &str = "sluice.dev/requestedAt";
+/// Flux's spelling of `REQUESTED_AT_ANNOTATION` (what `flux reconcile` sets), honoured the same way.
+pub const FLUX_REQUESTED_AT_ANNOTATION: &str = "reconcile.fluxcd.io/requestedAt";
 
 /// A reference to an object in the same namespace.
 #[derive(
