@@ -11,6 +11,7 @@ use std::process::{Command, Stdio};
 
 use kube::Api;
 use serde_json::json;
+use sluice::api::condition::ConditionStatus;
 use sluice::api::git_repository::GitRepository;
 use sluice::api::kustomization::Kustomization;
 use support::agent::{self, Agent, ready};
@@ -360,7 +361,7 @@ async fn hostile_repositories_fail_alone_and_the_agent_keeps_reconciling() {
                 s.status
                     .as_ref()
                     .and_then(|s| ready(&s.conditions))
-                    .is_some_and(|c| c.status == "False")
+                    .is_some_and(|c| c.status == ConditionStatus::False)
             })
             .await;
             source.status.unwrap().conditions
@@ -369,7 +370,9 @@ async fn hostile_repositories_fail_alone_and_the_agent_keeps_reconciling() {
                 k.status
                     .as_ref()
                     .and_then(|s| ready(&s.conditions))
-                    .is_some_and(|c| c.status == "False" && c.reason != "ArtifactFailed")
+                    .is_some_and(|c| {
+                        c.status == ConditionStatus::False && c.reason != "ArtifactFailed"
+                    })
             })
             .await;
             k.status.unwrap().conditions
