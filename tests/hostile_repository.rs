@@ -250,7 +250,7 @@ async fn hostile_repositories_fail_alone_and_the_agent_keeps_reconciling() {
     support::install_crds(&client).await;
     let ns = support::TestNamespace::new(&client, "hostile").await;
     let n = ns.name().to_string();
-    let agent = Agent::start(agent::admin_config().await, &n).await;
+    let agent = Agent::start(agent::admin_config().await, &n, &[]).await;
     let daemon = GitDaemon::start();
     let kustomizations: Api<Kustomization> = Api::namespaced(client.clone(), &n);
     let sources: Api<GitRepository> = Api::namespaced(client.clone(), &n);

@@ -37,6 +37,23 @@ pub struct Settings {
     pub namespace: Option<String>,
     /// Artifacts larger than this many bytes are refused.
     pub max_artifact_size: u64,
+    /// Artifacts with more files than this are refused.
+    pub max_artifact_files: usize,
+    /// Reconcile only GitRepositories whose labels match.
+    pub label_selector: Option<String>,
+}
+
+impl Settings {
+    /// The defaults of `sluice agent` for a storage directory: every namespace, default caps.
+    pub fn new(storage: PathBuf) -> Settings {
+        Settings {
+            storage,
+            namespace: None,
+            max_artifact_size: super::artifact::DEFAULT_MAX_SIZE,
+            max_artifact_files: super::artifact::DEFAULT_MAX_FILES,
+            label_selector: None,
+        }
+    }
 }
 
 /// The GitRepository reconciler.
@@ -44,6 +61,7 @@ pub struct Sources {
     client: Client,
     storage: PathBuf,
     max_artifact_size: u64,
+    max_artifact_files: usize,
 }
 
 impl Reconciler for Sources {
@@ -85,17 +103,24 @@ pub async fn run(client: Client, settings: Settings) {
         storage,
         namespace,
         max_artifact_size,
+        max_artifact_files,
+        label_selector,
     } = settings;
     let api: Api<GitRepository> = match &namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
+    let selected = match &label_selector {
+        Some(selector) => watcher::Config::default().labels(selector),
+        None => watcher::Config::default(),
+    };
     let sources = Sources {
         client: client.clone(),
         storage: storage.clone(),
         max_artifact_size,
+        max_artifact_files,
     };
-    let controller = Scaffold::new(sources, client.clone(), api, watcher::Config::default());
+    let controller = Scaffold::new(sources, client.clone(), api, selected);
     let sweeper = async {
         loop {
             tokio::time::sleep(SWEEP_INTERVAL).await;
@@ -205,6 +230,7 @@ impl Sources {
 
         let mut ws = Workspace::of_source(&self.storage, ns, name);
         ws.store.max_size = self.max_artifact_size;
+        ws.store.max_files = self.max_artifact_files;
         let status = obj.status.clone().unwrap_or_default();
         // After a spec change the current artifact is re-checked against the new spec.
         let spec_unchanged = status.observed_generation == obj.metadata.generation;

@@ -10,44 +10,63 @@ use serde_json::Value;
 
 use sluice::api::condition::{self, Condition};
 
-/// The GitRepository and Kustomization controllers of one agent, as `sluice agent` runs them.
+/// `sluice agent` in this process: the GitRepository and Kustomization controllers.
 pub struct Agent {
-    handles: Vec<tokio::task::JoinHandle<()>>,
-    _storage: tempfile::TempDir,
+    handle: tokio::task::JoinHandle<()>,
+    _storage: Option<tempfile::TempDir>,
+}
+
+#[derive(clap::Parser)]
+struct AgentCommand {
+    #[command(flatten)]
+    args: sluice::cli::agent::Args,
 }
 
 impl Agent {
-    /// Starts the controllers with `config` (the agent's identity) watching `namespace`.
-    pub async fn start(config: Config, namespace: &str) -> Agent {
+    /// Starts `sluice agent --watch-namespace <namespace> <flags>` as the identity of `config`,
+    /// with a storage directory of its own.
+    pub async fn start(config: Config, namespace: &str, flags: &[&str]) -> Agent {
         let storage = tempfile::tempdir().unwrap();
-        let client = Client::try_from(config.clone()).unwrap();
-        let settings = sluice::source::controller::Settings {
-            storage: storage.path().to_owned(),
-            namespace: Some(namespace.to_owned()),
-            max_artifact_size: sluice::source::artifact::DEFAULT_MAX_SIZE,
-        };
-        let sources = tokio::spawn(sluice::source::controller::run(client.clone(), settings));
-        let kustomizations = tokio::spawn(sluice::kustomization::controller::run(
-            client,
-            config,
-            storage.path().to_owned(),
-            Some(namespace.to_owned()),
-        ));
+        let mut agent = Agent::start_in(config, namespace, storage.path(), flags).await;
+        agent._storage = Some(storage);
+        agent
+    }
+
+    /// The same with a given storage directory (agents may share one).
+    pub async fn start_in(
+        config: Config,
+        namespace: &str,
+        storage: &std::path::Path,
+        flags: &[&str],
+    ) -> Agent {
+        use clap::Parser;
+        let mut argv = vec![
+            "agent",
+            "--storage-dir",
+            storage.to_str().unwrap(),
+            "--watch-namespace",
+            namespace,
+        ];
+        argv.extend_from_slice(flags);
+        let command = AgentCommand::parse_from(argv);
+        let handle = tokio::spawn(async move {
+            if let Err(e) = sluice::cli::agent::run_with(command.args, config).await {
+                panic!("the agent stopped: {e:#}");
+            }
+        });
         Agent {
-            handles: vec![sources, kustomizations],
-            _storage: storage,
+            handle,
+            _storage: None,
         }
     }
 
-    /// Whether every controller is still running (none panicked or returned).
+    /// Whether the agent is still running (it did not panic or return).
     pub fn is_running(&self) -> bool {
-        self.handles.iter().all(|h| !h.is_finished())
+        !self.handle.is_finished()
     }
 
     pub fn stop(self) {
-        for handle in &self.handles {
-            handle.abort();
-        }
+        self.handle.abort();
     }
 }
 
