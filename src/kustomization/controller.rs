@@ -91,7 +91,8 @@ impl Kustomizations {
 
     /// The client of the identity `obj`'s reconcile acts as: its ServiceAccount (named, or the
     /// agent's default), or the agent itself when neither is set. Everything the reconcile reads
-    /// or writes besides the Kustomization's own status goes through it.
+    /// or writes goes through it, except the Kustomization's own status and Events and a source
+    /// in its own namespace.
     fn tenant_client(&self, obj: &Kustomization) -> Result<Client, String> {
         let Some(account) = self.tenancy.service_account(&obj.spec) else {
             return Ok(self.client.clone());

@@ -54,6 +54,8 @@ impl Verification {
                 hash.update([0]);
                 hash.update((key.data.len() as u64).to_be_bytes());
                 hash.update(&key.data);
+                // No allowlist (any email) differs from an empty one (none).
+                hash.update(if key.emails.is_some() { b"e" } else { b"n" });
                 for email in key.emails.iter().flatten() {
                     hash.update(email);
                     hash.update([0]);
@@ -102,8 +104,12 @@ impl Workspace {
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("artifact digest {digest:?} is not sha256:<64 lowercase hex digits>")]
+#[error(
+    "artifact {digest:?} of GitRepository {namespace}/{name} cannot be located: the digest must be sha256:<64 lowercase hex digits>"
+)]
 pub struct BadDigest {
+    pub namespace: String,
+    pub name: String,
     pub digest: String,
 }
 
@@ -117,19 +123,20 @@ pub fn artifact_path(
     name: &str,
     digest: &str,
 ) -> Result<PathBuf, BadDigest> {
+    let bad = || BadDigest {
+        namespace: namespace.to_owned(),
+        name: name.to_owned(),
+        digest: digest.to_owned(),
+    };
     let hex = digest
         .strip_prefix("sha256:")
         .filter(|h| h.len() == 64 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
-        .ok_or_else(|| BadDigest {
-            digest: digest.to_owned(),
-        })?;
+        .ok_or_else(bad)?;
     let safe = |part: &str| {
         !part.is_empty() && part != "." && part != ".." && !part.contains(['/', '\\', '\0'])
     };
     if !safe(namespace) || !safe(name) {
-        return Err(BadDigest {
-            digest: digest.to_owned(),
-        });
+        return Err(bad());
     }
     Ok(Workspace::of_source(storage, namespace, name)
         .store

@@ -96,16 +96,22 @@ where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
     let mut last = None;
+    let mut last_error = None;
     for _ in 0..450 {
-        if let Some(object) = api.get_opt(name).await.unwrap() {
-            if check(&object) {
-                return object;
+        // A busy test API server sometimes drops a connection: ask again, as a controller would.
+        match api.get_opt(name).await {
+            Ok(Some(object)) => {
+                if check(&object) {
+                    return object;
+                }
+                last = Some(object);
             }
-            last = Some(object);
+            Ok(None) => {}
+            Err(e) => last_error = Some(e),
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    panic!("{name}: never {what}; last: {last:#?}");
+    panic!("{name}: never {what}; last: {last:#?}; last error: {last_error:?}");
 }
 
 /// The Ready condition among `conditions`.
