@@ -3,10 +3,12 @@
 //! post-build substitution. Pure apart from reading files under a given source root.
 
 mod builtin;
+mod config;
 mod fieldspec;
 mod flux;
 mod generate;
 mod generator;
+mod gojson;
 mod kustomization;
 mod kustomize;
 mod nameref;
@@ -14,6 +16,7 @@ mod object;
 mod order;
 mod patch;
 mod plain;
+mod replacement;
 mod selector;
 mod smp;
 mod source;
