@@ -158,6 +158,22 @@ pub fn apply_patch(object: &Object, patch_text: &str) -> Result<Option<Object>, 
     Ok(resources.pop().map(|r| r.obj))
 }
 
+/// Carries out `replacements` (YAML text: one replacement or a list, as in a kustomization's
+/// replacement file) on objects, as a kustomization's `replacements` field does.
+pub fn apply_replacements(objects: &[Object], text: &str) -> Result<Vec<Object>, BuildError> {
+    let at = Loc::new("(replacements)", 1);
+    let list = replacement::parse_list(text, &at.file)?;
+    let mut resources: Vec<object::Resource> = objects
+        .iter()
+        .map(|o| object::Resource::new(o.clone(), Loc::new("(object)", 1)))
+        .collect();
+    for (i, r) in list.iter().enumerate() {
+        replacement::apply(&mut resources, r)
+            .map_err(|failure| failure.into_error(at.clone(), i))?;
+    }
+    Ok(resources.into_iter().map(|r| r.obj).collect())
+}
+
 /// Renders the directory `path` (inside `root`) into objects. Kustomization directories follow
 /// kustomize 5; a directory without a kustomization file is read recursively as plain manifests.
 /// The Flux extras are merged into the top kustomization as Flux does, then variables are

@@ -8,7 +8,8 @@ use serde_json::Value;
 use super::super::gojson;
 use super::super::yaml;
 use super::path::{self, Create};
-use super::{Failure, FieldOptions, Written};
+use super::target::{self, Written};
+use super::{Failure, FieldOptions};
 
 /// Writes into the JSON text of the first string field on the path that holds a mapping or a
 /// list, when the rest of the path is found (or created) there. Ok(false) when the path does not
@@ -48,7 +49,7 @@ pub fn write(
         let plain = FieldOptions::default();
         for hit in hits {
             let slot = doc.pointer_mut(&hit.pointer).expect("found just now");
-            if super::set(slot, hit.created, value, &plain).is_err() {
+            if target::set(slot, hit.created, value, &plain).is_err() {
                 return Ok(false);
             }
         }

@@ -2,10 +2,12 @@
 //! as kustomize's replacement transformer does. Sources and targets are chosen by identity,
 //! labels and annotations, fields are named by paths ([`path`]) and may be split and joined by a
 //! delimiter, created when missing, or sit inside JSON text held by a field ([`embedded`]).
-//! Reading replacement files goes through the build context; the rest is pure.
+//! This file reads replacements (files through the build context) and their sources;
+//! [`target`] writes them. Pure apart from reading files.
 
 mod embedded;
 mod path;
+mod target;
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -14,11 +16,10 @@ use super::BuildError;
 use super::fieldspec::is_cluster_scoped_kind;
 use super::kustomization::{TargetSpec, nullable, scalar_string};
 use super::kustomize::{Ctx, KFile};
-use super::object::{Loc, Object, Resource};
-use super::selector::{Id, Selector};
+use super::object::{Loc, Resource};
 use super::yaml::{self, plain_scalar};
 
-use path::{Create, text};
+use target::{Written, write_targets};
 
 /// One entry of `replacements`: a replacement, or the `path` of a file holding one or a list.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -124,54 +125,44 @@ fn invalid(message: impl Into<String>) -> Failure {
     Failure::Invalid(message.into())
 }
 
-/// The value a replacement writes.
-#[derive(Debug, Clone, PartialEq)]
-enum Written {
-    /// A scalar: its text (what a scalar target receives) and its value with its type (what
-    /// replaces a mapping or list).
-    Scalar { text: String, typed: Value },
-    /// A mapping or list, written whole.
-    Node(Value),
-}
-
-impl Written {
-    fn of(v: &Value) -> Self {
-        match v {
-            Value::Object(_) | Value::Array(_) => Written::Node(v.clone()),
-            scalar => Written::Scalar {
-                text: text(scalar),
-                typed: scalar.clone(),
+impl Failure {
+    /// The build error for the `index`th replacement, written at `at`.
+    pub fn into_error(self, at: Loc, index: usize) -> BuildError {
+        match self {
+            Failure::Invalid(message) => BuildError::Transform {
+                at,
+                message: format!("replacements[{index}]: {message}"),
+            },
+            Failure::Unsupported(detail) => BuildError::Unsupported {
+                at,
+                field: "replacements".into(),
+                detail,
             },
         }
     }
+}
 
-    fn text(&self) -> &str {
-        match self {
-            Written::Scalar { text, .. } => text,
-            Written::Node(_) => "",
+/// The replacements in a file's text: one replacement, or a list.
+pub fn parse_list(text: &str, file: &str) -> Result<Vec<Replacement>, BuildError> {
+    let doc = yaml::parse_one(text, file)?;
+    let at = Loc::new(file, doc.line);
+    let parsed = match doc.value {
+        Value::Array(_) => serde_json::from_value::<Vec<Replacement>>(doc.value),
+        Value::Object(_) => serde_json::from_value::<Replacement>(doc.value).map(|r| vec![r]),
+        other => {
+            return Err(BuildError::Kustomization {
+                at,
+                message: format!(
+                    "expected a replacement or a list of replacements, found {}",
+                    super::object::type_name(&other)
+                ),
+            });
         }
-    }
-
-    /// The same kind of scalar with other text (a string stays a string).
-    fn with_text(&self, new: String) -> Self {
-        let typed = match self {
-            Written::Scalar {
-                typed: Value::String(_),
-                ..
-            }
-            | Written::Node(_) => Value::String(new.clone()),
-            Written::Scalar { .. } => plain_scalar(&new),
-        };
-        Written::Scalar { text: new, typed }
-    }
-
-    fn create(&self) -> Create {
-        match self {
-            Written::Scalar { .. } => Create::Scalar,
-            Written::Node(Value::Array(_)) => Create::List,
-            Written::Node(_) => Create::Mapping,
-        }
-    }
+    };
+    parsed.map_err(|e| BuildError::Kustomization {
+        at,
+        message: format!("replacements: {e}"),
+    })
 }
 
 impl Ctx<'_> {
@@ -184,17 +175,7 @@ impl Ctx<'_> {
         acc: &mut [Resource],
     ) -> Result<(), BuildError> {
         for (i, (r, at)) in self.load_replacements(kf, fields)?.into_iter().enumerate() {
-            apply(acc, &r).map_err(|failure| match failure {
-                Failure::Invalid(message) => BuildError::Transform {
-                    at,
-                    message: format!("replacements[{i}]: {message}"),
-                },
-                Failure::Unsupported(detail) => BuildError::Unsupported {
-                    at,
-                    field: "replacements".into(),
-                    detail,
-                },
-            })?;
+            apply(acc, &r).map_err(|failure| failure.into_error(at, i))?;
         }
         Ok(())
     }
@@ -225,27 +206,8 @@ impl Ctx<'_> {
             }
             let real = self.restricted_file(kf, file)?;
             let shown = self.src.display(&real);
-            let doc = yaml::parse_one(&self.src.read_text(&real)?, &shown)?;
-            let at = Loc::new(&shown, doc.line);
-            let parsed = match doc.value {
-                Value::Array(_) => serde_json::from_value::<Vec<Replacement>>(doc.value),
-                Value::Object(_) => {
-                    serde_json::from_value::<Replacement>(doc.value).map(|r| vec![r])
-                }
-                other => {
-                    return Err(BuildError::Kustomization {
-                        at,
-                        message: format!(
-                            "expected a replacement or a list of replacements, found {}",
-                            super::object::type_name(&other)
-                        ),
-                    });
-                }
-            };
-            let list = parsed.map_err(|e| BuildError::Kustomization {
-                at: at.clone(),
-                message: format!("replacements: {e}"),
-            })?;
+            let list = parse_list(&self.src.read_text(&real)?, &shown)?;
+            let at = Loc::new(&shown, 0);
             out.extend(list.into_iter().map(|r| (r, at.clone())));
         }
         Ok(out)
@@ -385,154 +347,6 @@ fn read_source(resources: &[Resource], s: &SourceSelector) -> Result<Written, Fa
             ))
         })?;
     Ok(written.with_text(part.to_string()))
-}
-
-fn compile(spec: &TargetSpec) -> Result<Selector, Failure> {
-    Selector::new(spec).map_err(|e| invalid(format!("target: {e}")))
-}
-
-fn write_targets(
-    resources: &mut [Resource],
-    value: &Written,
-    target: &TargetSelector,
-) -> Result<(), Failure> {
-    let select = target
-        .select
-        .as_ref()
-        .ok_or_else(|| invalid("a target needs select"))?;
-    let select = compile(select)?;
-    let rejects = target
-        .reject
-        .iter()
-        .map(compile)
-        .collect::<Result<Vec<_>, _>>()?;
-    let default_path = ["metadata.name".to_string()];
-    let field_paths = if target.field_paths.is_empty() {
-        &default_path[..]
-    } else {
-        &target.field_paths[..]
-    };
-    let options = target.options.clone().unwrap_or_default();
-    for res in resources.iter_mut() {
-        let obj = &res.obj;
-        let by_metadata = select.selects_metadata(obj)
-            && !rejects
-                .iter()
-                .any(|r| r.has_metadata() && r.selects_metadata(obj));
-        if !by_metadata {
-            continue;
-        }
-        let ids: Vec<Id> = res
-            .ids()
-            .map(|(name, ns)| Id {
-                group: obj.group(),
-                version: obj.version(),
-                kind: obj.kind(),
-                name,
-                namespace: ns.unwrap_or_default(),
-            })
-            .collect();
-        let rejected = rejects
-            .iter()
-            .any(|r| r.has_id() && ids.iter().any(|id| r.selects_id(id)));
-        if rejected || !ids.iter().any(|id| select.selects_id(id)) {
-            continue;
-        }
-        let key = obj.key();
-        let mut changed = obj.value().clone();
-        for field_path in field_paths {
-            write_field(&mut changed, value, field_path, &options).map_err(|f| match f {
-                Failure::Invalid(m) => Failure::Invalid(format!("target {key}: {m}")),
-                unsupported => unsupported,
-            })?;
-        }
-        res.obj = Object::new(changed).map_err(|m| invalid(format!("target {key}: {m}")))?;
-    }
-    Ok(())
-}
-
-/// Writes the value at every field a path names in one object.
-fn write_field(
-    obj: &mut Value,
-    value: &Written,
-    field_path: &str,
-    options: &FieldOptions,
-) -> Result<(), Failure> {
-    let create = options.create.then(|| value.create());
-    if embedded::write(obj, value, field_path, create)? {
-        return Ok(());
-    }
-    let unable = |detail: Option<String>| {
-        let verb = if create.is_some() {
-            "find or create"
-        } else {
-            "find"
-        };
-        let detail = detail.map(|d| format!(": {d}")).unwrap_or_default();
-        invalid(format!("unable to {verb} field {field_path}{detail}"))
-    };
-    let hits =
-        path::find_all(obj, &path::split(field_path), create).map_err(|e| unable(Some(e)))?;
-    if hits.is_empty() {
-        return Err(unable(None));
-    }
-    for hit in hits {
-        let slot = obj.pointer_mut(&hit.pointer).expect("found just now");
-        set(slot, hit.created, value, options)
-            .map_err(|e| invalid(format!("{field_path}: {e}")))?;
-    }
-    Ok(())
-}
-
-/// Writes the value into one field: a scalar field keeps its type and takes the value's text, a
-/// created scalar reads the text as YAML would, a mapping or list is replaced by the value.
-fn set(
-    slot: &mut Value,
-    created: bool,
-    value: &Written,
-    options: &FieldOptions,
-) -> Result<(), String> {
-    let joined;
-    let value = match options.delimiter() {
-        Some(delimiter) => {
-            let current = match (&*slot, created) {
-                (_, true) | (Value::Null, false) => String::new(),
-                (Value::Object(_) | Value::Array(_), false) => {
-                    return Err("the delimiter option needs a scalar field".into());
-                }
-                (scalar, false) => text(scalar),
-            };
-            let mut parts: Vec<&str> = current.split(delimiter).collect();
-            let v = value.text();
-            match usize::try_from(options.index) {
-                Err(_) => parts.insert(0, v),
-                Ok(i) if i >= parts.len() => parts.push(v),
-                Ok(i) => parts[i] = v,
-            }
-            joined = value.with_text(parts.join(delimiter));
-            &joined
-        }
-        None => value,
-    };
-    let text = value.text().to_string();
-    *slot = match (&*slot, created) {
-        (Value::Null, true) => plain_scalar(&text),
-        (_, true) | (Value::Object(_) | Value::Array(_), false) => match value {
-            Written::Scalar { typed, .. } => typed.clone(),
-            Written::Node(node) => node.clone(),
-        },
-        (Value::String(_), false) => Value::String(text),
-        (Value::Number(_), false) => match plain_scalar(&text) {
-            n @ Value::Number(_) => n,
-            _ => return Err(format!("{text:?} is not a number, as the field is")),
-        },
-        (Value::Bool(_), false) => match plain_scalar(&text) {
-            b @ Value::Bool(_) => b,
-            _ => return Err(format!("{text:?} is not a boolean, as the field is")),
-        },
-        (Value::Null, false) => return Err("the field is null".into()),
-    };
-    Ok(())
 }
 
 #[cfg(test)]

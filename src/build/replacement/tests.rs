@@ -1,6 +1,7 @@
 use serde_json::{Value, json};
 
 use super::*;
+use crate::build::object::Object;
 
 fn objects(values: Vec<Value>) -> Vec<Resource> {
     values

@@ -123,6 +123,10 @@ pub fn apply(target: &mut Value, patch: &Value, builtin: bool) -> Result<Outcome
     }
 }
 
+fn is_scalar(v: &Value) -> bool {
+    !v.is_object() && !v.is_array()
+}
+
 fn type_name(v: &Value) -> &'static str {
     super::object::type_name(v)
 }
@@ -159,9 +163,7 @@ fn merge(
             merge_list(object, p, path, schema)
         }
         (None, scalar) => Ok(Some(scalar.clone())),
-        (Some(o), scalar) if !o.is_object() && !o.is_array() && !scalar.is_object() => {
-            Ok(Some(scalar.clone()))
-        }
+        (Some(o), scalar) if is_scalar(&o) && is_scalar(scalar) => Ok(Some(scalar.clone())),
         (Some(o), p) => Err(format!(
             "{}: cannot merge {} into {}",
             path.join("."),
@@ -436,6 +438,8 @@ mod tests {
         let mut d = json!({"a": {"b": 1}});
         let err = apply(&mut d, &json!({"a": "x"}), true).unwrap_err();
         assert!(err.contains("a: cannot merge"), "{err}");
+        let mut d = json!({"a": "x"});
+        assert!(apply(&mut d, &json!({"a": ["y"]}), true).is_err());
     }
 
     #[test]
