@@ -9,7 +9,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{Event, Secret};
 use kube::Client;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
-use sluice::api::condition;
+use sluice::api::condition::{self, ConditionStatus};
 use sluice::api::git_repository::{GitRepository, GitRepositoryStatus, SOURCE_VERIFIED};
 use support::git_servers::GitDaemon;
 use support::git_signing::{GpgHome, Signing, WorkRepo};
@@ -104,8 +104,11 @@ async fn controller_adopts_signed_commits_and_refuses_unsigned_ones() {
             .unwrap(),
         "v: 1\n"
     );
-    assert_eq!(cond(&s, "Ready").unwrap().status, "True");
-    assert_eq!(cond(&s, SOURCE_VERIFIED).unwrap().status, "True");
+    assert_eq!(cond(&s, "Ready").unwrap().status, ConditionStatus::True);
+    assert_eq!(
+        cond(&s, SOURCE_VERIFIED).unwrap().status,
+        ConditionStatus::True
+    );
     assert_eq!(s.observed_generation, Some(1));
 
     // A new signed commit is adopted within an interval.
@@ -122,7 +125,7 @@ async fn controller_adopts_signed_commits_and_refuses_unsigned_ones() {
     work.commit("unsigned", &Signing::None);
     work.push(&["main"]);
     let s = wait_for(&repos, "app", "refused the unsigned commit", |s| {
-        cond(s, SOURCE_VERIFIED).is_some_and(|c| c.status == "False")
+        cond(s, SOURCE_VERIFIED).is_some_and(|c| c.status == ConditionStatus::False)
     })
     .await;
     let verified = cond(&s, SOURCE_VERIFIED).unwrap();
@@ -133,7 +136,7 @@ async fn controller_adopts_signed_commits_and_refuses_unsigned_ones() {
         verified.message
     );
     assert_eq!(revision(&s), Some(format!("main@sha1:{second}").as_str()));
-    assert_eq!(cond(&s, "Ready").unwrap().status, "False");
+    assert_eq!(cond(&s, "Ready").unwrap().status, ConditionStatus::False);
 
     // Events: one per new revision and for the failure.
     let events: Api<Event> = Api::namespaced(client.clone(), ns.name());
@@ -217,8 +220,26 @@ async fn requested_at_forces_a_poll_and_bad_specs_stall() {
     })
     .await;
     assert_eq!(
-        s.last_handled_requested_at.as_deref(),
+        s.last_handled_reconcile_at.as_deref(),
         Some("2026-01-01T00:00:00Z")
+    );
+
+    // Flux's annotation (what `flux reconcile source git` sets) works the same.
+    work.write("a.yaml", "v: 2.5\n");
+    let second = work.commit("second and a half", &Signing::None);
+    work.push(&["main"]);
+    let patch = serde_json::json!({"metadata": {"annotations": {"reconcile.fluxcd.io/requestedAt": "2026-01-02T00:00:00Z"}}});
+    repos
+        .patch("slow", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    let s = wait_for(&repos, "slow", "polled on Flux's request", |s| {
+        revision(s) == Some(&format!("main@sha1:{second}"))
+    })
+    .await;
+    assert_eq!(
+        s.last_handled_reconcile_at.as_deref(),
+        Some("2026-01-02T00:00:00Z")
     );
 
     // Suspended: a request is acknowledged but nothing is fetched.
@@ -241,7 +262,7 @@ async fn requested_at_forces_a_poll_and_bad_specs_stall() {
         .await
         .unwrap();
     let s = wait_for(&repos, "slow", "handled the request", |s| {
-        s.last_handled_requested_at.as_deref() == Some("second")
+        s.last_handled_reconcile_at.as_deref() == Some("second")
     })
     .await;
     assert_eq!(
@@ -259,13 +280,13 @@ async fn requested_at_forces_a_poll_and_bad_specs_stall() {
         .await
         .unwrap();
     let s = wait_for(&repos, "broken", "stalled", |s| {
-        cond(s, "Stalled").is_some_and(|c| c.status == "True")
+        cond(s, "Stalled").is_some_and(|c| c.status == ConditionStatus::True)
     })
     .await;
     let ready = cond(&s, "Ready").unwrap();
     assert_eq!(
-        (ready.status.as_str(), ready.reason.as_str()),
-        ("False", "InvalidSpec")
+        (ready.status, ready.reason.as_str()),
+        (ConditionStatus::False, "InvalidSpec")
     );
     assert!(ready.message.contains("spec.url"), "{}", ready.message);
     assert!(s.artifact.is_none());

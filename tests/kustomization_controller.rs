@@ -12,7 +12,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Event};
 use kube::api::{Api, ListParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
-use sluice::api::condition;
+use sluice::api::condition::{self, ConditionStatus};
 use sluice::api::kustomization::{Kustomization, KustomizationStatus};
 use support::git_servers::GitDaemon;
 use support::git_signing::{Signing, WorkRepo};
@@ -114,12 +114,12 @@ async fn push_apply_change_prune_and_broken_yaml() {
         s.last_applied_revision.as_deref() == Some(rev1.as_str())
     })
     .await;
-    assert_eq!(ready(&status).unwrap().status, "True");
+    assert_eq!(ready(&status).unwrap().status, ConditionStatus::True);
     assert_eq!(
         condition::find(&status.conditions, "Healthy")
             .unwrap()
             .status,
-        "True"
+        ConditionStatus::True
     );
     assert_eq!(status.inventory.as_ref().unwrap().entries.len(), 2);
     assert_eq!(status.history[0].revision, rev1);
@@ -165,7 +165,19 @@ async fn push_apply_change_prune_and_broken_yaml() {
     .await
     .unwrap();
     wait_for(&api, "app", "handled the manual trigger", |s| {
-        s.last_handled_requested_at.as_deref() == Some("2026-11-23T10:00:00Z")
+        s.last_handled_reconcile_at.as_deref() == Some("2026-11-23T10:00:00Z")
+    })
+    .await;
+    let flux = json!({"metadata": {"annotations": {"reconcile.fluxcd.io/requestedAt": "2026-11-23T11:00:00Z"}}});
+    api.patch(
+        "app",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(&flux),
+    )
+    .await
+    .unwrap();
+    wait_for(&api, "app", "handled Flux's manual trigger", |s| {
+        s.last_handled_reconcile_at.as_deref() == Some("2026-11-23T11:00:00Z")
     })
     .await;
 
@@ -203,8 +215,8 @@ async fn push_apply_change_prune_and_broken_yaml() {
     .await;
     let cond = ready(&status).unwrap();
     assert_eq!(
-        (cond.status.as_str(), cond.reason.as_str()),
-        ("False", "BuildFailed"),
+        (cond.status, cond.reason.as_str()),
+        (ConditionStatus::False, "BuildFailed"),
         "{cond:?}"
     );
     assert!(cond.message.contains("config.yaml:"), "{}", cond.message);
@@ -275,7 +287,7 @@ async fn dependencies_cycles_and_missing_sources() {
     })
     .await;
     let cond = ready(&status).unwrap();
-    assert_eq!(cond.status, "False");
+    assert_eq!(cond.status, ConditionStatus::False);
     assert!(
         cond.message.contains("nothing-here") && cond.message.contains("not found"),
         "{cond:?}"
@@ -460,7 +472,7 @@ async fn service_account_impersonation_and_suspend() {
     })
     .await;
     let cond = ready(&status).unwrap();
-    assert_eq!(cond.status, "False");
+    assert_eq!(cond.status, ConditionStatus::False);
     assert!(
         cond.message.contains("forbidden") && cond.message.contains("Deployment"),
         "{cond:?}"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds the test control plane (etcd, kube-apiserver, kube-controller-manager,
-# kube-scheduler, kubectl, kwok) from the Go modules in this folder into a cache outside
+# Builds the test cluster's parts (etcd, kube-apiserver, kube-controller-manager,
+# kube-scheduler, kubectl, kwok, and the real node's kubelet, kube-proxy and pause) from the Go
+# modules in this folder into a cache outside
 # the repository, keyed by the versions and the module files. Rebuilds only
 # what is missing. Prints the bin directory on stdout; progress goes to stderr.
 set -euo pipefail
@@ -9,7 +10,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cache_root="${SLUICE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/sluice}"
 
 k8s_version="$(awk '$1 == "require" && $2 == "k8s.io/kubernetes" {print $3}' "$here/k8s/go.mod")"
-key="$(cat "$here"/*/go.mod "$here"/*/go.sum "$here"/etcd/main.go | sha256sum | cut -c1-12)"
+key="$(cat "$here"/*/go.mod "$here"/*/go.sum "$here"/etcd/main.go "$here"/pause/main.go | sha256sum | cut -c1-12)"
 bin="$cache_root/kube/$k8s_version-$key/bin"
 mkdir -p "$bin"
 # Concurrent builds (several checkouts, parallel test runs) wait for each other.
@@ -54,5 +55,8 @@ build k8s kube-controller-manager k8s.io/kubernetes/cmd/kube-controller-manager 
 build k8s kube-scheduler k8s.io/kubernetes/cmd/kube-scheduler "$k8s_ldflags"
 build k8s kubectl k8s.io/kubernetes/cmd/kubectl "$k8s_ldflags"
 build kwok kwok sigs.k8s.io/kwok/cmd/kwok
+build k8s kubelet k8s.io/kubernetes/cmd/kubelet "$k8s_ldflags"
+build k8s kube-proxy k8s.io/kubernetes/cmd/kube-proxy "$k8s_ldflags"
+build pause pause sluice.dev/hack/kube/pause
 
 echo "$bin"

@@ -6,7 +6,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::LocalObjectReference;
-use super::condition::Condition;
+use super::condition::{Condition, ReconcileStatus};
 
 /// Condition type saying whether the revision's signature was verified.
 pub const SOURCE_VERIFIED: &str = "SourceVerified";
@@ -101,9 +101,10 @@ pub struct GitRepositoryStatus {
     pub conditions: Vec<Condition>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub artifact: Option<ArtifactStatus>,
-    /// The `sluice.dev/requestedAt` value last acted on.
+    /// The manual-trigger annotation value (`sluice.dev/requestedAt` or
+    /// `reconcile.fluxcd.io/requestedAt`) last acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_handled_requested_at: Option<String>,
+    pub last_handled_reconcile_at: Option<String>,
 }
 
 /// The stored tree of the current revision.
@@ -122,6 +123,15 @@ pub struct ArtifactStatus {
     pub size: u64,
     /// RFC 3339 time the artifact was stored.
     pub last_update_time: String,
+}
+
+impl ReconcileStatus for GitRepositoryStatus {
+    fn conditions(&self) -> &[Condition] {
+        &self.conditions
+    }
+    fn last_handled_reconcile_at(&self) -> Option<&str> {
+        self.last_handled_reconcile_at.as_deref()
+    }
 }
 
 #[cfg(test)]

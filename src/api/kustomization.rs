@@ -8,8 +8,8 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::condition::Condition;
-use crate::apply::inventory::Inventory;
+use super::condition::{Condition, ReconcileStatus};
+use super::inventory::Inventory;
 
 /// Condition type saying whether the applied objects are healthy (with `wait` or `healthChecks`).
 pub const HEALTHY: &str = "Healthy";
@@ -205,9 +205,10 @@ pub struct KustomizationStatus {
     /// The source revision last tried.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_attempted_revision: Option<String>,
-    /// The `sluice.dev/requestedAt` value last acted on.
+    /// The manual-trigger annotation value (`sluice.dev/requestedAt` or
+    /// `reconcile.fluxcd.io/requestedAt`) last acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_handled_requested_at: Option<String>,
+    pub last_handled_reconcile_at: Option<String>,
     /// The objects applied, for garbage collection.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inventory: Option<Inventory>,
@@ -229,6 +230,15 @@ pub struct HistoryEntry {
     pub duration: String,
     /// `Succeeded` or the failure reason.
     pub result: String,
+}
+
+impl ReconcileStatus for KustomizationStatus {
+    fn conditions(&self) -> &[Condition] {
+        &self.conditions
+    }
+    fn last_handled_reconcile_at(&self) -> Option<&str> {
+        self.last_handled_reconcile_at.as_deref()
+    }
 }
 
 #[cfg(test)]

@@ -1,11 +1,13 @@
-//! Object identities and the inventory of what an apply owns, with the set arithmetic that
-//! decides what to prune. Pure.
+//! Object identities and the inventory of what an apply owns (its types live in `api::inventory`),
+//! with the set arithmetic that decides what to prune. Pure.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+pub use crate::api::inventory::{Inventory, InventoryEntry};
 
 /// Identifies an object across API versions: namespace, name, API group and kind.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -73,15 +75,6 @@ impl fmt::Display for ObjectId {
     }
 }
 
-/// One owned object: its key and the API version it was applied with.
-#[derive(
-    Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
-)]
-pub struct InventoryEntry {
-    pub id: String,
-    pub v: String,
-}
-
 impl InventoryEntry {
     pub fn new(id: &ObjectId, version: &str) -> InventoryEntry {
         InventoryEntry {
@@ -93,12 +86,6 @@ impl InventoryEntry {
     pub fn object_id(&self) -> Option<ObjectId> {
         ObjectId::parse_key(&self.id)
     }
-}
-
-/// What an apply owns. Stored in the Kustomization's status (agent) or a ConfigMap (CLI).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
-pub struct Inventory {
-    pub entries: Vec<InventoryEntry>,
 }
 
 impl Inventory {

@@ -1,33 +1,30 @@
 //! The Kustomization controller: on a new artifact of its source, a spec change, the interval or
-//! `sluice.dev/requestedAt`, it checks dependencies, builds the artifact's path, reconciles the
-//! objects (validate, apply, prune; see `apply::reconcile`), waits for health, and writes status
-//! and Events. Talks to the API server and reads the artifact storage; decisions come from
-//! `status::plan` and `depends`.
+//! a manual trigger, it checks dependencies, builds the artifact's path, reconciles the objects
+//! (validate, apply, prune; see `apply::reconcile`) and waits for health. Runs on the
+//! `runtime::controller` scaffold, which writes the status and Events it plans. Talks to the API
+//! server and reads the artifact storage; decisions come from `status::plan` and `depends`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use kube::api::{Api, ListParams, Patch, PatchParams};
-use kube::runtime::controller::Action as Requeue;
-use kube::runtime::events::{Recorder, Reporter};
+use kube::api::{Api, ListParams};
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::{Controller, watcher};
-use kube::{Client, Resource, ResourceExt};
+use kube::runtime::watcher;
+use kube::{Client, ResourceExt};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::depends::{self, DependencyState, Key};
-use super::status::{self, Outcome};
+use super::status::{self, KustomizationReason as Reason, Outcome};
 use super::store::StatusStore;
-use crate::api::condition::{self, READY};
+use crate::api::condition::{self, READY, RECONCILING};
+use crate::api::duration;
 use crate::api::git_repository::{ArtifactStatus, GitRepository};
-use crate::api::kustomization::{Kustomization, KustomizationSpec};
-use crate::api::{REQUESTED_AT_ANNOTATION, duration};
+use crate::api::kustomization::{Kustomization, KustomizationSpec, KustomizationStatus};
 use crate::apply::applier::{Applier, ApplyOptions, Owner};
 use crate::apply::changeset::ChangeSet;
 use crate::apply::discovery::Discovery;
@@ -35,49 +32,35 @@ use crate::apply::health;
 use crate::apply::inventory::ObjectId;
 use crate::apply::reconcile::{ReconcileOptions, reconcile as reconcile_objects};
 use crate::build::{self, BuildOptions};
-use crate::runtime::events;
+use crate::runtime::conditions::{Common, Stamp};
+use crate::runtime::controller::{Attempt, Plan, Reconciler, Scaffold, patch_status};
 use crate::runtime::text::error_chain;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ControllerError {
-    #[error("writing the status of Kustomization {object} failed")]
-    PatchStatus {
-        object: String,
-        #[source]
-        source: Box<kube::Error>,
-    },
+    #[error("marking the Kustomization as reconciling failed")]
+    MarkReconciling(#[source] Box<kube::Error>),
     #[error("Kustomization has no namespace")]
     NoNamespace,
 }
 
-/// Shared state of the controller.
-pub struct State {
+/// The Kustomization reconciler.
+pub struct Kustomizations {
     client: Client,
     /// The agent's own client configuration, the base of impersonating clients.
     config: kube::Config,
-    recorder: Recorder,
     storage: PathBuf,
-    /// What each object was last reconciled for (generation, trigger, source revision) and when
-    /// it is due again: watch events that change none of these (such as our own status writes)
-    /// do not reconcile early.
-    schedule: Mutex<HashMap<ObjectRef<Kustomization>, (u64, tokio::time::Instant)>>,
     /// Discovery shared by every reconcile.
     discovery: Arc<Discovery>,
 }
 
-impl State {
-    pub fn new(client: Client, config: kube::Config, storage: PathBuf) -> State {
-        let reporter = Reporter {
-            controller: "sluice-kustomize".into(),
-            instance: std::env::var("POD_NAME").ok(),
-        };
-        State {
-            recorder: Recorder::new(client.clone(), reporter),
+impl Kustomizations {
+    pub fn new(client: Client, config: kube::Config, storage: PathBuf) -> Kustomizations {
+        Kustomizations {
             discovery: Arc::new(Discovery::new(client.clone())),
             client,
             config,
             storage,
-            schedule: Mutex::default(),
         }
     }
 }
@@ -96,68 +79,113 @@ pub async fn run(
         ),
         None => (Api::all(client.clone()), Api::all(client.clone())),
     };
-    let state = Arc::new(State::new(client, config, storage));
-    let controller = Controller::new(kustomizations, watcher::Config::default());
+    let reconciler = Kustomizations::new(client.clone(), config, storage);
+    let controller = Scaffold::new(
+        reconciler,
+        client,
+        kustomizations,
+        watcher::Config::default(),
+    );
     let store = controller.store();
-    controller
-        // A new artifact of a source wakes the Kustomizations built from it.
-        .watches(
-            sources,
-            watcher::Config::default(),
-            move |source: GitRepository| {
-                let (ns, name) = (source.namespace().unwrap_or_default(), source.name_any());
-                store
-                    .state()
-                    .iter()
-                    .filter(|k| {
-                        let r = &k.spec.source_ref;
-                        r.kind == "GitRepository"
-                            && r.name == name
-                            && r.namespace.clone().or_else(|| k.namespace()).as_deref()
-                                == Some(ns.as_str())
-                    })
-                    .map(|k| ObjectRef::from_obj(&**k))
-                    .collect::<Vec<_>>()
-            },
-        )
-        .shutdown_on_signal()
-        .run(reconcile, error_policy, state)
-        .for_each(|result| async move {
-            if let Err(e) = result {
-                tracing::warn!(error = %e, "Kustomization reconcile failed");
-            }
-        })
-        .await;
-}
-
-fn error_policy(_obj: Arc<Kustomization>, err: &ControllerError, _state: Arc<State>) -> Requeue {
-    tracing::warn!(error = %err, "retrying Kustomization");
-    Requeue::requeue(Duration::from_secs(5))
-}
-
-/// What a reconcile is for: the spec generation, the manual trigger and the source's revision.
-fn trigger_of(obj: &Kustomization, source_revision: Option<&str>) -> u64 {
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    obj.metadata.generation.hash(&mut hasher);
-    obj.annotations()
-        .get(REQUESTED_AT_ANNOTATION)
-        .hash(&mut hasher);
-    source_revision.hash(&mut hasher);
-    hasher.finish()
+    // A new artifact of a source wakes the Kustomizations built from it.
+    let built_from = move |source: GitRepository| {
+        let (ns, name) = (source.namespace().unwrap_or_default(), source.name_any());
+        store
+            .state()
+            .iter()
+            .filter(|k| {
+                let r = &k.spec.source_ref;
+                r.kind == "GitRepository"
+                    && r.name == name
+                    && r.namespace.clone().or_else(|| k.namespace()).as_deref() == Some(ns.as_str())
+            })
+            .map(|k| ObjectRef::from_obj(&**k))
+            .collect::<Vec<_>>()
+    };
+    controller.watches(sources, built_from).run().await;
 }
 
 /// The artifact of a Kustomization's source, read once per reconcile: `Ok(None)` when the source
-/// has none yet, `Err` saying why it could not be read. Only GitRepository sources are read.
+/// has none yet, `Err` saying why it could not be read. Its revision is part of the trigger: a new
+/// one makes a reconcile due at once.
+pub struct SourceArtifact(Result<Option<ArtifactStatus>, String>);
+
+impl SourceArtifact {
+    fn revision(&self) -> Option<&str> {
+        match &self.0 {
+            Ok(Some(artifact)) => Some(&artifact.revision),
+            _ => None,
+        }
+    }
+}
+
+impl Hash for SourceArtifact {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.revision().hash(state);
+    }
+}
+
+impl Reconciler for Kustomizations {
+    type Object = Kustomization;
+    type Inputs = SourceArtifact;
+    type Error = ControllerError;
+    const REPORTER: &'static str = "sluice-kustomize";
+
+    async fn inputs(&self, obj: &Kustomization) -> SourceArtifact {
+        SourceArtifact(read_artifact(obj, &self.client).await)
+    }
+
+    async fn reconcile(
+        &self,
+        obj: &Kustomization,
+        artifact: SourceArtifact,
+        attempt: &Attempt<'_>,
+    ) -> Result<Plan<KustomizationStatus>, ControllerError> {
+        let started = tokio::time::Instant::now();
+        let ns = obj.namespace().ok_or(ControllerError::NoNamespace)?;
+        let mut current = obj.status.clone().unwrap_or_default();
+        if let Some(revision) = artifact.revision() {
+            self.mark_reconciling(obj, &mut current, revision).await?;
+        }
+        let interval = duration::parse(&obj.spec.interval);
+        let retry = obj.spec.retry_interval.as_deref().map(duration::parse);
+        let outcome = match (&interval, &retry) {
+            (Err(e), _) => Outcome::InvalidSpec {
+                message: format!("spec.interval: {e}"),
+            },
+            (_, Some(Err(e))) => Outcome::InvalidSpec {
+                message: format!("spec.retryInterval: {e}"),
+            },
+            (Ok(interval), _) => self.gather(obj, &ns, *interval, artifact.0).await,
+        };
+        let interval = interval.unwrap_or(Duration::from_secs(600));
+        let now = k8s_openapi::jiff::Timestamp::now().to_string();
+        let ctx = status::Context {
+            current: &current,
+            stamp: Stamp {
+                generation: obj.metadata.generation,
+                now: &now,
+            },
+            requested_at: attempt.requested_at,
+            interval,
+            retry_interval: retry.and_then(Result::ok).unwrap_or(interval),
+            elapsed: started.elapsed(),
+        };
+        Ok(status::plan(&ctx, outcome))
+    }
+}
+
+/// Reads the artifact of `obj`'s source. Only GitRepository sources are read.
 async fn read_artifact(
     obj: &Kustomization,
-    ns: &str,
     client: &Client,
 ) -> Result<Option<ArtifactStatus>, String> {
     let reference = &obj.spec.source_ref;
     if reference.kind != "GitRepository" {
         return Ok(None);
     }
-    let source_ns = reference.namespace.as_deref().unwrap_or(ns);
+    let own = obj.namespace().unwrap_or_default();
+    let source_ns = reference.namespace.as_deref().unwrap_or(&own);
     let what = format!("GitRepository {source_ns}/{}", reference.name);
     match Api::<GitRepository>::namespaced(client.clone(), source_ns)
         .get_opt(&reference.name)
@@ -169,408 +197,318 @@ async fn read_artifact(
     }
 }
 
-async fn reconcile(obj: Arc<Kustomization>, state: Arc<State>) -> Result<Requeue, ControllerError> {
-    let started = tokio::time::Instant::now();
-    let ns = obj.namespace().ok_or(ControllerError::NoNamespace)?;
-    let name = obj.name_any();
-    let key = ObjectRef::from_obj(&*obj);
-    let artifact = read_artifact(&obj, &ns, &state.client).await;
-    let revision = artifact
-        .as_ref()
-        .ok()
-        .cloned()
-        .flatten()
-        .map(|a| a.revision);
-    let asked = trigger_of(&obj, revision.as_deref());
-    let due = state
-        .schedule
-        .lock()
-        .ok()
-        .and_then(|s| s.get(&key).copied());
-    if let Some((seen, at)) = due
-        && seen == asked
-        && at > started
-    {
-        return Ok(Requeue::requeue(at - started));
-    }
-    let marked = match &revision {
-        Some(revision) => mark_reconciling(&obj, &ns, &name, revision, &state).await?,
-        None => false,
-    };
-    let interval = duration::parse(&obj.spec.interval);
-    let retry = obj.spec.retry_interval.as_deref().map(duration::parse);
-    let outcome = match (&interval, &retry) {
-        (Err(e), _) => Outcome::Stalled {
-            reason: "InvalidSpec",
-            message: format!("spec.interval: {e}"),
-        },
-        (_, Some(Err(e))) => Outcome::Stalled {
-            reason: "InvalidSpec",
-            message: format!("spec.retryInterval: {e}"),
-        },
-        (Ok(interval), _) => gather(&obj, &ns, &name, *interval, artifact, &state).await,
-    };
-    let interval = interval.unwrap_or(Duration::from_secs(600));
-    let current = obj.status.clone().unwrap_or_default();
-    let now = k8s_openapi::jiff::Timestamp::now().to_string();
-    let ctx = status::Context {
-        current: &current,
-        generation: obj.metadata.generation,
-        requested_at: obj
-            .annotations()
-            .get(REQUESTED_AT_ANNOTATION)
-            .map(String::as_str),
-        now: &now,
-        interval,
-        retry_interval: retry.and_then(Result::ok).unwrap_or(interval),
-        elapsed: started.elapsed(),
-    };
-    let mut plan = status::plan(&ctx, outcome);
-
-    // The inventory is written by the reconcile itself (intent first); leave it out here.
-    plan.status.inventory = None;
-    let mut unchanged = current.clone();
-    unchanged.inventory = None;
-    if marked || plan.status != unchanged {
-        let api: Api<Kustomization> = Api::namespaced(state.client.clone(), &ns);
-        let patch = serde_json::json!({ "status": plan.status });
-        api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-            .map_err(|source| ControllerError::PatchStatus {
-                object: format!("{ns}/{name}"),
-                source: Box::new(source),
-            })?;
-    }
-    if let Some(event) = plan.event {
-        events::publish(&state.recorder, &obj.object_ref(&()), event).await;
-    }
-    let next = plan.requeue.unwrap_or(Duration::from_secs(365 * 24 * 3600));
-    if let Ok(mut schedule) = state.schedule.lock() {
-        schedule.insert(key, (asked, tokio::time::Instant::now() + next));
-    }
-    Ok(match plan.requeue {
-        Some(after) => Requeue::requeue(after),
-        None => Requeue::await_change(),
-    })
-}
-
-/// Says `Reconciling=True` while a new revision or spec is being worked on (one status write; an
-/// interval's re-check of the same revision and spec writes nothing here). Returns whether it wrote.
-async fn mark_reconciling(
-    obj: &Kustomization,
-    ns: &str,
-    name: &str,
-    revision: &str,
-    state: &State,
-) -> Result<bool, ControllerError> {
-    let status = obj.status.clone().unwrap_or_default();
-    let new_work = status.last_attempted_revision.as_deref() != Some(revision)
-        || status.observed_generation != obj.metadata.generation;
-    if !new_work || obj.spec.suspend {
-        return Ok(false);
-    }
-    let mut conditions = status.conditions;
-    condition::set(
-        &mut conditions,
-        condition::Condition {
-            type_: condition::RECONCILING.into(),
-            status: "True".into(),
-            observed_generation: obj.metadata.generation,
-            last_transition_time: k8s_openapi::jiff::Timestamp::now().to_string(),
-            reason: "Progressing".into(),
-            message: format!("Reconciling revision {revision}"),
-        },
-    );
-    let api: Api<Kustomization> = Api::namespaced(state.client.clone(), ns);
-    let patch = serde_json::json!({ "status": { "conditions": conditions } });
-    api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .map_err(|source| ControllerError::PatchStatus {
-            object: format!("{ns}/{name}"),
-            source: Box::new(source),
-        })?;
-    Ok(true)
-}
-
-/// Does the work of one reconcile and says how it went.
-async fn gather(
-    obj: &Kustomization,
-    ns: &str,
-    name: &str,
-    interval: Duration,
-    artifact: Result<Option<ArtifactStatus>, String>,
-    state: &State,
-) -> Outcome {
-    let spec = &obj.spec;
-    if spec.suspend {
-        return Outcome::Suspended;
-    }
-    let timeout = match spec.timeout.as_deref().map(duration::parse).transpose() {
-        Ok(timeout) => timeout.unwrap_or(interval),
-        Err(e) => {
-            return Outcome::Stalled {
-                reason: "InvalidSpec",
-                message: format!("spec.timeout: {e}"),
-            };
+impl Kustomizations {
+    /// Says `Reconciling=True` while a new revision or spec is being worked on (one status write;
+    /// an interval's re-check of the same revision and spec writes nothing here), and updates
+    /// `current` to match what was written.
+    async fn mark_reconciling(
+        &self,
+        obj: &Kustomization,
+        current: &mut KustomizationStatus,
+        revision: &str,
+    ) -> Result<(), ControllerError> {
+        let new_work = current.last_attempted_revision.as_deref() != Some(revision)
+            || current.observed_generation != obj.metadata.generation;
+        if !new_work || obj.spec.suspend {
+            return Ok(());
         }
-    };
-    if !spec.depends_on.is_empty()
-        && let Some(outcome) = dependencies(obj, ns, state).await
-    {
-        return outcome;
+        let now = k8s_openapi::jiff::Timestamp::now().to_string();
+        let stamp = Stamp {
+            generation: obj.metadata.generation,
+            now: &now,
+        };
+        let message = format!("Reconciling revision {revision}");
+        let reconciling = stamp.condition(RECONCILING, true, Common::Progressing, message);
+        condition::set(&mut current.conditions, reconciling);
+        let status = serde_json::json!({ "conditions": current.conditions });
+        patch_status(&self.client, obj, &status)
+            .await
+            .map_err(|e| ControllerError::MarkReconciling(Box::new(e)))
     }
 
-    // The source and its artifact.
-    if spec.source_ref.kind != "GitRepository" {
-        let message = format!(
-            "spec.sourceRef.kind {} is not supported (GitRepository is)",
-            spec.source_ref.kind
-        );
-        return Outcome::Stalled {
-            reason: "InvalidSpec",
-            message,
+    /// Does the work of one reconcile and says how it went.
+    async fn gather(
+        &self,
+        obj: &Kustomization,
+        ns: &str,
+        interval: Duration,
+        artifact: Result<Option<ArtifactStatus>, String>,
+    ) -> Outcome {
+        let name = obj.name_any();
+        let name = name.as_str();
+        let spec = &obj.spec;
+        if spec.suspend {
+            return Outcome::Suspended;
+        }
+        let timeout = match spec.timeout.as_deref().map(duration::parse).transpose() {
+            Ok(timeout) => timeout.unwrap_or(interval),
+            Err(e) => {
+                return Outcome::InvalidSpec {
+                    message: format!("spec.timeout: {e}"),
+                };
+            }
         };
-    }
-    let artifact = match artifact {
-        Ok(artifact) => artifact,
-        Err(message) => {
+        if !spec.depends_on.is_empty()
+            && let Some(outcome) = self.dependencies(obj, ns).await
+        {
+            return outcome;
+        }
+
+        // The source and its artifact.
+        if spec.source_ref.kind != "GitRepository" {
+            let message = format!(
+                "spec.sourceRef.kind {} is not supported (GitRepository is)",
+                spec.source_ref.kind
+            );
+            return Outcome::InvalidSpec { message };
+        }
+        let artifact = match artifact {
+            Ok(artifact) => artifact,
+            Err(message) => {
+                return Outcome::Waiting {
+                    reason: Reason::ArtifactFailed,
+                    message,
+                };
+            }
+        };
+        let Some(artifact) = artifact else {
+            let source_ns = spec.source_ref.namespace.as_deref().unwrap_or(ns);
+            let message = format!(
+                "GitRepository {source_ns}/{} has no artifact yet",
+                spec.source_ref.name
+            );
             return Outcome::Waiting {
-                reason: "ArtifactFailed",
+                reason: Reason::ArtifactFailed,
                 message,
             };
-        }
-    };
-    let Some(artifact) = artifact else {
-        let source_ns = spec.source_ref.namespace.as_deref().unwrap_or(ns);
-        let message = format!(
-            "GitRepository {source_ns}/{} has no artifact yet",
-            spec.source_ref.name
-        );
-        return Outcome::Waiting {
-            reason: "ArtifactFailed",
+        };
+        let revision = artifact.revision.clone();
+        let failed = |digest: &str, reason, message| Outcome::Failed {
+            revision: revision.clone(),
+            digest: digest.into(),
+            reason,
             message,
         };
-    };
-    let revision = artifact.revision.clone();
-    let failed = |digest: &str, reason, message| Outcome::Failed {
-        revision: revision.clone(),
-        digest: digest.into(),
-        reason,
-        message,
-    };
 
-    // Build.
-    let objects = match build_objects(spec, ns, state, &state.storage.join(&artifact.path)).await {
-        Ok(objects) => objects,
-        Err(message) => return failed("", "BuildFailed", message),
-    };
-    let digest = format!(
-        "sha256:{:x}",
-        Sha256::digest(serde_json::to_vec(&objects).expect("objects serialize"))
-    );
+        // Build.
+        let objects = match self
+            .build_objects(spec, ns, &self.storage.join(&artifact.path))
+            .await
+        {
+            Ok(objects) => objects,
+            Err(message) => return failed("", Reason::BuildFailed, message),
+        };
+        let digest = format!(
+            "sha256:{:x}",
+            Sha256::digest(serde_json::to_vec(&objects).expect("objects serialize"))
+        );
 
-    // Apply and prune, as the service account when one is named.
-    let client = match &spec.service_account_name {
-        None => state.client.clone(),
-        Some(account) => {
-            let mut config = state.config.clone();
-            config.auth_info.impersonate = Some(format!("system:serviceaccount:{ns}:{account}"));
-            match Client::try_from(config) {
-                Ok(client) => client,
-                Err(e) => {
-                    return failed(
-                        &digest,
-                        "ReconciliationFailed",
-                        format!("impersonating {account}: {e}"),
-                    );
+        // Apply and prune, as the service account when one is named.
+        let client = match &spec.service_account_name {
+            None => self.client.clone(),
+            Some(account) => {
+                let mut config = self.config.clone();
+                config.auth_info.impersonate =
+                    Some(format!("system:serviceaccount:{ns}:{account}"));
+                match Client::try_from(config) {
+                    Ok(client) => client,
+                    Err(e) => {
+                        return failed(
+                            &digest,
+                            Reason::ReconciliationFailed,
+                            format!("impersonating {account}: {e}"),
+                        );
+                    }
                 }
             }
-        }
-    };
-    let applier = Applier::with_discovery(client.clone(), state.discovery.clone());
-    let store = StatusStore::new(Api::namespaced(state.client.clone(), ns), ns, name);
-    let owner = Owner {
-        name: name.into(),
-        namespace: ns.into(),
-    };
-    let options = ReconcileOptions {
-        apply: ApplyOptions {
-            force: spec.force,
-            crd_timeout: timeout,
-            ..Default::default()
-        },
-        owner,
-        prune: spec.prune,
-        allow_empty: false,
-    };
-    let report = match reconcile_objects(&applier, &store, objects, &options).await {
-        Ok(report) => report,
-        Err(e) => return failed(&digest, "ReconciliationFailed", error_chain(&e)),
-    };
-    let mut summary = changes(&report.applied);
-    summary.push_str(&changes(&report.pruned));
-
-    // Health.
-    let checks: Vec<(ObjectId, String)> = if spec.wait {
-        report.applied_objects()
-    } else {
-        spec.health_checks
-            .iter()
-            .map(|c| {
-                let (group, version) = c
-                    .api_version
-                    .split_once('/')
-                    .unwrap_or(("", &c.api_version));
-                let namespace = c.namespace.clone().unwrap_or_default();
-                (
-                    ObjectId {
-                        namespace,
-                        name: c.name.clone(),
-                        group: group.into(),
-                        kind: c.kind.clone(),
-                    },
-                    version.into(),
-                )
-            })
-            .collect()
-    };
-    if !checks.is_empty()
-        && let Err(e) = health::wait(&client, applier.discovery(), &checks, timeout, |_| {}).await
-    {
-        let message = if summary.is_empty() {
-            e.to_string()
-        } else {
-            format!("{e}\n{summary}")
         };
-        return failed(&digest, "HealthCheckFailed", message);
-    }
-    Outcome::Applied {
-        revision,
-        digest,
-        summary: summary.trim_end().to_string(),
-        checked_health: !checks.is_empty(),
-    }
-}
+        let applier = Applier::with_discovery(client.clone(), self.discovery.clone());
+        let store = StatusStore::new(Api::namespaced(self.client.clone(), ns), ns, name);
+        let owner = Owner {
+            name: name.into(),
+            namespace: ns.into(),
+        };
+        let options = ReconcileOptions {
+            apply: ApplyOptions {
+                force: spec.force,
+                crd_timeout: timeout,
+                ..Default::default()
+            },
+            owner,
+            prune: spec.prune,
+            allow_empty: false,
+        };
+        let report = match reconcile_objects(&applier, &store, objects, &options).await {
+            Ok(report) => report,
+            Err(e) => return failed(&digest, Reason::ReconciliationFailed, error_chain(&e)),
+        };
+        let mut summary = changes(&report.applied);
+        summary.push_str(&changes(&report.pruned));
 
-/// `None` when every dependency is ready; otherwise the outcome that says why not.
-async fn dependencies(obj: &Kustomization, ns: &str, state: &State) -> Option<Outcome> {
-    let all: Api<Kustomization> = Api::all(state.client.clone());
-    let list = match all.list(&ListParams::default()).await {
-        Ok(list) => list.items,
-        Err(e) => {
-            return Some(Outcome::Waiting {
-                reason: "DependencyNotReady",
-                message: format!("listing Kustomizations: {e}"),
+        // Health.
+        let checks: Vec<(ObjectId, String)> = if spec.wait {
+            report.applied_objects()
+        } else {
+            spec.health_checks
+                .iter()
+                .map(|c| {
+                    let (group, version) = c
+                        .api_version
+                        .split_once('/')
+                        .unwrap_or(("", &c.api_version));
+                    let namespace = c.namespace.clone().unwrap_or_default();
+                    (
+                        ObjectId {
+                            namespace,
+                            name: c.name.clone(),
+                            group: group.into(),
+                            kind: c.kind.clone(),
+                        },
+                        version.into(),
+                    )
+                })
+                .collect()
+        };
+        if !checks.is_empty()
+            && let Err(e) =
+                health::wait(&client, applier.discovery(), &checks, timeout, |_| {}).await
+        {
+            let message = if summary.is_empty() {
+                e.to_string()
+            } else {
+                format!("{e}\n{summary}")
+            };
+            return failed(&digest, Reason::HealthCheckFailed, message);
+        }
+        Outcome::Applied {
+            revision,
+            digest,
+            summary: summary.trim_end().to_string(),
+            checked_health: !checks.is_empty(),
+        }
+    }
+
+    /// `None` when every dependency is ready; otherwise the outcome that says why not.
+    async fn dependencies(&self, obj: &Kustomization, ns: &str) -> Option<Outcome> {
+        let all: Api<Kustomization> = Api::all(self.client.clone());
+        let list = match all.list(&ListParams::default()).await {
+            Ok(list) => list.items,
+            Err(e) => {
+                return Some(Outcome::Waiting {
+                    reason: Reason::DependencyNotReady,
+                    message: format!("listing Kustomizations: {e}"),
+                });
+            }
+        };
+        let key_of =
+            |k: &Kustomization| -> Key { (k.namespace().unwrap_or_default(), k.name_any()) };
+        let deps_of = |k: &Kustomization| -> Vec<Key> {
+            let own = k.namespace().unwrap_or_default();
+            k.spec
+                .depends_on
+                .iter()
+                .map(|d| {
+                    (
+                        d.namespace.clone().unwrap_or_else(|| own.clone()),
+                        d.name.clone(),
+                    )
+                })
+                .collect()
+        };
+        let edges: BTreeMap<Key, Vec<Key>> = list.iter().map(|k| (key_of(k), deps_of(k))).collect();
+        let me = (ns.to_string(), obj.name_any());
+        if let Some(cycle) = depends::cycle_through(&me, &edges) {
+            let path: Vec<String> = cycle.iter().map(|(n, k)| format!("{n}/{k}")).collect();
+            return Some(Outcome::Stalled {
+                reason: Reason::DependencyCycle,
+                message: format!("dependsOn cycle: {}", path.join(" -> ")),
             });
         }
-    };
-    let key_of = |k: &Kustomization| -> Key { (k.namespace().unwrap_or_default(), k.name_any()) };
-    let deps_of = |k: &Kustomization| -> Vec<Key> {
-        let own = k.namespace().unwrap_or_default();
-        k.spec
-            .depends_on
-            .iter()
-            .map(|d| {
-                (
-                    d.namespace.clone().unwrap_or_else(|| own.clone()),
-                    d.name.clone(),
-                )
-            })
-            .collect()
-    };
-    let edges: BTreeMap<Key, Vec<Key>> = list.iter().map(|k| (key_of(k), deps_of(k))).collect();
-    let me = (ns.to_string(), obj.name_any());
-    if let Some(cycle) = depends::cycle_through(&me, &edges) {
-        let path: Vec<String> = cycle.iter().map(|(n, k)| format!("{n}/{k}")).collect();
-        return Some(Outcome::Stalled {
-            reason: "DependencyCycle",
-            message: format!("dependsOn cycle: {}", path.join(" -> ")),
-        });
-    }
-    let mut states = BTreeMap::new();
-    for k in list.iter().filter(|k| deps_of(obj).contains(&key_of(k))) {
-        let status = k.status.clone().unwrap_or_default();
-        let ready = condition::find(&status.conditions, READY).is_some_and(|c| c.status == "True")
-            && status.observed_generation == k.metadata.generation;
-        let source_ns = k
-            .spec
-            .source_ref
-            .namespace
-            .clone()
-            .or_else(|| k.namespace())
-            .unwrap_or_default();
-        let source = Api::<GitRepository>::namespaced(state.client.clone(), &source_ns)
-            .get_opt(&k.spec.source_ref.name)
-            .await;
-        let source_revision = source
-            .ok()
-            .flatten()
-            .and_then(|s| s.status?.artifact)
-            .map(|a| a.revision);
-        states.insert(
-            key_of(k),
-            DependencyState {
-                ready,
-                last_applied_revision: status.last_applied_revision,
-                source_revision,
-            },
-        );
-    }
-    depends::check(&deps_of(obj), &states)
-        .err()
-        .map(|message| Outcome::Waiting {
-            reason: "DependencyNotReady",
-            message,
-        })
-}
-
-/// Renders the artifact's path with the spec's Flux extras and post-build variables.
-async fn build_objects(
-    spec: &KustomizationSpec,
-    ns: &str,
-    state: &State,
-    root: &std::path::Path,
-) -> Result<Vec<Value>, String> {
-    let spec_value = serde_json::to_value(spec).expect("specs serialize");
-    let (flux, substitute) =
-        build::flux_options_from_spec(&spec_value).map_err(|e| format!("spec: {e}"))?;
-    let mut vars: Option<BTreeMap<String, String>> = None;
-    if let Some(post_build) = &spec.post_build {
-        let mut merged = BTreeMap::new();
-        for reference in &post_build.substitute_from {
-            merged.extend(
-                substitute_from(
-                    &state.client,
-                    ns,
-                    &reference.kind,
-                    &reference.name,
-                    reference.optional,
-                )
-                .await?,
+        let mut states = BTreeMap::new();
+        for k in list.iter().filter(|k| deps_of(obj).contains(&key_of(k))) {
+            let status = k.status.clone().unwrap_or_default();
+            let ready = condition::is_true(&status.conditions, READY)
+                && status.observed_generation == k.metadata.generation;
+            let source_ns = k
+                .spec
+                .source_ref
+                .namespace
+                .clone()
+                .or_else(|| k.namespace())
+                .unwrap_or_default();
+            let source = Api::<GitRepository>::namespaced(self.client.clone(), &source_ns)
+                .get_opt(&k.spec.source_ref.name)
+                .await;
+            let source_revision = source
+                .ok()
+                .flatten()
+                .and_then(|s| s.status?.artifact)
+                .map(|a| a.revision);
+            states.insert(
+                key_of(k),
+                DependencyState {
+                    ready,
+                    last_applied_revision: status.last_applied_revision,
+                    source_revision,
+                },
             );
         }
-        merged.extend(substitute.unwrap_or_default());
-        vars = Some(merged);
+        depends::check(&deps_of(obj), &states)
+            .err()
+            .map(|message| Outcome::Waiting {
+                reason: Reason::DependencyNotReady,
+                message,
+            })
     }
-    let options = BuildOptions {
-        flux,
-        substitute: vars,
-        ..Default::default()
-    };
-    let path = root.join(spec.path.as_deref().unwrap_or("./"));
-    let root = root.to_path_buf();
-    // Building reads files: keep it off the async workers.
-    let built = tokio::task::spawn_blocking(move || {
-        build::render(&root, &path, &options).map(|mut objects| {
-            build::apply_order(&mut objects);
-            objects
+
+    /// Renders the artifact's path with the spec's Flux extras and post-build variables.
+    async fn build_objects(
+        &self,
+        spec: &KustomizationSpec,
+        ns: &str,
+        root: &std::path::Path,
+    ) -> Result<Vec<Value>, String> {
+        let spec_value = serde_json::to_value(spec).expect("specs serialize");
+        let (flux, substitute) =
+            build::flux_options_from_spec(&spec_value).map_err(|e| format!("spec: {e}"))?;
+        let mut vars: Option<BTreeMap<String, String>> = None;
+        if let Some(post_build) = &spec.post_build {
+            let mut merged = BTreeMap::new();
+            for reference in &post_build.substitute_from {
+                merged.extend(
+                    substitute_from(
+                        &self.client,
+                        ns,
+                        &reference.kind,
+                        &reference.name,
+                        reference.optional,
+                    )
+                    .await?,
+                );
+            }
+            merged.extend(substitute.unwrap_or_default());
+            vars = Some(merged);
+        }
+        let options = BuildOptions {
+            flux,
+            substitute: vars,
+            ..Default::default()
+        };
+        let path = root.join(spec.path.as_deref().unwrap_or("./"));
+        let root = root.to_path_buf();
+        // Building reads files: keep it off the async workers.
+        let built = tokio::task::spawn_blocking(move || {
+            build::render(&root, &path, &options).map(|mut objects| {
+                build::apply_order(&mut objects);
+                objects
+            })
         })
-    })
-    .await
-    .map_err(|e| format!("the build task failed: {e}"))?;
-    built
-        .map(|objects| objects.into_iter().map(|o| o.into_value()).collect())
-        .map_err(|e| e.to_string())
+        .await
+        .map_err(|e| format!("the build task failed: {e}"))?;
+        built
+            .map(|objects| objects.into_iter().map(|o| o.into_value()).collect())
+            .map_err(|e| e.to_string())
+    }
 }
 
 /// The variables of one `postBuild.substituteFrom` entry.

@@ -1,31 +1,55 @@
 //! What a Kustomization's status and Event become after one reconcile, and when to look again.
-//! Pure: the controller gathers the outcome and acts on the plan.
+//! Pure: the controller gathers the outcome and the scaffold writes the plan.
 
 use std::time::Duration;
 
-use crate::api::condition::{self, Condition, READY, RECONCILING, STALLED};
+use crate::api::condition::{self, READY, RECONCILING, STALLED};
 use crate::api::kustomization::{HEALTHY, HISTORY_LIMIT, HistoryEntry, KustomizationStatus};
+use crate::runtime::conditions::{Common, Reason, Stamp, reasons};
+use crate::runtime::controller::Plan;
 use crate::runtime::events::EventPlan;
+use crate::runtime::schedule::Requeue;
+
+reasons! {
+    /// Reasons of a Kustomization's conditions, Events and history, besides the `Common` ones
+    /// (Flux's kustomize-controller reasons where it has one).
+    pub enum KustomizationReason {
+        /// `Ready=True`: applied (and healthy, when asked).
+        ReconciliationSucceeded,
+        /// Applying, pruning or impersonating failed.
+        ReconciliationFailed,
+        BuildFailed,
+        HealthCheckFailed,
+        DependencyNotReady,
+        DependencyCycle,
+        /// The source or its artifact cannot be read (yet).
+        ArtifactFailed,
+    }
+}
 
 /// How one reconcile ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     Suspended,
-    /// Only a spec change helps (a dependency cycle, an unparsable interval).
+    /// The spec cannot work until it is changed (an unparsable interval, an unknown source kind).
+    InvalidSpec {
+        message: String,
+    },
+    /// Only a change helps, though the spec is valid (a dependency cycle).
     Stalled {
-        reason: &'static str,
+        reason: KustomizationReason,
         message: String,
     },
     /// Not yet possible; nothing was touched (dependency or source not ready).
     Waiting {
-        reason: &'static str,
+        reason: KustomizationReason,
         message: String,
     },
     /// Tried the revision and failed; the cluster holds what the message says.
     Failed {
         revision: String,
         digest: String,
-        reason: &'static str,
+        reason: KustomizationReason,
         message: String,
     },
     /// Applied (and healthy, when asked).
@@ -37,77 +61,49 @@ pub enum Outcome {
     },
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct Plan {
-    pub status: KustomizationStatus,
-    pub event: Option<EventPlan>,
-    /// `None`: wait for a change of the object.
-    pub requeue: Option<Duration>,
-}
-
 /// Inputs besides the outcome.
 #[derive(Debug, Clone)]
 pub struct Context<'a> {
+    /// The status as it stands, `Reconciling` included when the controller just marked it.
     pub current: &'a KustomizationStatus,
-    pub generation: Option<i64>,
+    pub stamp: Stamp<'a>,
     pub requested_at: Option<&'a str>,
-    pub now: &'a str,
     pub interval: Duration,
     pub retry_interval: Duration,
     /// How long this reconcile took.
     pub elapsed: Duration,
 }
 
-fn cond(type_: &str, status: bool, reason: &str, message: &str, ctx: &Context<'_>) -> Condition {
-    Condition {
-        type_: type_.into(),
-        status: if status { "True" } else { "False" }.into(),
-        observed_generation: ctx.generation,
-        last_transition_time: ctx.now.into(),
-        reason: reason.into(),
-        message: message.into(),
-    }
-}
-
-pub fn plan(ctx: &Context<'_>, outcome: Outcome) -> Plan {
-    let mut status = ctx.current.clone();
-    status.observed_generation = ctx.generation;
+/// The plan; its status leaves the inventory out (the reconcile writes that itself, intent first)
+/// and is `None` when nothing else changed.
+pub fn plan(ctx: &Context<'_>, outcome: Outcome) -> Plan<KustomizationStatus> {
+    let mut unchanged = ctx.current.clone();
+    unchanged.inventory = None;
+    let mut status = unchanged.clone();
+    status.observed_generation = ctx.stamp.generation;
     if let Some(requested) = ctx.requested_at {
-        status.last_handled_requested_at = Some(requested.into());
+        status.last_handled_reconcile_at = Some(requested.into());
     }
+    let stamp = &ctx.stamp;
     let conditions = &mut status.conditions;
     condition::remove(conditions, RECONCILING);
     let (event, requeue) = match outcome {
-        Outcome::Suspended => {
-            return Plan {
-                status,
-                event: None,
-                requeue: None,
-            };
+        Outcome::Suspended => (None, Requeue::OnChange),
+        Outcome::InvalidSpec { message } => {
+            stalled(conditions, stamp, Common::InvalidSpec, message)
         }
-        Outcome::Stalled { reason, message } => {
-            condition::set(conditions, cond(READY, false, reason, &message, ctx));
-            condition::set(conditions, cond(STALLED, true, reason, &message, ctx));
-            (
-                Some(EventPlan {
-                    warning: true,
-                    reason: reason.into(),
-                    message,
-                    action: "Reconcile".into(),
-                }),
-                None,
-            )
-        }
+        Outcome::Stalled { reason, message } => stalled(conditions, stamp, reason, message),
         Outcome::Waiting { reason, message } => {
             condition::remove(conditions, STALLED);
-            let changed = condition::set(conditions, cond(READY, false, reason, &message, ctx));
+            let changed =
+                condition::set(conditions, stamp.condition(READY, false, reason, &message));
             let event = changed.then(|| EventPlan {
                 warning: false,
-                reason: reason.into(),
+                reason: reason.as_str(),
                 message,
                 action: "Reconcile".into(),
             });
-            (event, Some(ctx.retry_interval))
+            (event, Requeue::Retry(ctx.retry_interval))
         }
         Outcome::Failed {
             revision,
@@ -116,21 +112,24 @@ pub fn plan(ctx: &Context<'_>, outcome: Outcome) -> Plan {
             message,
         } => {
             condition::remove(conditions, STALLED);
-            condition::set(conditions, cond(READY, false, reason, &message, ctx));
-            if reason == "HealthCheckFailed" {
-                condition::set(conditions, cond(HEALTHY, false, reason, &message, ctx));
+            condition::set(conditions, stamp.condition(READY, false, reason, &message));
+            if reason == KustomizationReason::HealthCheckFailed {
+                condition::set(
+                    conditions,
+                    stamp.condition(HEALTHY, false, reason, &message),
+                );
             }
             status.last_attempted_revision = Some(revision.clone());
             let action = format!("Reconcile {revision}");
-            record(&mut status.history, ctx, revision, digest, reason.into());
+            record(&mut status.history, ctx, revision, digest, reason.as_str());
             (
                 Some(EventPlan {
                     warning: true,
-                    reason: reason.into(),
+                    reason: reason.as_str(),
                     message,
                     action,
                 }),
-                Some(ctx.retry_interval),
+                Requeue::Retry(ctx.retry_interval),
             )
         }
         Outcome::Applied {
@@ -141,15 +140,15 @@ pub fn plan(ctx: &Context<'_>, outcome: Outcome) -> Plan {
         } => {
             condition::remove(conditions, STALLED);
             let message = format!("Applied revision: {revision}");
+            let succeeded = KustomizationReason::ReconciliationSucceeded;
             condition::set(
                 conditions,
-                cond(READY, true, "ReconciliationSucceeded", &message, ctx),
+                stamp.condition(READY, true, succeeded, &message),
             );
             if checked_health {
-                condition::set(
-                    conditions,
-                    cond(HEALTHY, true, "Succeeded", "Health check passed", ctx),
-                );
+                let healthy =
+                    stamp.condition(HEALTHY, true, Common::Succeeded, "Health check passed");
+                condition::set(conditions, healthy);
             } else {
                 condition::remove(conditions, HEALTHY);
             }
@@ -162,12 +161,12 @@ pub fn plan(ctx: &Context<'_>, outcome: Outcome) -> Plan {
                 ctx,
                 revision,
                 digest,
-                "Succeeded".into(),
+                Common::Succeeded.as_str(),
             );
             // An Event for every reconcile that changed something, and for every new revision.
             let event = (new_revision || !summary.is_empty()).then(|| EventPlan {
                 warning: false,
-                reason: "ReconciliationSucceeded".into(),
+                reason: succeeded.as_str(),
                 message: if summary.is_empty() {
                     message
                 } else {
@@ -175,14 +174,32 @@ pub fn plan(ctx: &Context<'_>, outcome: Outcome) -> Plan {
                 },
                 action,
             });
-            (event, Some(ctx.interval))
+            (event, Requeue::After(ctx.interval))
         }
     };
     Plan {
-        status,
+        status: (status != unchanged).then_some(status),
         event,
         requeue,
     }
+}
+
+/// `Ready=False` and `Stalled=True` with a Warning Event; only a change helps.
+fn stalled(
+    conditions: &mut Vec<condition::Condition>,
+    stamp: &Stamp<'_>,
+    reason: impl Reason,
+    message: String,
+) -> (Option<EventPlan>, Requeue) {
+    condition::set(conditions, stamp.condition(READY, false, reason, &message));
+    condition::set(conditions, stamp.condition(STALLED, true, reason, &message));
+    let event = EventPlan {
+        warning: true,
+        reason: reason.as_str(),
+        message,
+        action: "Reconcile".into(),
+    };
+    (Some(event), Requeue::OnChange)
 }
 
 /// Adds a reconcile to the history, newest first; a repeat of the newest entry (same revision,
@@ -192,14 +209,14 @@ fn record(
     ctx: &Context<'_>,
     revision: String,
     digest: String,
-    result: String,
+    result: &str,
 ) {
     let entry = HistoryEntry {
         revision,
         digest,
-        time: ctx.now.into(),
+        time: ctx.stamp.now.into(),
         duration: format!("{:.2}", ctx.elapsed.as_secs_f64()),
-        result,
+        result: result.into(),
     };
     match history.first_mut() {
         Some(newest)
@@ -219,13 +236,17 @@ fn record(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::condition::{Condition, ConditionStatus};
+    use crate::api::inventory::Inventory;
 
     fn ctx(current: &KustomizationStatus) -> Context<'_> {
         Context {
             current,
-            generation: Some(3),
+            stamp: Stamp {
+                generation: Some(3),
+                now: "2026-01-01T00:00:00Z",
+            },
             requested_at: None,
-            now: "2026-01-01T00:00:00Z",
             interval: Duration::from_secs(600),
             retry_interval: Duration::from_secs(60),
             elapsed: Duration::from_millis(1500),
@@ -234,6 +255,15 @@ mod tests {
 
     fn ready(status: &KustomizationStatus) -> Option<&Condition> {
         condition::find(&status.conditions, READY)
+    }
+
+    fn applied(revision: &str) -> Outcome {
+        Outcome::Applied {
+            revision: revision.into(),
+            digest: "d".into(),
+            summary: String::new(),
+            checked_health: false,
+        }
     }
 
     #[test]
@@ -246,15 +276,18 @@ mod tests {
             checked_health: true,
         };
         let plan = plan(&ctx(&current), outcome);
-        assert_eq!(ready(&plan.status).unwrap().status, "True");
-        assert_eq!(ready(&plan.status).unwrap().observed_generation, Some(3));
+        let status = plan.status.unwrap();
+        assert_eq!(ready(&status).unwrap().status, ConditionStatus::True);
+        assert_eq!(ready(&status).unwrap().reason, "ReconciliationSucceeded");
+        assert_eq!(ready(&status).unwrap().observed_generation, Some(3));
         assert_eq!(
-            plan.status.last_applied_revision.as_deref(),
+            status.last_applied_revision.as_deref(),
             Some("main@sha1:ab")
         );
-        assert_eq!(plan.status.history[0].duration, "1.50");
+        assert_eq!(status.history[0].duration, "1.50");
+        assert_eq!(status.history[0].result, "Succeeded");
         assert!(plan.event.unwrap().message.contains("created"));
-        assert_eq!(plan.requeue, Some(Duration::from_secs(600)));
+        assert_eq!(plan.requeue, Requeue::After(Duration::from_secs(600)));
     }
 
     #[test]
@@ -266,45 +299,45 @@ mod tests {
         let outcome = Outcome::Failed {
             revision: "main@sha1:new".into(),
             digest: "sha256:2".into(),
-            reason: "BuildFailed",
+            reason: KustomizationReason::BuildFailed,
             message: "a.yaml:3: bad".into(),
         };
         let plan = plan(&ctx(&current), outcome);
+        let status = plan.status.unwrap();
         assert_eq!(
-            plan.status.last_applied_revision.as_deref(),
+            status.last_applied_revision.as_deref(),
             Some("main@sha1:old")
         );
         assert_eq!(
-            plan.status.last_attempted_revision.as_deref(),
+            status.last_attempted_revision.as_deref(),
             Some("main@sha1:new")
         );
-        assert_eq!(ready(&plan.status).unwrap().reason, "BuildFailed");
+        assert_eq!(ready(&status).unwrap().reason, "BuildFailed");
+        assert_eq!(status.history[0].result, "BuildFailed");
         assert!(plan.event.unwrap().warning);
-        assert_eq!(plan.requeue, Some(Duration::from_secs(60)));
+        assert_eq!(plan.requeue, Requeue::Retry(Duration::from_secs(60)));
     }
 
     #[test]
     fn history_keeps_the_last_five_and_folds_repeats() {
         let mut status = KustomizationStatus::default();
         for i in 0..7 {
-            let outcome = Outcome::Applied {
-                revision: format!("r{i}"),
-                digest: "d".into(),
-                summary: String::new(),
-                checked_health: false,
-            };
-            status = plan(&ctx(&status), outcome).status;
+            status = plan(&ctx(&status), applied(&format!("r{i}")))
+                .status
+                .unwrap();
         }
         assert_eq!(status.history.len(), HISTORY_LIMIT);
         assert_eq!(status.history[0].revision, "r6");
-        let again = Outcome::Applied {
-            revision: "r6".into(),
-            digest: "d".into(),
-            summary: String::new(),
-            checked_health: false,
-        };
-        let next = plan(&ctx(&status), again);
-        assert_eq!(next.status.history.len(), HISTORY_LIMIT);
+        let mut later = ctx(&status);
+        later.stamp.now = "2026-01-01T00:10:00Z";
+        let next = plan(&later, applied("r6"));
+        let history = next.status.unwrap().history;
+        assert_eq!(history.len(), HISTORY_LIMIT);
+        assert_eq!(
+            (history[0].revision.as_str(), history[0].time.as_str()),
+            ("r6", "2026-01-01T00:10:00Z"),
+            "a repeat refreshes the newest entry"
+        );
         assert!(
             next.event.is_none(),
             "a no-op reconcile of the same revision is not an Event"
@@ -312,21 +345,58 @@ mod tests {
     }
 
     #[test]
+    fn a_no_op_reconcile_writes_nothing_and_leaves_the_inventory_to_the_reconcile() {
+        let mut first = plan(&ctx(&KustomizationStatus::default()), applied("r1"))
+            .status
+            .unwrap();
+        assert_eq!(first.inventory, None);
+        first.inventory = Some(Inventory::default());
+        let next = plan(&ctx(&first), applied("r1"));
+        assert_eq!(next.status, None, "{:#?}", next.status);
+        assert_eq!(next.requeue, Requeue::After(Duration::from_secs(600)));
+    }
+
+    #[test]
+    fn a_marked_reconcile_clears_reconciling_and_reports_the_trigger() {
+        let mut current = plan(&ctx(&KustomizationStatus::default()), applied("r1"))
+            .status
+            .unwrap();
+        let stamp = Stamp {
+            generation: Some(3),
+            now: "2026-01-01T00:00:00Z",
+        };
+        condition::set(
+            &mut current.conditions,
+            stamp.condition(RECONCILING, true, Common::Progressing, "Reconciling r1"),
+        );
+        let mut c = ctx(&current);
+        c.requested_at = Some("2026-11-23T10:00:00Z");
+        let status = plan(&c, applied("r1")).status.unwrap();
+        assert!(condition::find(&status.conditions, RECONCILING).is_none());
+        assert_eq!(
+            status.last_handled_reconcile_at.as_deref(),
+            Some("2026-11-23T10:00:00Z")
+        );
+    }
+
+    #[test]
     fn stalls_wait_for_a_change() {
         let current = KustomizationStatus::default();
-        let plan = plan(
-            &ctx(&current),
+        for outcome in [
             Outcome::Stalled {
-                reason: "DependencyCycle",
+                reason: KustomizationReason::DependencyCycle,
                 message: "a -> b -> a".into(),
             },
-        );
-        assert_eq!(plan.requeue, None);
-        assert_eq!(
-            condition::find(&plan.status.conditions, STALLED)
-                .unwrap()
-                .status,
-            "True"
-        );
+            Outcome::InvalidSpec {
+                message: "spec.interval: bad".into(),
+            },
+        ] {
+            let plan = plan(&ctx(&current), outcome);
+            assert_eq!(plan.requeue, Requeue::OnChange);
+            let status = plan.status.unwrap();
+            let stalled = condition::find(&status.conditions, STALLED).unwrap();
+            assert_eq!(stalled.status, ConditionStatus::True);
+            assert_eq!(stalled.reason, ready(&status).unwrap().reason);
+        }
     }
 }

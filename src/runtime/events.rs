@@ -9,7 +9,8 @@ use super::text::truncate;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventPlan {
     pub warning: bool,
-    pub reason: String,
+    /// A typed reason's name (`Reason::as_str`).
+    pub reason: &'static str,
     pub message: String,
     /// Names the revision where there is one (`Reconcile <revision>`): the recorder folds Events
     /// with the same action and reason into one series that keeps the first message, so each
@@ -29,7 +30,7 @@ pub async fn publish(
         } else {
             EventType::Normal
         },
-        reason: plan.reason,
+        reason: plan.reason.into(),
         note: Some(truncate(&plan.message, 1024)),
         action: truncate(&plan.action, 120),
         secondary: None,

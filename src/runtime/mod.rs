@@ -1,7 +1,12 @@
-//! Process-wide plumbing shared by the agent and the CLI: logging, crash points, Events and
-//! text for people.
+//! What every controller and the CLI share: the controller scaffold (`controller`, with its
+//! `schedule`, `trigger` and typed `conditions`), Events, logging, crash points and text for
+//! people.
 
+pub mod conditions;
+pub mod controller;
 pub mod crash;
 pub mod events;
 pub mod logging;
+pub mod schedule;
 pub mod text;
+pub mod trigger;

@@ -1,13 +1,41 @@
 //! What a GitRepository's status, events and next poll become after one reconcile. Pure: the
-//! controller gathers the outcome and applies the plan.
+//! controller gathers the outcome and the scaffold writes the plan.
 
 use std::time::Duration;
 
 use crate::api::condition::{self, Condition, READY, RECONCILING, STALLED};
 use crate::api::git_repository::{ArtifactStatus, GitRepositoryStatus, SOURCE_VERIFIED};
+use crate::runtime::conditions::{Common, Reason, Stamp, reasons};
+use crate::runtime::controller::Plan;
 use crate::runtime::events::EventPlan;
+use crate::runtime::schedule::{Requeue, backoff};
 
 use super::verify::Untrusted;
+
+reasons! {
+    /// Reasons of a GitRepository's conditions and Events, besides the `Common` ones.
+    pub enum SourceReason {
+        /// Event: a new revision was stored.
+        NewArtifact,
+        /// The credentials or keys Secret cannot be used.
+        InvalidSecret,
+        SecretNotFound,
+        AuthenticationFailed,
+        GitOperationFailed,
+        /// Verification could not run (not: the revision is untrusted).
+        VerificationError,
+        ArtifactFailed,
+        // Why a revision is not trusted (`SourceVerified=False`).
+        Unsigned,
+        UnknownKey,
+        BadSignature,
+        ExpiredKey,
+        RevokedKey,
+        EmailNotAllowed,
+        LightweightTag,
+        NotATag,
+    }
+}
 
 /// How one reconcile ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,145 +59,110 @@ pub enum Outcome {
     },
     /// A failure worth retrying: auth, network, missing Secret, storage.
     Failed {
-        reason: &'static str,
+        reason: SourceReason,
         message: String,
     },
-}
-
-/// When to look again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Requeue {
-    After(Duration),
-    /// Only a spec change helps.
-    OnChange,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Plan {
-    /// The new status, or `None` when nothing changed (no write).
-    pub status: Option<GitRepositoryStatus>,
-    pub event: Option<EventPlan>,
-    pub requeue: Requeue,
-    /// Consecutive failures after this reconcile (0 on success).
-    pub failures: u32,
 }
 
 /// Inputs besides the outcome.
 #[derive(Debug, Clone)]
 pub struct Context<'a> {
     pub current: &'a GitRepositoryStatus,
-    pub generation: Option<i64>,
+    pub stamp: Stamp<'a>,
     pub requested_at: Option<&'a str>,
-    pub now: &'a str,
     pub interval: Duration,
+    /// Failed reconciles in a row before this one.
     pub failures: u32,
     pub verify_enabled: bool,
 }
 
-/// Base and cap of the retry backoff.
-pub const BACKOFF_BASE: Duration = Duration::from_secs(2);
-pub const BACKOFF_MAX: Duration = Duration::from_secs(300);
-
-/// Exponential backoff after `failures` consecutive failures, never beyond the interval or the cap.
-pub fn backoff(failures: u32, interval: Duration) -> Duration {
-    let exp = BACKOFF_BASE.saturating_mul(1u32 << failures.saturating_sub(1).min(16));
-    exp.min(BACKOFF_MAX).min(interval.max(BACKOFF_BASE))
-}
-
-pub fn plan(ctx: &Context<'_>, outcome: Outcome) -> Plan {
+pub fn plan(ctx: &Context<'_>, outcome: Outcome) -> Plan<GitRepositoryStatus> {
     let mut status = ctx.current.clone();
-    status.observed_generation = ctx.generation;
+    status.observed_generation = ctx.stamp.generation;
     if let Some(r) = ctx.requested_at {
-        status.last_handled_requested_at = Some(r.to_owned());
+        status.last_handled_reconcile_at = Some(r.to_owned());
     }
-    let cond = |type_: &str, ok: bool, reason: &str, message: String| Condition {
-        type_: type_.to_owned(),
-        status: if ok { "True" } else { "False" }.to_owned(),
-        observed_generation: ctx.generation,
-        last_transition_time: ctx.now.to_owned(),
-        reason: reason.to_owned(),
-        message,
-    };
+    let stamp = &ctx.stamp;
     // Every retryable failure: Ready=False, Reconciling=True while retrying with backoff, a
     // warning Event.
     let retry = |conditions: &mut Vec<Condition>,
-                 reason: &str,
+                 reason: SourceReason,
                  message: String,
                  retrying: String,
                  action: String| {
-        condition::set(conditions, cond(READY, false, reason, message.clone()));
+        condition::set(conditions, stamp.condition(READY, false, reason, &message));
         condition::set(
             conditions,
-            cond(RECONCILING, true, "ProgressingWithRetry", retrying),
+            stamp.condition(RECONCILING, true, Common::ProgressingWithRetry, retrying),
         );
         condition::remove(conditions, STALLED);
-        let failures = ctx.failures + 1;
         let event = EventPlan {
             warning: true,
-            reason: reason.into(),
+            reason: reason.as_str(),
             message,
             action,
         };
-        (
-            Some(event),
-            Requeue::After(backoff(failures, ctx.interval)),
-            failures,
-        )
+        let after = backoff(ctx.failures.saturating_add(1), ctx.interval);
+        (Some(event), Requeue::Retry(after))
     };
     let conditions = &mut status.conditions;
-    let (event, requeue, failures) = match outcome {
-        Outcome::Suspended => (None, Requeue::OnChange, 0),
+    let (event, requeue) = match outcome {
+        Outcome::Suspended => (None, Requeue::OnChange),
+        Outcome::Untrusted { revision, reason } => {
+            let message = format!("revision '{revision}' is not trusted: {reason}");
+            let code = untrusted_reason(&reason);
+            let verified = stamp.condition(SOURCE_VERIFIED, false, code, &message);
+            condition::set(conditions, verified);
+            let retrying = "retrying after verification failed".to_string();
+            let action = format!("Verify {revision}");
+            retry(conditions, code, message, retrying, action)
+        }
+        Outcome::Failed { reason, message } => {
+            let retrying = format!("retrying: {message}");
+            retry(conditions, reason, message, retrying, "Reconcile".into())
+        }
         Outcome::InvalidSpec { message } => {
-            condition::set(
-                conditions,
-                cond(READY, false, "InvalidSpec", message.clone()),
-            );
-            condition::set(
-                conditions,
-                cond(STALLED, true, "InvalidSpec", message.clone()),
-            );
+            let reason = Common::InvalidSpec;
+            condition::set(conditions, stamp.condition(READY, false, reason, &message));
+            condition::set(conditions, stamp.condition(STALLED, true, reason, &message));
             condition::remove(conditions, RECONCILING);
             let event = EventPlan {
                 warning: true,
-                reason: "InvalidSpec".into(),
+                reason: reason.as_str(),
                 message,
                 action: "Reconcile".into(),
             };
-            (Some(event), Requeue::OnChange, 0)
+            (Some(event), Requeue::OnChange)
         }
         Outcome::Unchanged { revision, verified } => {
+            let message = format!("stored artifact for revision '{revision}'");
             condition::set(
                 conditions,
-                cond(
-                    READY,
-                    true,
-                    "Succeeded",
-                    format!("stored artifact for revision '{revision}'"),
-                ),
+                stamp.condition(READY, true, Common::Succeeded, message),
             );
             condition::remove(conditions, STALLED);
             condition::remove(conditions, RECONCILING);
             if verified {
+                let message = format!("verified signature of revision '{revision}'");
                 condition::set(
                     conditions,
-                    cond(
-                        SOURCE_VERIFIED,
-                        true,
-                        "Succeeded",
-                        format!("verified signature of revision '{revision}'"),
-                    ),
+                    stamp.condition(SOURCE_VERIFIED, true, Common::Succeeded, message),
                 );
             }
-            (None, Requeue::After(ctx.interval), 0)
+            (None, Requeue::After(ctx.interval))
         }
         Outcome::Updated { artifact, verified } => {
             let message = format!("stored artifact for revision '{}'", artifact.revision);
-            condition::set(conditions, cond(READY, true, "Succeeded", message.clone()));
+            condition::set(
+                conditions,
+                stamp.condition(READY, true, Common::Succeeded, &message),
+            );
             condition::remove(conditions, STALLED);
             condition::remove(conditions, RECONCILING);
             match verified {
                 Some(by) => {
-                    condition::set(conditions, cond(SOURCE_VERIFIED, true, "Succeeded", by));
+                    let verified = stamp.condition(SOURCE_VERIFIED, true, Common::Succeeded, by);
+                    condition::set(conditions, verified);
                 }
                 None => {
                     condition::remove(conditions, SOURCE_VERIFIED);
@@ -179,31 +172,11 @@ pub fn plan(ctx: &Context<'_>, outcome: Outcome) -> Plan {
             status.artifact = Some(artifact);
             let event = EventPlan {
                 warning: false,
-                reason: "NewArtifact".into(),
+                reason: SourceReason::NewArtifact.as_str(),
                 message,
                 action,
             };
-            (Some(event), Requeue::After(ctx.interval), 0)
-        }
-        Outcome::Untrusted { revision, reason } => {
-            let message = format!("revision '{revision}' is not trusted: {reason}");
-            let code = untrusted_reason(&reason);
-            condition::set(
-                conditions,
-                cond(SOURCE_VERIFIED, false, code, message.clone()),
-            );
-            let retrying = "retrying after verification failed".to_string();
-            retry(
-                conditions,
-                code,
-                message,
-                retrying,
-                format!("Verify {revision}"),
-            )
-        }
-        Outcome::Failed { reason, message } => {
-            let retrying = format!("retrying: {message}");
-            retry(conditions, reason, message, retrying, "Reconcile".into())
+            (Some(event), Requeue::After(ctx.interval))
         }
     };
     if !ctx.verify_enabled {
@@ -214,35 +187,37 @@ pub fn plan(ctx: &Context<'_>, outcome: Outcome) -> Plan {
         status,
         event,
         requeue,
-        failures,
     }
 }
 
 /// Condition reason for each kind of distrust.
-pub fn untrusted_reason(u: &Untrusted) -> &'static str {
+pub fn untrusted_reason(u: &Untrusted) -> SourceReason {
     match u {
-        Untrusted::Unsigned(_) => "Unsigned",
-        Untrusted::UnknownKey { .. } => "UnknownKey",
-        Untrusted::BadSignature { .. } => "BadSignature",
-        Untrusted::ExpiredKey { .. } => "ExpiredKey",
-        Untrusted::RevokedKey { .. } => "RevokedKey",
-        Untrusted::EmailNotAllowed { .. } => "EmailNotAllowed",
-        Untrusted::LightweightTag(_) => "LightweightTag",
-        Untrusted::NotATag => "NotATag",
+        Untrusted::Unsigned(_) => SourceReason::Unsigned,
+        Untrusted::UnknownKey { .. } => SourceReason::UnknownKey,
+        Untrusted::BadSignature { .. } => SourceReason::BadSignature,
+        Untrusted::ExpiredKey { .. } => SourceReason::ExpiredKey,
+        Untrusted::RevokedKey { .. } => SourceReason::RevokedKey,
+        Untrusted::EmailNotAllowed { .. } => SourceReason::EmailNotAllowed,
+        Untrusted::LightweightTag(_) => SourceReason::LightweightTag,
+        Untrusted::NotATag => SourceReason::NotATag,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::condition::ConditionStatus;
     use crate::source::verify::Subject;
 
     fn ctx(current: &GitRepositoryStatus) -> Context<'_> {
         Context {
             current,
-            generation: Some(2),
+            stamp: Stamp {
+                generation: Some(2),
+                now: "2026-01-01T00:00:00Z",
+            },
             requested_at: None,
-            now: "2026-01-01T00:00:00Z",
             interval: Duration::from_secs(60),
             failures: 0,
             verify_enabled: true,
@@ -273,13 +248,13 @@ mod tests {
         assert_eq!(s.artifact.unwrap().revision, "main@sha1:a");
         assert_eq!(
             condition::find(&s.conditions, READY).unwrap().status,
-            "True"
+            ConditionStatus::True
         );
         assert_eq!(
             condition::find(&s.conditions, SOURCE_VERIFIED)
                 .unwrap()
                 .status,
-            "True"
+            ConditionStatus::True
         );
         assert_eq!(s.observed_generation, Some(2));
         assert_eq!(p.event.unwrap().reason, "NewArtifact");
@@ -334,11 +309,14 @@ mod tests {
         assert_eq!(s.artifact.unwrap().revision, "main@sha1:a");
         let v = condition::find(&s.conditions, SOURCE_VERIFIED).unwrap();
         assert_eq!(
-            (v.status.as_str(), v.reason.as_str()),
-            ("False", "Unsigned")
+            (v.status, v.reason.as_str()),
+            (ConditionStatus::False, "Unsigned")
         );
-        assert_eq!(p.failures, 3);
-        assert_eq!(p.requeue, Requeue::After(Duration::from_secs(8)));
+        assert_eq!(
+            p.requeue,
+            Requeue::Retry(Duration::from_secs(8)),
+            "the third failure in a row"
+        );
         assert!(p.event.unwrap().warning);
     }
 
@@ -354,20 +332,8 @@ mod tests {
         let s = p.status.unwrap();
         assert_eq!(
             condition::find(&s.conditions, STALLED).unwrap().status,
-            "True"
+            ConditionStatus::True
         );
         assert_eq!(p.requeue, Requeue::OnChange);
-    }
-
-    #[test]
-    fn backoff_grows_and_is_capped() {
-        let hour = Duration::from_secs(3600);
-        assert_eq!(backoff(1, hour), Duration::from_secs(2));
-        assert_eq!(backoff(2, hour), Duration::from_secs(4));
-        assert_eq!(backoff(30, hour), BACKOFF_MAX);
-        assert_eq!(
-            backoff(30, Duration::from_secs(10)),
-            Duration::from_secs(10)
-        );
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod git_servers;
 pub mod git_signing;
+pub mod node;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -1,0 +1,3 @@
+module sluice.dev/hack/kube/pause
+
+go 1.26.0
