@@ -21,6 +21,7 @@ pub enum Written {
 }
 
 impl Written {
+    /// A source field's value.
     pub fn of(v: &Value) -> Self {
         match v {
             Value::Object(_) | Value::Array(_) => Written::Node(v.clone()),
@@ -31,6 +32,7 @@ impl Written {
         }
     }
 
+    /// What a scalar target receives (nothing for a mapping or list, as in kustomize).
     pub fn text(&self) -> &str {
         match self {
             Written::Scalar { text, .. } => text,
@@ -51,6 +53,7 @@ impl Written {
         Written::Scalar { text: new, typed }
     }
 
+    /// What a missing target field is created as.
     fn create(&self) -> Create {
         match self {
             Written::Scalar { .. } => Create::Scalar,
@@ -64,6 +67,8 @@ fn compile(spec: &TargetSpec) -> Result<Selector, Failure> {
     Selector::new(spec).map_err(|e| invalid(format!("target: {e}")))
 }
 
+/// Writes the value at every field path of a target in every object it selects (by its
+/// current or an earlier name) and does not reject.
 pub fn write_targets(
     resources: &mut [Resource],
     value: &Written,
