@@ -1,9 +1,10 @@
 //! The applier: the only code that writes to the API server. Decisions live in pure files
-//! (`order`, `plan`, `inventory`, `changeset`, the guard and decision of `prune`); `discovery`,
+//! (`order`, `plan`, `inventory`, `changeset`, the guard and decision of `prune`, `contents::foreign`); `discovery`,
 //! `desired`, `validate`, `live`, `applier`, `prune`, `store` and `reconcile` do the I/O.
 
 pub mod applier;
 pub mod changeset;
+pub mod contents;
 pub mod desired;
 pub mod diff;
 pub mod discovery;
