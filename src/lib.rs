@@ -4,6 +4,8 @@ pub mod api;
 pub mod apply;
 pub mod build;
 pub mod cli;
+pub mod git;
 pub mod kustomization;
 pub mod runtime;
+pub mod semver_range;
 pub mod source;

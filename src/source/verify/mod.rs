@@ -7,7 +7,7 @@ mod ssh;
 
 use std::fmt;
 
-use super::git::{SignedObjects, SignedPayload, TagObject};
+use crate::git::{SignedObjects, SignedPayload, TagObject};
 
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyError {

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use git2::{Oid, Repository};
 
-use super::GitError;
+use crate::git::GitError;
 use crate::source::artifact::{
     Artifact, ArtifactError, ArtifactStore, ContentDigest, EntryKind, is_safe_relative,
     symlink_stays_inside,

@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use git2::{CertificateCheckStatus, Cred, CredentialType, RemoteCallbacks};
 
+use super::known_hosts::{HostKeyCheck, KnownHosts};
 use super::{GitError, GitRemote};
-use crate::source::known_hosts::{HostKeyCheck, KnownHosts};
 
 impl GitRemote {
     pub(super) fn callbacks(

@@ -8,16 +8,17 @@ use std::time::Duration;
 
 use git2::{Direction, FetchOptions, Oid, Repository};
 
-use super::known_hosts::{HostKeyCheck, KnownHostsError};
-use super::revision::{RemoteRef, Resolved, Revision, Selection};
-use super::url::RemoteUrl;
+use self::known_hosts::{HostKeyCheck, KnownHostsError};
+use self::url::RemoteUrl;
+use crate::source::revision::{RemoteRef, Resolved, Revision, Selection};
 
 mod callbacks;
-mod export;
+pub mod credentials;
+pub mod known_hosts;
 mod objects;
+pub mod url;
 
 use callbacks::CallbackFailure;
-pub use export::{ExportError, export_artifact};
 pub use objects::{SignedObjects, SignedPayload, TagObject, list_local_refs, read_signed_objects};
 
 #[derive(Debug, thiserror::Error)]
@@ -410,7 +411,7 @@ impl GitRemote {
                         let names = repo
                             .tag_names(None)
                             .map_err(|e| self.fetch_error(what, e))?;
-                        let tag = super::revision::SemverRange::parse(range)
+                        let tag = crate::semver_range::SemverRange::parse(range)
                             .ok()
                             .and_then(|sr| sr.highest(names.iter().flatten().flatten()))
                             .ok_or_else(not_found)?;
