@@ -5,6 +5,7 @@ pub mod apply;
 pub mod build;
 pub mod cli;
 pub mod git;
+pub mod image;
 pub mod kustomization;
 pub mod runtime;
 pub mod semver_range;

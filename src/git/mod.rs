@@ -1,5 +1,6 @@
-//! Talking to Git remotes and the local object cache through libgit2: listing refs and fetching.
-//! Does network and disk I/O; every libgit2 call in `git/` runs under `spawn_blocking`.
+//! The Git transport every part of sluice shares: remote URLs, credentials, known_hosts, and
+//! libgit2 calls to list refs, fetch, commit and push (`commit`, `push`). Does network and disk
+//! I/O; every libgit2 call in `git/` runs under `spawn_blocking`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -13,13 +14,16 @@ use self::url::RemoteUrl;
 use crate::source::revision::{RemoteRef, Resolved, Revision, Selection};
 
 mod callbacks;
+pub mod commit;
 pub mod credentials;
 pub mod known_hosts;
 mod objects;
+mod push;
 pub mod url;
 
 use callbacks::CallbackFailure;
 pub use objects::{SignedObjects, SignedPayload, TagObject, list_local_refs, read_signed_objects};
+pub use push::{BranchUpdate, PushOutcome};
 
 #[derive(Debug, thiserror::Error)]
 pub enum GitError {
@@ -72,6 +76,20 @@ pub enum GitError {
         #[source]
         source: git2::Error,
     },
+    #[error("pushing to {url} failed")]
+    Push {
+        url: String,
+        #[source]
+        source: git2::Error,
+    },
+    #[error("writing a commit in {path} failed")]
+    Commit {
+        path: PathBuf,
+        #[source]
+        source: git2::Error,
+    },
+    #[error("signing the commit failed: {reason}")]
+    Sign { reason: String },
     #[error("the blocking Git task stopped unexpectedly")]
     Join(#[source] tokio::task::JoinError),
 }
