@@ -17,6 +17,9 @@ pub struct Args {
     /// Largest artifact (bytes of file content) a GitRepository may produce.
     #[arg(long, env = "SLUICE_MAX_ARTIFACT_SIZE", default_value_t = crate::source::artifact::DEFAULT_MAX_SIZE)]
     pub max_artifact_size: u64,
+    /// Most tags an ImageRepository may have; a scan that finds more fails instead of storing them.
+    #[arg(long, env = "SLUICE_MAX_IMAGE_TAGS", default_value_t = crate::image::registry::DEFAULT_MAX_TAGS)]
+    pub max_image_tags: usize,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -33,9 +36,22 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         namespace: args.namespace.clone(),
         max_artifact_size: args.max_artifact_size,
     };
+    let tags = std::sync::Arc::new(crate::image::tags::TagStore::new(&args.storage_dir));
+    let limits = crate::image::registry::Limits {
+        max_tags: args.max_image_tags,
+        ..Default::default()
+    };
     tokio::join!(
         crate::source::controller::run(client.clone(), settings),
-        crate::kustomization::controller::run(client, config, args.storage_dir, args.namespace),
+        crate::kustomization::controller::run(
+            client.clone(),
+            config,
+            args.storage_dir.clone(),
+            args.namespace.clone()
+        ),
+        crate::image::repository::run(client.clone(), args.namespace.clone(), tags.clone(), limits),
+        crate::image::policy_controller::run(client.clone(), args.namespace.clone(), tags),
+        crate::image::automation::run(client, args.storage_dir, args.namespace),
     );
     tracing::info!("agent stopped");
     Ok(ExitCode::SUCCESS)

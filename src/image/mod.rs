@@ -3,6 +3,7 @@
 //! ImageUpdateAutomation. The submodules say which of them do I/O.
 
 pub mod access;
+pub mod automation;
 pub mod policy;
 pub mod policy_controller;
 pub mod reference;

@@ -137,8 +137,8 @@ pub struct Scope {
     /// not chosen one yet: its markers are left alone).
     pub selected: BTreeMap<String, Option<ImageRef>>,
     /// Every ImagePolicy of the namespace, selected or not: a marker naming one that is not
-    /// here is an error.
-    pub existing: BTreeSet<String>,
+    /// here is an error. `None`: markers naming other policies are left alone.
+    pub existing: Option<BTreeSet<String>>,
 }
 
 /// One value a marker changed.
@@ -203,7 +203,13 @@ pub fn update_file(
         let latest = match scope.selected.get(&marker.name) {
             Some(Some(latest)) => latest,
             Some(None) => continue,
-            None if scope.existing.contains(&marker.name) => continue,
+            None if scope
+                .existing
+                .as_ref()
+                .is_none_or(|e| e.contains(&marker.name)) =>
+            {
+                continue;
+            }
             None => {
                 return Err(SetterError::UnknownPolicy {
                     file: file.to_owned(),

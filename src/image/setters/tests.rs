@@ -21,11 +21,13 @@ fn scope() -> Scope {
     selected.insert("pending".to_string(), None);
     Scope {
         namespace: "apps".into(),
-        existing: selected
-            .keys()
-            .cloned()
-            .chain(["unselected".into()])
-            .collect(),
+        existing: Some(
+            selected
+                .keys()
+                .cloned()
+                .chain(["unselected".into()])
+                .collect(),
+        ),
         selected,
     }
 }
