@@ -83,7 +83,7 @@ fn value(data: &TemplateData<'_>) -> Value {
     );
     changed.insert(
         "FileChanges".into(),
-        Value::Map(
+        Value::Object(
             by_file
                 .into_iter()
                 .map(|(f, cs)| (f.to_owned(), Value::Array(cs)))
@@ -95,7 +95,7 @@ fn value(data: &TemplateData<'_>) -> Value {
     root.insert("Changed".into(), Value::Object(changed));
     root.insert(
         "Values".into(),
-        Value::Map(
+        Value::Object(
             data.values
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone().into()))
