@@ -178,3 +178,45 @@ fn bad_input_is_named_with_file_and_line() {
         Err(SetterError::NotUtf8 { .. })
     ));
 }
+
+/// The corpus of fixtures/image-automation: every byte outside the replaced values stays.
+#[test]
+fn the_corpus_changes_only_the_values() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/image-automation");
+    let mut scope = Scope {
+        namespace: "NAMESPACE".into(),
+        ..Scope::default()
+    };
+    scope.selected.insert(
+        "web".into(),
+        latest("registry.example:5000/web", "1.2.0", None),
+    );
+    scope.selected.insert(
+        "api".into(),
+        latest(
+            "registry.example:5000/api",
+            "2.0.0",
+            Some("sha256:1111111111111111111111111111111111111111111111111111111111111111"),
+        ),
+    );
+    for name in [
+        "deploy.yaml",
+        "crlf.yaml",
+        "kustomization.yaml",
+        "helmrelease.yaml",
+        "untouched.yaml",
+        "chart/templates/deploy.yaml",
+    ] {
+        let original = std::fs::read(root.join("corpus").join(name)).unwrap();
+        let expected =
+            std::fs::read(root.join("expected").join(name)).unwrap_or_else(|_| original.clone());
+        let got = update_file(name, &original, &scope)
+            .unwrap()
+            .map_or(original.clone(), |u| u.bytes);
+        assert!(
+            got == expected,
+            "{name}:\n{}",
+            String::from_utf8_lossy(&got)
+        );
+    }
+}
