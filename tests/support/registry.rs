@@ -74,6 +74,18 @@ pub fn copy_to(dest: &str, creds: Option<&str>) {
     run(&mut c);
 }
 
+/// Builds the test app with `env` (`KEY=VALUE`) in its image config and pushes it to the cluster's
+/// registry as `name_tag` (`repo:tag`): an image with a digest of its own.
+pub fn push_build(name_tag: &str, env: &str) {
+    let script = super::repo_root().join("scripts/image");
+    let binary = run(Command::new(&script).arg("testapp-binary"));
+    let registry = node::registry();
+    run(Command::new(&script)
+        .args(["push", "--env", env, binary.trim(), name_tag])
+        .env("SLUICE_REGISTRY", &registry.address)
+        .env("REGISTRY_AUTH_FILE", &registry.auth_file));
+}
+
 /// Pushes `tags` of `repo` to the cluster's registry; returns `host:port/repo`.
 pub fn push_tags(repo: &str, tags: &[&str]) -> String {
     let image = format!("{}/{repo}", node::registry().address);
