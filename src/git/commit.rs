@@ -3,7 +3,7 @@
 //! are kept, and the commit is signed by a caller-supplied signer. Disk I/O under
 //! `spawn_blocking`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use git2::{FileMode, ObjectType, Oid, Repository, Signature, TreeWalkMode, TreeWalkResult};
 
@@ -163,7 +163,7 @@ fn oid(sha: &str) -> Result<Oid, GitError> {
 
 fn commit_of<'r>(
     repo: &'r Repository,
-    cache: &PathBuf,
+    cache: &Path,
     sha: &str,
 ) -> Result<git2::Commit<'r>, GitError> {
     repo.find_commit(oid(sha)?).map_err(|_| GitError::NotFound {

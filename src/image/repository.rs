@@ -40,6 +40,9 @@ reasons! {
     }
 }
 
+/// An object's namespace and name.
+type ObjectKey = (String, String);
+
 /// The ImageRepository reconciler.
 pub struct Scanner {
     client: Client,
@@ -47,7 +50,7 @@ pub struct Scanner {
     limits: Limits,
     /// One registry client per object while its access is unchanged: connections and tokens are
     /// reused across scans.
-    registries: Mutex<HashMap<(String, String), (String, Arc<HttpRegistry>)>>,
+    registries: Mutex<HashMap<ObjectKey, (String, Arc<HttpRegistry>)>>,
 }
 
 impl Reconciler for Scanner {

@@ -158,9 +158,7 @@ fn split_challenges(header: &str) -> Vec<(String, Vec<(String, String)>)> {
     let mut rest = header.trim();
     while !rest.is_empty() {
         rest = rest.trim_start_matches([',', ' ']);
-        let token_end = rest
-            .find(|c: char| c == ' ' || c == '=' || c == ',')
-            .unwrap_or(rest.len());
+        let token_end = rest.find([' ', '=', ',']).unwrap_or(rest.len());
         let token = &rest[..token_end];
         let after = &rest[token_end..];
         if after.trim_start().starts_with('=') && !out.is_empty() {

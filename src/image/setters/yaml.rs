@@ -87,49 +87,47 @@ pub fn scan(text: &str) -> Result<Scan, YamlError> {
             stack.last(),
             Some(Frame::Mapping { flow: true, .. } | Frame::Sequence { flow: true })
         );
-        let mut is_key = || is_key(&mut stack);
+        let node = matches!(
+            event,
+            Event::Scalar(..)
+                | Event::Alias(_)
+                | Event::MappingStart(..)
+                | Event::SequenceStart(..)
+        );
+        // Advances the parent mapping past this node.
+        let key = node && is_key(&mut stack);
         match event {
             Event::Comment(body, Placement::Right) => comments.push(LineComment {
                 text: body.into_owned(),
                 line: span.start.line(),
                 start: bytes.start,
             }),
-            Event::Scalar(value, style, _, _) => {
-                if !is_key() && !bytes.is_empty() {
-                    let bytes = with_quotes(text, bytes, style);
-                    let style = match style {
-                        ScalarStyle::Plain => Style::Plain,
-                        ScalarStyle::SingleQuoted => Style::SingleQuoted,
-                        ScalarStyle::DoubleQuoted => Style::DoubleQuoted,
-                        _ => Style::Block,
-                    };
-                    let node = ValueNode::Scalar(ScalarValue {
-                        value: value.into_owned(),
-                        style,
-                        bytes: bytes.clone(),
-                        in_flow,
-                    });
-                    values.push((bytes.end, span.end.line(), node));
-                }
-            }
-            Event::Alias(_) => {
-                if !is_key() {
-                    values.push((bytes.end, span.end.line(), ValueNode::Alias));
-                }
-            }
-            Event::MappingStart(style, ..) => {
-                is_key();
-                stack.push(Frame::Mapping {
-                    expect_key: true,
-                    flow: style == granit_parser::StructureStyle::Flow,
+            Event::Scalar(value, style, _, _) if !key && !bytes.is_empty() => {
+                let bytes = with_quotes(text, bytes, style);
+                let style = match style {
+                    ScalarStyle::Plain => Style::Plain,
+                    ScalarStyle::SingleQuoted => Style::SingleQuoted,
+                    ScalarStyle::DoubleQuoted => Style::DoubleQuoted,
+                    _ => Style::Block,
+                };
+                let node = ValueNode::Scalar(ScalarValue {
+                    value: value.into_owned(),
+                    style,
+                    bytes: bytes.clone(),
+                    in_flow,
                 });
+                values.push((bytes.end, span.end.line(), node));
             }
-            Event::SequenceStart(style, ..) => {
-                is_key();
-                stack.push(Frame::Sequence {
-                    flow: style == granit_parser::StructureStyle::Flow,
-                });
+            Event::Alias(_) if !key => {
+                values.push((bytes.end, span.end.line(), ValueNode::Alias));
             }
+            Event::MappingStart(style, ..) => stack.push(Frame::Mapping {
+                expect_key: true,
+                flow: style == granit_parser::StructureStyle::Flow,
+            }),
+            Event::SequenceStart(style, ..) => stack.push(Frame::Sequence {
+                flow: style == granit_parser::StructureStyle::Flow,
+            }),
             Event::MappingEnd | Event::SequenceEnd => {
                 stack.pop();
             }
