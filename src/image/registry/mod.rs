@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod http;
+mod tls;
 
 use std::future::Future;
 use std::time::Duration;
