@@ -255,7 +255,8 @@ async fn update(args: UpdateArgs) -> anyhow::Result<ExitCode> {
     let mut files = Vec::new();
     collect_yaml(&args.dir, &mut files)?;
     files.sort();
-    let mut changed = 0;
+    // Every file is read and updated before any is written: a bad file changes nothing.
+    let mut changes = Vec::new();
     for path in files {
         let shown = path
             .strip_prefix(&args.dir)
@@ -270,17 +271,18 @@ async fn update(args: UpdateArgs) -> anyhow::Result<ExitCode> {
                 bytes = update.bytes;
             }
         }
-        if bytes == original {
-            continue;
+        if bytes != original {
+            changes.push((path, shown, original, bytes));
         }
-        changed += 1;
+    }
+    for (path, shown, original, bytes) in &changes {
         if args.write {
-            std::fs::write(&path, &bytes).with_context(|| format!("writing {}", path.display()))?;
+            std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))?;
             println!("updated {shown}");
         } else {
             let (old, new) = (
-                String::from_utf8_lossy(&original),
-                String::from_utf8_lossy(&bytes),
+                String::from_utf8_lossy(original),
+                String::from_utf8_lossy(bytes),
             );
             let diff = similar::TextDiff::from_lines(old.as_ref(), new.as_ref());
             print!(
@@ -290,7 +292,7 @@ async fn update(args: UpdateArgs) -> anyhow::Result<ExitCode> {
             );
         }
     }
-    Ok(if changed > 0 && !args.write {
+    Ok(if !changes.is_empty() && !args.write {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
