@@ -5,8 +5,10 @@
 
 pub mod git_servers;
 pub mod git_signing;
+pub mod image;
 pub mod node;
 pub mod registry;
+pub mod scripted_registry;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
