@@ -1,7 +1,8 @@
 //! ImageRepository and ImagePolicy on real registries: the cluster's registry (TLS with the
 //! cluster's CA, basic auth), an anonymous one and one behind the Bearer token flow (a token server
 //! written for the test; the registry verifies its tokens). Tags pushed with skopeo; each policy
-//! kind picks the right tag; a tag pushed later is picked at the next scan. Bad input is in
+//! kind picks the right tag; a tag pushed later is picked at the next scan; credentials through a
+//! ServiceAccount's imagePullSecrets. Bad input is in
 //! `image_scan_bad_input.rs`.
 
 mod support;
@@ -10,7 +11,8 @@ use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use kube::api::Api;
+use k8s_openapi::api::core::v1::ServiceAccount;
+use kube::api::{Api, PostParams};
 use serde_json::json;
 use sluice::api::condition;
 use sluice::api::image_policy::ImagePolicy;
@@ -105,6 +107,31 @@ async fn each_policy_kind_picks_its_tag_and_a_new_tag_is_picked_up() {
             .unwrap()
             .is_true()
     );
+
+    // Credentials found through a ServiceAccount's imagePullSecrets.
+    let account: ServiceAccount = serde_json::from_value(
+        json!({"metadata": {"name": "puller"}, "imagePullSecrets": [{"name": "registry"}]}),
+    )
+    .unwrap();
+    Api::<ServiceAccount>::namespaced(client.clone(), &n)
+        .create(&PostParams::default(), &account)
+        .await
+        .unwrap();
+    support::create_sluice_object(
+        &client,
+        &n,
+        repository(
+            "via-account",
+            &image,
+            json!({"serviceAccountName": "puller", "certSecretRef": {"name": "registry-ca"}}),
+        ),
+    )
+    .await;
+    let s = repo_status(&repos, "via-account", "scanned", |s| {
+        s.last_scan_result.is_some()
+    })
+    .await;
+    assert_eq!(s.last_scan_result.unwrap().tag_count, 7);
 
     let api: Api<ImagePolicy> = Api::namespaced(client.clone(), &n);
     let mut chosen = BTreeMap::new();
