@@ -2,8 +2,7 @@
 //! cluster's CA, basic auth), an anonymous one and one behind the Bearer token flow (a token server
 //! written for the test; the registry verifies its tokens). Tags pushed with skopeo; each policy
 //! kind picks the right tag; a tag pushed later is picked at the next scan; credentials through a
-//! ServiceAccount's imagePullSecrets. Bad input is in
-//! `image_scan_bad_input.rs`.
+//! ServiceAccount's imagePullSecrets. Bad input is in `image_scan_bad_input.rs`.
 
 mod support;
 
