@@ -6,13 +6,13 @@ mod support;
 use std::path::Path;
 use std::time::Duration;
 
+use sluice::git::credentials;
+use sluice::git::known_hosts::HostKeyCheck;
+use sluice::git::url::RemoteUrl;
+use sluice::git::{Credentials, GitError, SshCredentials};
 use sluice::source::artifact::{Artifact, ArtifactStore};
-use sluice::source::credentials;
-use sluice::source::git::{Credentials, GitError, SshCredentials};
-use sluice::source::known_hosts::HostKeyCheck;
 use sluice::source::revision::{RefSpec, RevisionError, Selection};
 use sluice::source::sync::{self, Current, PollOutcome, SourceSpec, SyncError, Workspace};
-use sluice::source::url::RemoteUrl;
 use support::git_servers::{GitDaemon, HttpsGit, SshGit};
 use support::git_signing::{Signing, WorkRepo};
 

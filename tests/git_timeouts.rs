@@ -6,10 +6,10 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use sluice::source::git::{self, Credentials, GitError};
+use sluice::git::url::RemoteUrl;
+use sluice::git::{self, Credentials, GitError};
 use sluice::source::revision::{RefSpec, Selection};
 use sluice::source::sync::{self, SourceSpec, SyncError, Workspace};
-use sluice::source::url::RemoteUrl;
 
 fn spec(port: u16, timeout: Duration) -> SourceSpec {
     SourceSpec {

@@ -6,12 +6,12 @@ mod support;
 use std::process::Command;
 use std::time::Duration;
 
-use sluice::source::git::Credentials;
+use sluice::git::Credentials;
+use sluice::git::url::RemoteUrl;
 use sluice::source::revision::{RefSpec, Selection};
 use sluice::source::sync::{
     self, Current, PollOutcome, SourceSpec, SyncError, Verification, Workspace,
 };
-use sluice::source::url::RemoteUrl;
 use sluice::source::verify::{Subject, TrustedKeys, Untrusted, VerifyError, VerifyMode};
 use support::git_servers::{GitDaemon, ssh_keygen};
 use support::git_signing::{GpgHome, GpgKey, Signing, WorkRepo};

@@ -3,6 +3,9 @@
 pub mod condition;
 pub mod duration;
 pub mod git_repository;
+pub mod image_policy;
+pub mod image_repository;
+pub mod image_update_automation;
 pub mod inventory;
 pub mod kustomization;
 

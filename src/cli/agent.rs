@@ -38,6 +38,9 @@ pub struct Args {
     /// Most files (and symlinks) an artifact may hold.
     #[arg(long, env = "SLUICE_MAX_ARTIFACT_FILES", default_value_t = crate::source::artifact::DEFAULT_MAX_FILES)]
     pub max_artifact_files: usize,
+    /// Most tags an ImageRepository may have; a scan that finds more fails instead of storing them.
+    #[arg(long, env = "SLUICE_MAX_IMAGE_TAGS", default_value_t = crate::image::registry::DEFAULT_MAX_TAGS)]
+    pub max_image_tags: usize,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -68,6 +71,12 @@ pub async fn run_with(args: Args, config: kube::Config) -> anyhow::Result<ExitCo
         max_artifact_files: args.max_artifact_files,
         label_selector: args.watch_label_selector.clone(),
     };
+    let tags = std::sync::Arc::new(crate::image::tags::TagStore::new(&args.storage_dir));
+    let limits = crate::image::registry::Limits {
+        max_tags: args.max_image_tags,
+        ..Default::default()
+    };
+    let (image_namespace, image_storage) = (args.namespace.clone(), args.storage_dir.clone());
     let kustomizations = crate::kustomization::controller::Settings {
         storage: args.storage_dir,
         namespace: args.namespace,
@@ -79,7 +88,15 @@ pub async fn run_with(args: Args, config: kube::Config) -> anyhow::Result<ExitCo
     };
     tokio::join!(
         crate::source::controller::run(client.clone(), sources),
-        crate::kustomization::controller::run(client, config, kustomizations),
+        crate::kustomization::controller::run(client.clone(), config, kustomizations),
+        crate::image::repository::run(
+            client.clone(),
+            image_namespace.clone(),
+            tags.clone(),
+            limits
+        ),
+        crate::image::policy_controller::run(client.clone(), image_namespace.clone(), tags),
+        crate::image::automation::run(client, image_storage, image_namespace),
     );
     tracing::info!("agent stopped");
     Ok(ExitCode::SUCCESS)

@@ -7,6 +7,9 @@ use std::process::ExitCode;
 use kube::CustomResourceExt;
 
 use crate::api::git_repository::GitRepository;
+use crate::api::image_policy::ImagePolicy;
+use crate::api::image_repository::ImageRepository;
+use crate::api::image_update_automation::ImageUpdateAutomation;
 use crate::api::kustomization::Kustomization;
 
 #[derive(Debug, clap::Args)]
@@ -16,7 +19,13 @@ pub struct Args {}
 pub fn all()
 -> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>
 {
-    vec![GitRepository::crd(), Kustomization::crd()]
+    vec![
+        GitRepository::crd(),
+        Kustomization::crd(),
+        ImageRepository::crd(),
+        ImagePolicy::crd(),
+        ImageUpdateAutomation::crd(),
+    ]
 }
 
 /// The CRDs as the YAML stream `sluice crds` prints.

@@ -6,6 +6,7 @@ mod apply;
 mod build;
 pub mod crds;
 mod diff;
+mod image;
 mod source;
 mod verify;
 mod version;
@@ -50,6 +51,8 @@ pub enum Command {
     Verify(verify::Args),
     /// Work with Git sources the way the agent does.
     Source(source::Args),
+    /// Scan registries, try policies and setters the way the image automation does.
+    Image(image::Args),
 }
 
 /// Runs the parsed command and maps its outcome to the process exit code: 0 success, 1 a negative
@@ -64,6 +67,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Crds(args) => block_on(crds::run(args)),
         Command::Verify(args) => block_on(verify::run(args)),
         Command::Source(args) => block_on(source::run(args)),
+        Command::Image(args) => block_on(image::run(args)),
     };
     match result {
         Ok(code) => code,

@@ -7,12 +7,12 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 
-use crate::source::credentials;
-use crate::source::git::{Credentials, GitRemote};
+use crate::git::credentials;
+use crate::git::url::RemoteUrl;
+use crate::git::{Credentials, GitRemote};
 use crate::source::revision;
 use crate::source::revision::Selection;
 use crate::source::sync::{self, PollOutcome, SourceSpec, Workspace};
-use crate::source::url::RemoteUrl;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

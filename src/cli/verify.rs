@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use crate::source::credentials;
-use crate::source::git::{self, Credentials, FetchPlan, GitRemote};
+use crate::git::credentials;
+use crate::git::url::RemoteUrl;
+use crate::git::{self, Credentials, FetchPlan, GitRemote};
 use crate::source::revision::{self, Selection};
-use crate::source::url::RemoteUrl;
 use crate::source::verify::{self, TrustedKeys, VerifyMode};
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]

@@ -16,16 +16,16 @@ use crate::api::duration;
 use crate::api::git_repository::{
     ArtifactStatus, DEFAULT_TIMEOUT, GitRepository, GitRepositoryStatus,
 };
+use crate::git::Credentials;
+use crate::git::credentials;
+use crate::git::url::RemoteUrl;
 use crate::runtime::conditions::Stamp;
 use crate::runtime::controller::{Attempt, Plan, Reconciler, Scaffold};
 use crate::runtime::text::error_chain;
 
-use super::credentials;
-use super::git::Credentials;
 use super::revision::{RefSpec, Revision, Selection};
 use super::status::{self, Outcome, SourceReason};
 use super::sync::{self, Current, PollOutcome, SourceSpec, SyncError, Verification, Workspace};
-use super::url::RemoteUrl;
 use super::verify::{TrustedKeys, VerifyMode};
 
 /// How the controller runs.

@@ -3,14 +3,10 @@
 
 pub mod artifact;
 pub mod controller;
-pub mod credentials;
-pub mod git;
+pub mod export;
 pub mod ignore;
-pub mod known_hosts;
 pub mod orphans;
 pub mod revision;
-pub mod semver_range;
 pub mod status;
 pub mod sync;
-pub mod url;
 pub mod verify;

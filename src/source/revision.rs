@@ -2,15 +2,15 @@
 
 use std::fmt;
 
-pub use super::semver_range::{SemverRange, parse_tag_version};
+pub use crate::semver_range::{RangeError, SemverRange, parse_tag_version};
 
 /// The branch used when a reference names nothing.
 pub const DEFAULT_BRANCH: &str = "main";
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum RevisionError {
-    #[error("semver range {range:?} is not valid: {reason}")]
-    ParseRange { range: String, reason: String },
+    #[error(transparent)]
+    ParseRange(#[from] RangeError),
     #[error("no tag matches semver range {range:?}")]
     NoTagMatches { range: String },
     #[error("{kind} {name:?} not found on the remote")]

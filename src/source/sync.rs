@@ -8,10 +8,11 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 
 use super::artifact::{Artifact, ArtifactStore};
-use super::git::{self, CacheLock, Credentials, ExportError, FetchPlan, GitError, GitRemote};
+use super::export::{ExportError, export_artifact};
 use super::revision::{Resolved, Revision, RevisionError, Selection};
-use super::url::RemoteUrl;
 use super::verify::{self, Signer, TrustedKeys, Untrusted, VerifyError, VerifyMode};
+use crate::git::url::RemoteUrl;
+use crate::git::{self, CacheLock, Credentials, FetchPlan, GitError, GitRemote};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
@@ -252,7 +253,7 @@ pub async fn poll(
             }
         }
     }
-    let artifact = git::export_artifact(
+    let artifact = export_artifact(
         &ws.cache,
         fetched.revision,
         &ws.store,

@@ -131,6 +131,14 @@ impl GpgHome {
             .args(["--armor", "--export", &key.fingerprint]))
         .into_bytes()
     }
+
+    /// The armoured private key (the keys here have no passphrase).
+    pub fn export_secret(&self, key: &GpgKey) -> Vec<u8> {
+        run(self
+            .gpg(None)
+            .args(["--armor", "--export-secret-keys", &key.fingerprint]))
+        .into_bytes()
+    }
 }
 
 impl Drop for GpgHome {

@@ -4,9 +4,13 @@
 #![allow(dead_code)] // each test binary uses a different part of this module
 
 pub mod agent;
+pub mod automation;
 pub mod git_servers;
 pub mod git_signing;
+pub mod image;
 pub mod node;
+pub mod registry;
+pub mod scripted_registry;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -171,4 +175,19 @@ pub async fn install_crds(client: &Client) {
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
     }
+}
+
+/// Creates a `sluice.dev/v1alpha1` object from its manifest in `ns`.
+pub async fn create_sluice_object(client: &Client, ns: &str, manifest: serde_json::Value) {
+    let kind = manifest["kind"].as_str().expect("a kind").to_string();
+    let resource = kube::api::ApiResource::from_gvk(&kube::api::GroupVersionKind::gvk(
+        "sluice.dev",
+        "v1alpha1",
+        &kind,
+    ));
+    let api: Api<kube::api::DynamicObject> = Api::namespaced_with(client.clone(), ns, &resource);
+    let object: kube::api::DynamicObject = serde_json::from_value(manifest).expect("a manifest");
+    api.create(&PostParams::default(), &object)
+        .await
+        .unwrap_or_else(|e| panic!("creating {kind}: {e}"));
 }

@@ -7,7 +7,7 @@ mod ssh;
 
 use std::fmt;
 
-use super::git::{SignedObjects, SignedPayload, TagHeaders, TagObject};
+use crate::git::{SignedObjects, SignedPayload, TagHeaders, TagObject};
 
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyError {

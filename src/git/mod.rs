@@ -1,5 +1,6 @@
-//! Talking to Git remotes and the local object cache through libgit2: listing refs and fetching.
-//! Does network and disk I/O; every libgit2 call in `git/` runs under `spawn_blocking`.
+//! The Git transport every part of sluice shares: remote URLs, credentials, known_hosts, and
+//! libgit2 calls to list refs, fetch, commit and push (`commit`, `push`). Does network and disk
+//! I/O; every libgit2 call in `git/` runs under `spawn_blocking`.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -9,19 +10,23 @@ use std::time::Duration;
 
 use git2::{Direction, FetchOptions, Oid, Repository};
 
-use super::known_hosts::{HostKeyCheck, KnownHostsError};
-use super::revision::{RemoteRef, Resolved, Revision, Selection};
-use super::url::RemoteUrl;
+use self::known_hosts::{HostKeyCheck, KnownHostsError};
+use self::url::RemoteUrl;
+use crate::source::revision::{RemoteRef, Resolved, Revision, Selection};
 
 mod callbacks;
-mod export;
+pub mod commit;
+pub mod credentials;
+pub mod known_hosts;
 mod objects;
+mod push;
+pub mod url;
 
 use callbacks::CallbackFailure;
-pub use export::{ExportError, export_artifact};
 pub use objects::{
     SignedObjects, SignedPayload, TagHeaders, TagObject, list_local_refs, read_signed_objects,
 };
+pub use push::{BranchUpdate, PushOutcome};
 
 #[derive(Debug, thiserror::Error)]
 pub enum GitError {
@@ -74,6 +79,20 @@ pub enum GitError {
         #[source]
         source: git2::Error,
     },
+    #[error("pushing to {url} failed")]
+    Push {
+        url: String,
+        #[source]
+        source: git2::Error,
+    },
+    #[error("writing a commit in {path} failed")]
+    Commit {
+        path: PathBuf,
+        #[source]
+        source: git2::Error,
+    },
+    #[error("signing the commit failed: {reason}")]
+    Sign { reason: String },
     #[error("the blocking Git task stopped unexpectedly")]
     Join(#[source] tokio::task::JoinError),
     #[error(
@@ -253,7 +272,7 @@ impl GitRemote {
         work: impl FnOnce(Arc<AtomicBool>) -> Result<T, GitError> + Send + 'static,
     ) -> Result<T, GitError> {
         configure_network_timeouts(CONNECT_TIMEOUT, READ_TIMEOUT)?;
-        if let Some(what) = super::credentials::sent_in_clear(&self.url, &self.credentials)
+        if let Some(what) = credentials::sent_in_clear(&self.url, &self.credentials)
             && !self.insecure
         {
             return Err(GitError::InsecureCredentials {
@@ -511,7 +530,7 @@ impl GitRemote {
                         let names = repo
                             .tag_names(None)
                             .map_err(|e| self.fetch_error(what, e))?;
-                        let tag = super::revision::SemverRange::parse(range)
+                        let tag = crate::semver_range::SemverRange::parse(range)
                             .ok()
                             .and_then(|sr| sr.highest(names.iter().flatten().flatten()))
                             .ok_or_else(not_found)?;

@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use git2::{CertificateCheckStatus, Cred, CredentialType, RemoteCallbacks};
 
+use super::known_hosts::{HostKeyCheck, KnownHosts};
 use super::{GitError, GitRemote};
-use crate::source::known_hosts::{HostKeyCheck, KnownHosts};
 
 impl GitRemote {
     pub(super) fn callbacks(
@@ -24,7 +24,7 @@ impl GitRemote {
         cb.credentials(move |url, username_from_url, allowed| {
             // libgit2 asks again with the new URL after a redirect: only the URL's own host
             // gets the Secret's credentials.
-            if !crate::source::credentials::same_host(&origin, url) {
+            if !crate::git::credentials::same_host(&origin, url) {
                 let message = format!("{url_for_creds} redirected to {url}");
                 fail_creds.set(GitError::CrossHostCredentials {
                     url: url_for_creds.clone(),

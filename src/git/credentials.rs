@@ -3,8 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use super::git::{Credentials, SshCredentials};
 use super::url::{RemoteUrl, Scheme};
+use super::{Credentials, SshCredentials};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum CredentialsError {

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use git2::{ObjectType, Oid, Repository};
 
-use super::GitError;
+use crate::git::GitError;
 use crate::source::artifact::{
     Artifact, ArtifactError, ArtifactStore, ContentDigest, EntryKind, MAX_SOURCEIGNORE_SIZE,
     is_safe_relative, symlink_stays_inside,
