@@ -14,6 +14,9 @@ pub const REQUESTED_AT_ANNOTATION: &str = "sluice.dev/requestedAt";
 /// Flux's spelling of `REQUESTED_AT_ANNOTATION` (what `flux reconcile` sets), honoured the same way.
 pub const FLUX_REQUESTED_AT_ANNOTATION: &str = "reconcile.fluxcd.io/requestedAt";
 
+/// The finalizer sluice's controllers keep on objects they clean up after.
+pub const FINALIZER: &str = "finalizers.sluice.dev";
+
 /// A reference to an object in the same namespace.
 #[derive(
     Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,

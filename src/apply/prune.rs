@@ -124,7 +124,10 @@ async fn prune_one(
     match decide(live.as_ref(), owner) {
         Decision::Gone => Ok(None),
         Decision::Keep(reason) => Ok(Some((Action::Skipped, Some(reason)))),
-        Decision::Delete => match api.delete(&id.name, &DeleteParams::background()).await {
+        Decision::Delete => match crate::runtime::metrics::count_apply(
+            "delete",
+            api.delete(&id.name, &DeleteParams::background()).await,
+        ) {
             Ok(_) => Ok(Some((Action::Deleted, None))),
             Err(kube::Error::Api(status)) if status.code == 404 => Ok(None),
             Err(err) => Err(format!("deleting it failed: {err}")),

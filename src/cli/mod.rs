@@ -6,6 +6,7 @@ mod apply;
 mod build;
 pub mod crds;
 mod diff;
+mod operate;
 mod source;
 mod verify;
 mod version;

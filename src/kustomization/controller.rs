@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, ServiceAccount};
 use kube::api::{Api, ListParams};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
@@ -34,6 +34,7 @@ use crate::apply::reconcile::{ReconcileOptions, reconcile as reconcile_objects};
 use crate::build::{self, BuildOptions};
 use crate::runtime::conditions::{Common, Stamp};
 use crate::runtime::controller::{Attempt, Plan, Reconciler, Scaffold, patch_status};
+use crate::runtime::events::EventPlan;
 use crate::runtime::text::error_chain;
 
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +43,10 @@ pub enum ControllerError {
     MarkReconciling(#[source] Box<kube::Error>),
     #[error("Kustomization has no namespace")]
     NoNamespace,
+    #[error("{0}")]
+    Impersonate(String),
+    #[error(transparent)]
+    Finalize(#[from] super::deletion::FinalizeError),
 }
 
 /// The Kustomization reconciler.
@@ -130,6 +135,36 @@ impl Reconciler for Kustomizations {
     type Inputs = SourceArtifact;
     type Error = ControllerError;
     const REPORTER: &'static str = "sluice-kustomize";
+    const FINALIZER: Option<&'static str> = Some(crate::api::FINALIZER);
+
+    fn suspended(obj: &Kustomization) -> bool {
+        obj.spec.suspend
+    }
+
+    async fn cleanup(&self, obj: &Kustomization) -> Result<Option<EventPlan>, ControllerError> {
+        let ns = obj.namespace().ok_or(ControllerError::NoNamespace)?;
+        // Its service account is gone (e.g. its namespace is being deleted): nothing can be
+        // deleted in its name, and waiting would block the namespace forever.
+        if let Some(account) = &obj.spec.service_account_name
+            && let Ok(None) = Api::<ServiceAccount>::namespaced(self.client.clone(), &ns)
+                .get_opt(account)
+                .await
+        {
+            let why = format!("its service account {account} no longer exists");
+            return Ok(super::deletion::orphaned(obj, &why));
+        }
+        let client = self
+            .client_for(&obj.spec, &ns)
+            .map_err(ControllerError::Impersonate)?;
+        let interval = duration::parse(&obj.spec.interval).unwrap_or(Duration::from_secs(600));
+        let timeout = obj
+            .spec
+            .timeout
+            .as_deref()
+            .and_then(|t| duration::parse(t).ok())
+            .unwrap_or(interval);
+        Ok(super::deletion::finalize(&client, &self.discovery, obj, timeout).await?)
+    }
 
     async fn inputs(&self, obj: &Kustomization) -> SourceArtifact {
         SourceArtifact(read_artifact(obj, &self.client).await)
@@ -198,6 +233,17 @@ async fn read_artifact(
 }
 
 impl Kustomizations {
+    /// The client that acts for a Kustomization: the agent's own, or one impersonating the
+    /// service account the spec names.
+    fn client_for(&self, spec: &KustomizationSpec, ns: &str) -> Result<Client, String> {
+        let Some(account) = &spec.service_account_name else {
+            return Ok(self.client.clone());
+        };
+        let mut config = self.config.clone();
+        config.auth_info.impersonate = Some(format!("system:serviceaccount:{ns}:{account}"));
+        Client::try_from(config).map_err(|e| format!("impersonating {account}: {e}"))
+    }
+
     /// Says `Reconciling=True` while a new revision or spec is being worked on (one status write;
     /// an interval's re-check of the same revision and spec writes nothing here), and updates
     /// `current` to match what was written.
@@ -304,23 +350,9 @@ impl Kustomizations {
         );
 
         // Apply and prune, as the service account when one is named.
-        let client = match &spec.service_account_name {
-            None => self.client.clone(),
-            Some(account) => {
-                let mut config = self.config.clone();
-                config.auth_info.impersonate =
-                    Some(format!("system:serviceaccount:{ns}:{account}"));
-                match Client::try_from(config) {
-                    Ok(client) => client,
-                    Err(e) => {
-                        return failed(
-                            &digest,
-                            Reason::ReconciliationFailed,
-                            format!("impersonating {account}: {e}"),
-                        );
-                    }
-                }
-            }
+        let client = match self.client_for(spec, ns) {
+            Ok(client) => client,
+            Err(message) => return failed(&digest, Reason::ReconciliationFailed, message),
         };
         let applier = Applier::with_discovery(client.clone(), self.discovery.clone());
         let store = StatusStore::new(Api::namespaced(self.client.clone(), ns), ns, name);
