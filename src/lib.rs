@@ -4,6 +4,7 @@ pub mod api;
 pub mod apply;
 pub mod build;
 pub mod cli;
+pub mod install;
 pub mod kustomization;
 pub mod runtime;
 pub mod source;

@@ -6,6 +6,7 @@ mod apply;
 mod build;
 pub mod crds;
 mod diff;
+mod install;
 mod operate;
 mod source;
 mod verify;
@@ -51,6 +52,8 @@ pub enum Command {
     Verify(verify::Args),
     /// Work with Git sources the way the agent does.
     Source(source::Args),
+    /// Install the agent into a cluster (or print its manifests) and wait until it is Ready.
+    Install(Box<install::Args>),
 }
 
 /// Runs the parsed command and maps its outcome to the process exit code: 0 success, 1 a negative
@@ -65,6 +68,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Crds(args) => block_on(crds::run(args)),
         Command::Verify(args) => block_on(verify::run(args)),
         Command::Source(args) => block_on(source::run(args)),
+        Command::Install(args) => block_on(install::run(*args)),
     };
     match result {
         Ok(code) => code,
