@@ -97,11 +97,11 @@ mod tests {
 
     fn meta(deleting: bool, finalizers: Option<Vec<&str>>) -> ObjectMeta {
         ObjectMeta {
-            deletion_timestamp: deleting.then(|| {
+            deletion_timestamp: deleting.then_some(
                 k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
                     k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
-                )
-            }),
+                ),
+            ),
             finalizers: finalizers.map(|f| f.into_iter().map(String::from).collect()),
             ..Default::default()
         }
