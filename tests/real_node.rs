@@ -293,8 +293,10 @@ async fn a_new_tag_rolls_out_and_missing_images_or_credentials_fail_to_pull() {
     let cluster_ip = create_service(&client, ns.name(), "app").await;
     wait_available(&client, ns.name(), "app").await;
 
-    // A tag pushed after the Deployment exists is pulled by the rollout.
-    let v2 = node::push_testapp(&["pull-v2"], &["VERSION=pull-v2"]).remove(0);
+    // A tag pushed with skopeo after the Deployment exists is pulled by the rollout.
+    let built = node::push_testapp(&["pull-v2-build"], &["VERSION=pull-v2"]).remove(0);
+    let v2 = format!("{}/testapp:pull-v2", node::registry().address);
+    node::skopeo_copy(&built, &v2);
     let set_image = |image: &str| json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "image": image}]}}}});
     deployments
         .patch(

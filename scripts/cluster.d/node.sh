@@ -282,8 +282,8 @@ node_down() {
 
 node_unmount() { # every mount under $dir, deepest first
 	local mount_point
-	awk '{print $5}' /proc/self/mountinfo | sed 's/\\040/ /g' | grep -F "$dir/" | awk '{print length, $0}' |
-		sort -rn | cut -d' ' -f2- | while IFS= read -r mount_point; do
+	awk '{print $5}' /proc/self/mountinfo | sed 's/\\040/ /g' | { grep -F "$dir/" || true; } |
+		awk '{print length, $0}' | sort -rn | cut -d' ' -f2- | while IFS= read -r mount_point; do
 		umount "$mount_point" 2>/dev/null || umount -l "$mount_point" 2>/dev/null ||
 			log "could not unmount $mount_point"
 	done

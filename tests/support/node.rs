@@ -86,6 +86,20 @@ pub fn push_testapp(tags: &[&str], env: &[&str]) -> Vec<String> {
         .collect()
 }
 
+/// Copies an image between references of the registry with skopeo (as a user would push a tag).
+pub fn skopeo_copy(from: &str, to: &str) {
+    let output = run(Command::new("skopeo")
+        .args(["copy", "--quiet"])
+        .arg(format!("docker://{from}"))
+        .arg(format!("docker://{to}"))
+        .env("REGISTRY_AUTH_FILE", &registry().auth_file));
+    assert!(
+        output.status.success(),
+        "skopeo copy {from} {to} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 /// Creates the Secret `registry` (type `kubernetes.io/dockerconfigjson`) in `namespace`, with the
 /// registry's credentials.
 pub async fn create_pull_secret(client: &Client, namespace: &str) {
