@@ -147,7 +147,7 @@ mod tests {
         let rows = rows(&events, None, false, now);
         assert_eq!(rows.len(), 3);
         assert_eq!(rows[1][3], "GitRepository/app");
-        assert_eq!(rows[1][0], "300s");
+        assert_eq!(rows[1][0], "5m");
         assert_eq!(rows[2][4], "said this");
         let only = rows_for(&events, now);
         assert_eq!(only.len(), 2);
