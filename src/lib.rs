@@ -6,5 +6,6 @@ pub mod build;
 pub mod cli;
 pub mod install;
 pub mod kustomization;
+pub mod notify;
 pub mod runtime;
 pub mod source;

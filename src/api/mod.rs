@@ -5,6 +5,7 @@ pub mod duration;
 pub mod git_repository;
 pub mod inventory;
 pub mod kustomization;
+pub mod notification;
 
 /// The API group of every sluice kind.
 pub const GROUP: &str = "sluice.dev";

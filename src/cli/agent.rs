@@ -39,6 +39,14 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let health = Arc::new(Health::default());
     let listener = server::bind(args.operate.metrics_addr).await?;
     tokio::spawn(server::serve(listener, server::router(health.clone())));
+    // Every replica answers webhooks: annotating the named objects is safe from any of them,
+    // and the leader reconciles.
+    let hooks = server::bind(args.operate.receiver_addr).await?;
+    tokio::spawn(crate::notify::server::serve(
+        client.clone(),
+        args.namespace.clone(),
+        hooks,
+    ));
     client
         .apiserver_version()
         .await
@@ -51,8 +59,14 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         namespace: args.namespace.clone(),
         max_artifact_size: args.max_artifact_size,
     };
+    // The leader's controllers publish the Events; its dispatcher delivers them to the Alerts.
+    let (dispatcher, deliver) =
+        crate::notify::dispatch::start(client.clone(), args.namespace.clone());
+    crate::runtime::events::install_sink(dispatcher);
     let controllers = async {
+        let delivering = tokio::spawn(deliver);
         tokio::join!(
+            crate::notify::controllers::run(client.clone(), args.namespace.clone()),
             crate::source::controller::run(client.clone(), settings),
             crate::kustomization::controller::run(
                 client.clone(),
@@ -61,6 +75,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
                 args.namespace
             ),
         );
+        delivering.abort();
     };
     match election {
         None => controllers.await,

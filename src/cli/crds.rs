@@ -8,6 +8,7 @@ use kube::CustomResourceExt;
 
 use crate::api::git_repository::GitRepository;
 use crate::api::kustomization::Kustomization;
+use crate::api::notification::{Alert, Provider, Receiver};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {}
@@ -16,7 +17,13 @@ pub struct Args {}
 pub fn all()
 -> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>
 {
-    vec![GitRepository::crd(), Kustomization::crd()]
+    vec![
+        GitRepository::crd(),
+        Kustomization::crd(),
+        Receiver::crd(),
+        Provider::crd(),
+        Alert::crd(),
+    ]
 }
 
 /// The CRDs as the YAML stream `sluice crds` prints.
