@@ -64,6 +64,35 @@ impl Agent {
         self.ns.name()
     }
 
+    /// Adds the Receiver, Provider and Alert controllers and the webhook server (on a free
+    /// local port) for the test namespace; returns the webhook server's base URL.
+    pub async fn start_notifications(&mut self) -> String {
+        let ns = Some(self.ns().to_owned());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        self.controllers
+            .push(tokio::spawn(sluice::notify::controllers::run(
+                self.client.clone(),
+                ns.clone(),
+            )));
+        self.controllers
+            .push(tokio::spawn(sluice::notify::server::serve(
+                self.client.clone(),
+                ns,
+                listener,
+            )));
+        base
+    }
+
+    /// Makes this process's Events go to the Alerts of the test namespace (the sink is
+    /// process-wide: one test at a time may hold it).
+    pub fn start_dispatcher(&mut self) {
+        let (dispatcher, deliver) =
+            sluice::notify::dispatch::start(self.client.clone(), Some(self.ns().to_owned()));
+        sluice::runtime::events::install_sink(dispatcher);
+        self.controllers.push(tokio::spawn(deliver));
+    }
+
     /// Writes `files`, commits and pushes to main; returns the revision (`main@sha1:...`).
     pub fn push(&self, files: &[(&str, &str)]) -> String {
         for (path, content) in files {

@@ -7,6 +7,7 @@ pub mod agent;
 pub mod git_servers;
 pub mod git_signing;
 pub mod node;
+pub mod recorder;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
