@@ -12,7 +12,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use tokio::sync::mpsc;
 
-use super::controllers::{provider_config, provider_timeout};
+use super::controllers::{api, provider_config, provider_timeout};
 use super::send::Sender;
 use super::{InvolvedObject, Notification, Severity, alert};
 use crate::api::notification::{Alert, Provider};
@@ -112,16 +112,6 @@ pub fn start(
         }
     };
     (Arc::new(Dispatcher { queue }), task)
-}
-
-fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
-where
-    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
-{
-    match namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    }
 }
 
 /// Sends `event` to the Provider of every Alert that selects it, each delivery in a task of its

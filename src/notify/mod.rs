@@ -4,8 +4,8 @@
 //! controllers publish and sends it to the Providers of the Alerts that select it (`alert`).
 //! In: `receiver` verifies webhooks from Git hosts and `server` serves them, asking the named
 //! objects to reconcile at once. `controllers` keeps the status of Receivers, Providers and
-//! Alerts. The canary analyzer's alerts reuse `provider` and `send` with a `ProviderConfig` of
-//! their own.
+//! Alerts. `provider` and `send` take a plain `ProviderConfig`, so senders other than Alerts (the
+//! canary analyzer's alerts) can use them without a Provider object.
 
 pub mod alert;
 pub mod controllers;

@@ -31,10 +31,7 @@ struct Hooks {
 
 /// Watches the Receivers (of `namespace`, or all) and serves their webhooks on `listener`.
 pub async fn serve(client: Client, namespace: Option<String>, listener: tokio::net::TcpListener) {
-    let api: Api<Receiver> = match &namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    };
+    let api: Api<Receiver> = super::controllers::api(&client, namespace.as_deref());
     let (receivers, writer) = reflector::store();
     let watch = reflector::reflector(writer, watcher(api, watcher::Config::default()))
         .applied_objects()
