@@ -1,7 +1,8 @@
 //! Notifications on the real control plane. A Receiver of type github gets HMAC-signed push
 //! payloads over HTTP and makes the pushed commit applied at once (commit → applied measured
 //! over 20 pushes, p50 printed); a wrong or missing signature is answered 401 and triggers
-//! nothing. Alerts deliver the controllers' Events to a recording server standing in for Slack,
+//! nothing; GitLab, Gitea, Bitbucket and generic HMAC requests are verified the same way. Alerts
+//! deliver the controllers' Events to a recording server standing in for Slack,
 //! Teams, Discord, Google Chat and a signed generic webhook, with severity and inclusion and
 //! exclusion filters; an Alert naming a missing Provider says so. Commit statuses reach a
 //! recording server in GitHub's and Gitea's API shapes.
@@ -68,9 +69,7 @@ fn github_push(revision: &str, token: &str) -> (Vec<u8>, String) {
         "commits": [{"id": sha, "message": "change", "added": ["app/cm.yaml"], "modified": [], "removed": []}],
     }))
     .unwrap();
-    let mut mac = Hmac::<Sha256>::new_from_slice(token.as_bytes()).unwrap();
-    mac.update(&body);
-    let signature = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+    let signature = format!("sha256={}", hmac_hex(token, &body));
     (body, signature)
 }
 
@@ -194,6 +193,113 @@ async fn signed_github_pushes_get_applied_at_once() {
         took[0],
         took[took.len() - 1]
     );
+    agent.finish().await;
+}
+
+/// Request headers, by name.
+type Headers = Vec<(&'static str, String)>;
+
+fn hmac_hex(token: &str, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(token.as_bytes()).unwrap();
+    mac.update(body);
+    hex::encode(mac.finalize().into_bytes())
+}
+
+#[tokio::test]
+async fn every_receiver_type_verifies_its_host_over_http() {
+    let mut agent = Agent::start("receivers").await;
+    let hooks = agent.start_notifications().await;
+    agent.create_source("app", "1h").await;
+    secret(&agent, "webhook-token", &[("token", TOKEN)]).await;
+    let body = br#"{"ref":"refs/heads/main"}"#;
+    let good = hmac_hex(TOKEN, body);
+    let bad = hmac_hex("not-the-token", body);
+    // (type, headers of a genuine request, headers of a forged one)
+    let cases: [(&str, Headers, Headers); 4] = [
+        (
+            "gitlab",
+            vec![
+                ("X-Gitlab-Token", TOKEN.into()),
+                ("X-Gitlab-Event", "Push Hook".into()),
+            ],
+            vec![
+                ("X-Gitlab-Token", "guess".into()),
+                ("X-Gitlab-Event", "Push Hook".into()),
+            ],
+        ),
+        (
+            "gitea",
+            vec![
+                ("X-Gitea-Signature", good.clone()),
+                ("X-Gitea-Event", "push".into()),
+            ],
+            vec![
+                ("X-Gitea-Signature", bad.clone()),
+                ("X-Gitea-Event", "push".into()),
+            ],
+        ),
+        (
+            "bitbucket",
+            vec![
+                ("X-Hub-Signature", format!("sha256={good}")),
+                ("X-Event-Key", "repo:refs_changed".into()),
+            ],
+            vec![("X-Event-Key", "repo:refs_changed".into())],
+        ),
+        (
+            "generic-hmac",
+            vec![("X-Signature", format!("sha256={good}"))],
+            vec![("X-Signature", format!("sha256={bad}"))],
+        ),
+    ];
+    let receivers: Api<Receiver> = Api::namespaced(agent.client.clone(), agent.ns());
+    let repos: Api<GitRepository> = Api::namespaced(agent.client.clone(), agent.ns());
+    for (type_, genuine, forged) in cases {
+        agent
+            .create(
+                json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "Receiver",
+                "metadata": {"name": type_},
+                "spec": {"type": type_, "secretRef": {"name": "webhook-token"},
+                    "resources": [{"kind": "GitRepository", "name": "app"}]}}),
+            )
+            .await;
+        let path = eventually(
+            WAIT,
+            &format!("Receiver {type_} publishes its path"),
+            || async {
+                let r = receivers.get(type_).await.map_err(|e| e.to_string())?;
+                r.status
+                    .and_then(|s| s.webhook_path)
+                    .ok_or_else(|| "no path yet".to_string())
+            },
+        )
+        .await;
+        let send = |headers: Headers| {
+            let mut request = http().post(format!("{hooks}{path}")).body(body.to_vec());
+            for (k, v) in headers {
+                request = request.header(k, v);
+            }
+            async move {
+                let response = request.send().await.unwrap();
+                (response.status().as_u16(), response.text().await.unwrap())
+            }
+        };
+        let before = requested_at(&repos.get("app").await.unwrap());
+        let (status, answer) = send(forged).await;
+        assert_eq!(status, 401, "{type_}: {answer}");
+        assert_eq!(
+            requested_at(&repos.get("app").await.unwrap()),
+            before,
+            "{type_}: a forged request triggered"
+        );
+        let (status, answer) = send(genuine).await;
+        assert_eq!(status, 200, "{type_}: {answer}");
+        let after = requested_at(&repos.get("app").await.unwrap());
+        assert!(
+            after.is_some() && after != before,
+            "{type_}: a genuine request did not trigger"
+        );
+    }
     agent.finish().await;
 }
 
@@ -426,12 +532,8 @@ async fn alerts_reach_chat_services_through_their_filters() {
     )
     .await;
     let signed = received(&recorder, "/signed", "the applied revision", applied).await;
-    let mut mac = Hmac::<Sha256>::new_from_slice(b"hmac-s3cret").unwrap();
-    mac.update(&signed.body);
-    assert_eq!(
-        signed.header("X-Signature"),
-        Some(format!("sha256={}", hex::encode(mac.finalize().into_bytes())).as_str())
-    );
+    let signature = format!("sha256={}", hmac_hex("hmac-s3cret", &signed.body));
+    assert_eq!(signed.header("X-Signature"), Some(signature.as_str()));
     let event = signed.json();
     assert_eq!(event["severity"], "info");
     assert_eq!(event["metadata"]["revision"], good);
