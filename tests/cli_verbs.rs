@@ -1,6 +1,7 @@
 //! The Flux-shaped verbs of the `sluice` binary against the real control plane, with the
 //! controllers running: get, reconcile (--with-source), suspend, resume, tree (nested
-//! Kustomizations), events and export, and their exit codes.
+//! Kustomizations), events and export, and their exit codes; get and reconcile of Alerts and
+//! Providers.
 
 mod support;
 
@@ -178,5 +179,48 @@ async fn get_reconcile_suspend_resume_tree_events_export() {
     assert_eq!(run.status.code(), Some(1), "{:?}", out(&run));
     assert!(out(&run).1.contains("✗ Kustomization"), "{:?}", out(&run));
 
+    agent.finish().await;
+}
+
+// The notification kinds by Flux's names: get shows whether they can work, reconcile re-checks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_and_reconcile_notification_kinds() {
+    let mut agent = Agent::start("verbs-notify").await;
+    agent.start_notifications().await;
+    let ns = agent.ns().to_string();
+    agent
+        .create(json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "Alert",
+            "metadata": {"name": "deploys"},
+            "spec": {"providerRef": {"name": "chat"},
+                "eventSources": [{"kind": "Kustomization", "name": "*"}]}}))
+        .await;
+    let eventually_listed = |kind: &str, name: &str, want: &str| {
+        for _ in 0..120 {
+            let (table, _) = out(&sluice(&ns, &["get", kind]));
+            if table
+                .lines()
+                .any(|l| l.starts_with(name) && l.contains(want))
+            {
+                return table;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+        panic!("`sluice get {kind}` never showed {name} with {want:?}");
+    };
+    let table = eventually_listed("alerts", "deploys ", "Provider chat not found");
+    assert!(table.contains("False"), "{table}");
+    agent
+        .create(
+            json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "Provider",
+            "metadata": {"name": "chat"},
+            "spec": {"type": "slack", "address": "https://hooks.slack.invalid/services/x"}}),
+        )
+        .await;
+    eventually_listed("alert-providers", "chat ", "True");
+    eventually_listed("alerts", "deploys ", "True");
+    let run = sluice(&ns, &["reconcile", "alert", "deploys", "--timeout", "60s"]);
+    let (_, progress) = out(&run);
+    assert!(run.status.success(), "{progress}");
+    assert!(progress.contains("► annotating Alert"), "{progress}");
     agent.finish().await;
 }

@@ -12,15 +12,27 @@ use serde_json::Value;
 pub enum Kind {
     GitRepository,
     Kustomization,
+    Receiver,
+    Provider,
+    Alert,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 2] = [Kind::GitRepository, Kind::Kustomization];
+    pub const ALL: [Kind; 5] = [
+        Kind::GitRepository,
+        Kind::Kustomization,
+        Kind::Receiver,
+        Kind::Provider,
+        Kind::Alert,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Kind::GitRepository => "GitRepository",
             Kind::Kustomization => "Kustomization",
+            Kind::Receiver => "Receiver",
+            Kind::Provider => "Provider",
+            Kind::Alert => "Alert",
         }
     }
 
@@ -28,10 +40,14 @@ impl Kind {
         match self {
             Kind::GitRepository => "gitrepositories",
             Kind::Kustomization => "kustomizations",
+            Kind::Receiver => "receivers",
+            Kind::Provider => "providers",
+            Kind::Alert => "alerts",
         }
     }
 
-    /// Names people type: the kind, its plural, short names and Flux's (`source-git`).
+    /// Names people type: the kind, its plural, short names and Flux's (`source-git`,
+    /// `alert-provider`).
     fn spellings(self) -> &'static [&'static str] {
         match self {
             Kind::GitRepository => &[
@@ -43,6 +59,9 @@ impl Kind {
                 "sources-git",
             ],
             Kind::Kustomization => &["kustomization", "kustomizations", "ks"],
+            Kind::Receiver => &["receiver", "receivers"],
+            Kind::Provider => &["provider", "providers", "alert-provider", "alert-providers"],
+            Kind::Alert => &["alert", "alerts"],
         }
     }
 
@@ -63,13 +82,9 @@ impl Kind {
         let pointer = match self {
             Kind::GitRepository => "/status/artifact/revision",
             Kind::Kustomization => "/status/lastAppliedRevision",
+            Kind::Receiver | Kind::Provider | Kind::Alert => return None,
         };
         obj.pointer(pointer).and_then(Value::as_str)
-    }
-
-    /// Whether a manual trigger makes sense for the kind.
-    pub fn reconcilable(self) -> bool {
-        matches!(self, Kind::GitRepository | Kind::Kustomization)
     }
 }
 
@@ -145,6 +160,11 @@ mod tests {
         for text in ["gitrepo", "GitRepository", "source-git"] {
             assert_eq!(parse_kind(text), Ok(Kind::GitRepository));
         }
+        for text in ["alert-providers", "Provider"] {
+            assert_eq!(parse_kind(text), Ok(Kind::Provider));
+        }
+        assert_eq!(parse_kind("receivers"), Ok(Kind::Receiver));
+        assert_eq!(parse_kind("alert"), Ok(Kind::Alert));
         let err = parse_kind("helmrelease").unwrap_err();
         assert!(err.contains("known: gitrepository, kustomization"), "{err}");
         assert_eq!(

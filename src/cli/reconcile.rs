@@ -32,9 +32,6 @@ pub struct Args {
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let (client, ns) = args.scope.connect().await?;
-    if !args.kind.reconcilable() {
-        bail!("{} objects are not reconciled", args.kind);
-    }
     if args.with_source {
         if args.kind != Kind::Kustomization {
             bail!("--with-source is for Kustomizations");
