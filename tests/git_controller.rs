@@ -343,6 +343,8 @@ async fn sluice_agent_process_runs_the_controller() {
         std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
             .args([
                 "agent",
+                "--metrics-addr=127.0.0.1:0",
+                "--receiver-addr=127.0.0.1:0",
                 "--namespace",
                 ns.name(),
                 "--max-artifact-size",

@@ -54,6 +54,11 @@ pub trait ReconcileStatus {
     fn conditions(&self) -> &[Condition];
     /// The manual-trigger annotation value the last reconcile acted on.
     fn last_handled_reconcile_at(&self) -> Option<&str>;
+    /// The revision the object is at, for logs and notifications (a source's artifact, a
+    /// Kustomization's last attempt); `None` for kinds without one.
+    fn revision(&self) -> Option<&str> {
+        None
+    }
 }
 
 /// Sets a condition, keeping `lastTransitionTime` when the status did not change. Returns whether

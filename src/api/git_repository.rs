@@ -142,6 +142,9 @@ impl ReconcileStatus for GitRepositoryStatus {
     fn last_handled_reconcile_at(&self) -> Option<&str> {
         self.last_handled_reconcile_at.as_deref()
     }
+    fn revision(&self) -> Option<&str> {
+        self.artifact.as_ref().map(|a| a.revision.as_str())
+    }
 }
 
 #[cfg(test)]

@@ -89,6 +89,25 @@ pub struct KustomizationSpec {
     /// Variable substitution after the build.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub post_build: Option<PostBuild>,
+    /// What happens to the applied objects when the Kustomization is deleted (default
+    /// `MirrorPrune`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletion_policy: Option<DeletionPolicy>,
+}
+
+/// What deleting a Kustomization does to the objects it applied (Flux's `deletionPolicy`). A
+/// suspended Kustomization leaves them in place whatever the policy.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum DeletionPolicy {
+    /// Delete them when `prune` is on, leave them otherwise.
+    #[default]
+    MirrorPrune,
+    /// Delete them, whatever `prune` says.
+    Delete,
+    /// Delete them and wait (up to `timeout`) until they are gone before the Kustomization goes.
+    WaitForTermination,
+    /// Leave them in place.
+    Orphan,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -241,6 +260,9 @@ impl ReconcileStatus for KustomizationStatus {
     }
     fn last_handled_reconcile_at(&self) -> Option<&str> {
         self.last_handled_reconcile_at.as_deref()
+    }
+    fn revision(&self) -> Option<&str> {
+        self.last_attempted_revision.as_deref()
     }
 }
 

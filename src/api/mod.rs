@@ -8,6 +8,7 @@ pub mod image_repository;
 pub mod image_update_automation;
 pub mod inventory;
 pub mod kustomization;
+pub mod notification;
 
 /// The API group of every sluice kind.
 pub const GROUP: &str = "sluice.dev";
@@ -16,6 +17,9 @@ pub const GROUP: &str = "sluice.dev";
 pub const REQUESTED_AT_ANNOTATION: &str = "sluice.dev/requestedAt";
 /// Flux's spelling of `REQUESTED_AT_ANNOTATION` (what `flux reconcile` sets), honoured the same way.
 pub const FLUX_REQUESTED_AT_ANNOTATION: &str = "reconcile.fluxcd.io/requestedAt";
+
+/// The finalizer sluice's controllers keep on objects they clean up after.
+pub const FINALIZER: &str = "finalizers.sluice.dev";
 
 /// A reference to an object in the same namespace.
 #[derive(

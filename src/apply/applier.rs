@@ -20,6 +20,7 @@ use super::inventory::ObjectId;
 use super::order::{Stage, rank_of, stage_of};
 use super::plan::{self, FIELD_MANAGER, SsaMode};
 use crate::runtime::crash;
+use crate::runtime::metrics::count_apply;
 
 /// Labels that mark an applied object as owned by one Kustomization (or one `sluice apply --name`).
 pub const OWNER_NAME_LABEL: &str = "sluice.dev/name";
@@ -284,12 +285,15 @@ impl Applier {
         let params = PatchParams::apply(FIELD_MANAGER).force();
         if d.recreate && live.is_some() {
             self.delete_and_wait(&api, d, options).await?;
-            api.patch(&d.id.name, &params, &Patch::Apply(&d.object))
-                .await
-                .map_err(|source| ApplyError::Apply {
-                    id: d.id.clone(),
-                    source: Box::new(source),
-                })?;
+            count_apply(
+                "apply",
+                api.patch(&d.id.name, &params, &Patch::Apply(&d.object))
+                    .await,
+            )
+            .map_err(|source| ApplyError::Apply {
+                id: d.id.clone(),
+                source: Box::new(source),
+            })?;
             return Ok((
                 Action::Configured,
                 Some("recreated: immutable fields changed".into()),
@@ -311,12 +315,15 @@ impl Applier {
                 ]);
                 let patch: json_patch::Patch =
                     serde_json::from_value(patch).expect("a valid JSON patch");
-                api.patch(
-                    &d.id.name,
-                    &PatchParams::default(),
-                    &Patch::<()>::Json(patch),
+                count_apply(
+                    "takeover",
+                    api.patch(
+                        &d.id.name,
+                        &PatchParams::default(),
+                        &Patch::<()>::Json(patch),
+                    )
+                    .await,
                 )
-                .await
                 .map_err(|source| ApplyError::Takeover {
                     id: d.id.clone(),
                     source: Box::new(source),
@@ -329,12 +336,15 @@ impl Applier {
         if action == Action::Unchanged && !took_over {
             return Ok((Action::Unchanged, None));
         }
-        api.patch(&d.id.name, &params, &Patch::Apply(&d.object))
-            .await
-            .map_err(|source| ApplyError::Apply {
-                id: d.id.clone(),
-                source: Box::new(source),
-            })?;
+        count_apply(
+            "apply",
+            api.patch(&d.id.name, &params, &Patch::Apply(&d.object))
+                .await,
+        )
+        .map_err(|source| ApplyError::Apply {
+            id: d.id.clone(),
+            source: Box::new(source),
+        })?;
         Ok(match action {
             Action::Unchanged => (
                 Action::Configured,
@@ -354,9 +364,11 @@ impl Applier {
             id: d.id.clone(),
             source: Box::new(source),
         };
-        api.delete(&d.id.name, &DeleteParams::foreground())
-            .await
-            .map_err(recreate)?;
+        count_apply(
+            "delete",
+            api.delete(&d.id.name, &DeleteParams::foreground()).await,
+        )
+        .map_err(recreate)?;
         let deadline = tokio::time::Instant::now() + options.crd_timeout;
         while api.get_opt(&d.id.name).await.map_err(recreate)?.is_some() {
             if tokio::time::Instant::now() >= deadline {

@@ -163,7 +163,10 @@ async fn prune_one(
                     )));
                 }
             }
-            match api.delete(&id.name, &DeleteParams::background()).await {
+            match crate::runtime::metrics::count_apply(
+                "delete",
+                api.delete(&id.name, &DeleteParams::background()).await,
+            ) {
                 Ok(_) => Ok(Step::Done(Action::Deleted, None)),
                 Err(kube::Error::Api(status)) if status.code == 404 => Ok(Step::Forget),
                 Err(err) => Err(format!("deleting it failed: {err}")),

@@ -76,11 +76,11 @@ impl Applier {
             return DryRun::Accepted(d.object.clone());
         }
         let params = PatchParams::apply(FIELD_MANAGER).force().dry_run();
-        match self
+        let result = self
             .api(d)
             .patch(&d.id.name, &params, &Patch::Apply(&d.object))
-            .await
-        {
+            .await;
+        match crate::runtime::metrics::count_apply("dry-run", result) {
             Ok(result) => {
                 DryRun::Accepted(serde_json::to_value(result).expect("objects serialize"))
             }

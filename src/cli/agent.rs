@@ -1,12 +1,16 @@
 //! `sluice agent`: runs the controllers in the cluster until a shutdown signal, with the
-//! multi-tenancy flags of Flux (see docs/security.md). Talks to the API server and Git remotes.
+//! multi-tenancy flags of Flux (see docs/security.md), its metrics and health endpoints, and
+//! (with --leader-elect) only while it leads. Talks to the API server and Git remotes.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 
 use crate::kustomization::tenancy::Tenancy;
+use crate::runtime::leader::Elector;
+use crate::runtime::server::{self, Health};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -41,6 +45,8 @@ pub struct Args {
     /// Most tags an ImageRepository may have; a scan that finds more fails instead of storing them.
     #[arg(long, env = "SLUICE_MAX_IMAGE_TAGS", default_value_t = crate::image::registry::DEFAULT_MAX_TAGS)]
     pub max_image_tags: usize,
+    #[command(flatten)]
+    pub operate: super::operate::OperateArgs,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -56,6 +62,25 @@ pub async fn run_with(args: Args, config: kube::Config) -> anyhow::Result<ExitCo
         .with_context(|| format!("creating {}", args.storage_dir.display()))?;
     let client = kube::Client::try_from(config.clone())
         .context("connecting to the Kubernetes API server")?;
+    let election = args.operate.leader(&config.default_namespace)?;
+
+    let health = Arc::new(Health::default());
+    let listener = server::bind(args.operate.metrics_addr).await?;
+    tokio::spawn(server::serve(listener, server::router(health.clone())));
+    // Every replica answers webhooks: annotating the named objects is safe from any of them,
+    // and the leader reconciles.
+    let hooks = server::bind(args.operate.receiver_addr).await?;
+    tokio::spawn(crate::notify::server::serve(
+        client.clone(),
+        args.namespace.clone(),
+        hooks,
+    ));
+    client
+        .apiserver_version()
+        .await
+        .context("reaching the Kubernetes API server")?;
+    health.set_ready();
+
     tracing::info!(
         storage = %args.storage_dir.display(),
         namespace = ?args.namespace,
@@ -86,18 +111,54 @@ pub async fn run_with(args: Args, config: kube::Config) -> anyhow::Result<ExitCo
             no_cross_namespace_refs: args.no_cross_namespace_refs,
         },
     };
-    tokio::join!(
-        crate::source::controller::run(client.clone(), sources),
-        crate::kustomization::controller::run(client.clone(), config, kustomizations),
-        crate::image::repository::run(
-            client.clone(),
-            image_namespace.clone(),
-            tags.clone(),
-            limits
-        ),
-        crate::image::policy_controller::run(client.clone(), image_namespace.clone(), tags),
-        crate::image::automation::run(client, image_storage, image_namespace),
-    );
+    // The leader's controllers publish the Events; its dispatcher delivers them to the Alerts.
+    let (dispatcher, deliver) =
+        crate::notify::dispatch::start(client.clone(), image_namespace.clone());
+    crate::runtime::events::install_sink(dispatcher);
+    let controllers = async {
+        let delivering = tokio::spawn(deliver);
+        tokio::join!(
+            crate::notify::controllers::run(client.clone(), image_namespace.clone()),
+            crate::source::controller::run(client.clone(), sources),
+            crate::kustomization::controller::run(client.clone(), config, kustomizations),
+            crate::image::repository::run(
+                client.clone(),
+                image_namespace.clone(),
+                tags.clone(),
+                limits
+            ),
+            crate::image::policy_controller::run(client.clone(), image_namespace.clone(), tags),
+            crate::image::automation::run(client.clone(), image_storage, image_namespace.clone()),
+        );
+        delivering.abort();
+    };
+    match election {
+        None => controllers.await,
+        Some(settings) => {
+            let mut elector = Elector::new(client.clone(), settings);
+            tokio::select! {
+                () = elector.acquire() => {}
+                () = shutdown_signal() => {
+                    tracing::info!("agent stopped before leading");
+                    return Ok(ExitCode::SUCCESS);
+                }
+            }
+            tokio::select! {
+                () = controllers => elector.release().await,
+                lost = elector.keep() => return Err(lost).context("stepping down"),
+            }
+        }
+    }
     tracing::info!("agent stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves at SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("a SIGTERM handler can be installed");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
 }

@@ -11,6 +11,7 @@ use crate::api::image_policy::ImagePolicy;
 use crate::api::image_repository::ImageRepository;
 use crate::api::image_update_automation::ImageUpdateAutomation;
 use crate::api::kustomization::Kustomization;
+use crate::api::notification::{Alert, Provider, Receiver};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {}
@@ -25,6 +26,9 @@ pub fn all()
         ImageRepository::crd(),
         ImagePolicy::crd(),
         ImageUpdateAutomation::crd(),
+        Receiver::crd(),
+        Provider::crd(),
+        Alert::crd(),
     ]
 }
 

@@ -6,8 +6,18 @@ mod apply;
 mod build;
 pub mod crds;
 mod diff;
+mod events;
+mod export;
+mod get;
 mod image;
+mod install;
+mod kinds;
+mod operate;
+mod reconcile;
 mod source;
+mod suspend;
+mod table;
+mod tree;
 mod verify;
 mod version;
 
@@ -53,6 +63,22 @@ pub enum Command {
     Source(source::Args),
     /// Scan registries, try policies and setters the way the image automation does.
     Image(image::Args),
+    /// Install the agent into a cluster (or print its manifests) and wait until it is Ready.
+    Install(Box<install::Args>),
+    /// List objects with their revision, readiness and age.
+    Get(get::Args),
+    /// Ask for a reconcile now and wait for it (exit 1 when the object ends not Ready).
+    Reconcile(reconcile::Args),
+    /// Stop reconciling an object.
+    Suspend(suspend::Args),
+    /// Reconcile a suspended object again, and wait for it.
+    Resume(suspend::Args),
+    /// Show what a Kustomization applied, as a tree.
+    Tree(tree::Args),
+    /// Show the Events about sluice objects.
+    Events(events::Args),
+    /// Print objects as YAML to keep in Git (no status).
+    Export(export::Args),
 }
 
 /// Runs the parsed command and maps its outcome to the process exit code: 0 success, 1 a negative
@@ -68,6 +94,14 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Verify(args) => block_on(verify::run(args)),
         Command::Source(args) => block_on(source::run(args)),
         Command::Image(args) => block_on(image::run(args)),
+        Command::Install(args) => block_on(install::run(*args)),
+        Command::Get(args) => block_on(get::run(args)),
+        Command::Reconcile(args) => block_on(reconcile::run(args)),
+        Command::Suspend(args) => block_on(suspend::run(args, true)),
+        Command::Resume(args) => block_on(suspend::run(args, false)),
+        Command::Tree(args) => block_on(tree::run(args)),
+        Command::Events(args) => block_on(events::run(args)),
+        Command::Export(args) => block_on(export::run(args)),
     };
     match result {
         Ok(code) => code,

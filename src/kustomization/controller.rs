@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, ServiceAccount};
 use kube::api::Api;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
@@ -35,6 +35,7 @@ use crate::apply::reconcile::{ReconcileOptions, reconcile as reconcile_objects};
 use crate::build::{self, BuildOptions};
 use crate::runtime::conditions::{Common, Stamp};
 use crate::runtime::controller::{Attempt, Plan, Reconciler, Scaffold, patch_status};
+use crate::runtime::events::EventPlan;
 use crate::runtime::text::error_chain;
 use crate::source::sync::artifact_path;
 
@@ -44,6 +45,10 @@ pub enum ControllerError {
     MarkReconciling(#[source] Box<kube::Error>),
     #[error("Kustomization has no namespace")]
     NoNamespace,
+    #[error("{0}")]
+    Impersonate(String),
+    #[error(transparent)]
+    Finalize(#[from] super::deletion::FinalizeError),
 }
 
 /// How the controller runs (`sluice agent`'s flags).
@@ -175,6 +180,36 @@ impl Reconciler for Kustomizations {
     type Inputs = SourceArtifact;
     type Error = ControllerError;
     const REPORTER: &'static str = "sluice-kustomize";
+    const FINALIZER: Option<&'static str> = Some(crate::api::FINALIZER);
+
+    fn suspended(obj: &Kustomization) -> bool {
+        obj.spec.suspend
+    }
+
+    async fn cleanup(&self, obj: &Kustomization) -> Result<Option<EventPlan>, ControllerError> {
+        let ns = obj.namespace().ok_or(ControllerError::NoNamespace)?;
+        // Its service account is gone (e.g. its namespace is being deleted): nothing can be
+        // deleted in its name, and waiting would block the namespace forever.
+        if let Some(account) = &obj.spec.service_account_name
+            && let Ok(None) = Api::<ServiceAccount>::namespaced(self.client.clone(), &ns)
+                .get_opt(account)
+                .await
+        {
+            let why = format!("its service account {account} no longer exists");
+            return Ok(super::deletion::orphaned(obj, &why));
+        }
+        let client = self
+            .tenant_client(obj)
+            .map_err(ControllerError::Impersonate)?;
+        let interval = duration::parse(&obj.spec.interval).unwrap_or(Duration::from_secs(600));
+        let timeout = obj
+            .spec
+            .timeout
+            .as_deref()
+            .and_then(|t| duration::parse(t).ok())
+            .unwrap_or(interval);
+        Ok(super::deletion::finalize(&client, &self.discovery, obj, timeout).await?)
+    }
 
     async fn inputs(&self, obj: &Kustomization) -> SourceArtifact {
         let ns = obj.namespace().unwrap_or_default();

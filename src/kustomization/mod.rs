@@ -1,8 +1,10 @@
 //! The Kustomization controller and its pure parts: `status` (what the status becomes),
-//! `depends` (dependency readiness and cycles), `tenancy` (identity and namespace rules); `store` keeps the inventory in the status, and
-//! `controller` does the I/O.
+//! `depends` (dependency readiness and cycles), `tenancy` (identity and namespace rules),
+//! `deletion` (what deleting one does to what it applied); `store` keeps the inventory in the
+//! status, and `controller` does the I/O.
 
 pub mod controller;
+pub mod deletion;
 pub mod depends;
 pub mod status;
 pub mod store;

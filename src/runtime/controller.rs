@@ -1,8 +1,10 @@
 //! The scaffold every sluice controller runs on. A controller supplies a `Reconciler` (read the
 //! inputs, reconcile one object, return a `Plan`); the scaffold watches the kind, decides whether a
 //! watch event or timer makes a reconcile due (`schedule`, `trigger`), runs the reconcile with
-//! panics caught, writes the planned status and Event, and logs every failure with the object's
-//! kind, namespace and name. Talks to the API server.
+//! panics caught, writes the planned status and Event, counts it in the metrics and logs it (and
+//! every failure) with the object's kind, namespace, name and revision. A controller that cleans
+//! up after deletion names a finalizer: the scaffold adds it, runs `cleanup` when the object is
+//! deleted and removes it afterwards. Talks to the API server.
 
 use std::any::Any;
 use std::convert::Infallible;
@@ -29,6 +31,8 @@ use tracing::Instrument;
 
 use super::conditions::{Common, Reason, Stamp};
 use super::events::{self, EventPlan};
+use super::finalizer::{self, Step};
+use super::metrics::{ReconcileResult, metrics};
 use super::schedule::{BACKOFF_MAX, Gate, Requeue, Schedule, backoff};
 use super::text::{error_chain, truncate};
 use super::trigger::{Requested, trigger};
@@ -64,6 +68,24 @@ pub trait Reconciler: Send + Sync + 'static {
         inputs: Self::Inputs,
         attempt: &Attempt<'_>,
     ) -> impl Future<Output = Result<Plan<StatusOf<Self>>, Self::Error>> + Send;
+
+    /// The finalizer the scaffold keeps on every object so that `cleanup` runs before it is gone;
+    /// `None`: nothing to clean up.
+    const FINALIZER: Option<&'static str> = None;
+
+    /// Cleans up after a deleted object (with `FINALIZER`); the finalizer is removed once it
+    /// succeeds, with the Event it returns. A failure is retried with backoff.
+    fn cleanup(
+        &self,
+        _obj: &Self::Object,
+    ) -> impl Future<Output = Result<Option<EventPlan>, Self::Error>> + Send {
+        async { Ok(None) }
+    }
+
+    /// Whether the object is suspended (`spec.suspend`), for the metrics.
+    fn suspended(_obj: &Self::Object) -> bool {
+        false
+    }
 }
 
 /// The status type of a reconciler's kind.
@@ -115,7 +137,12 @@ impl<R: Reconciler> Scaffold<R> {
         let forget = {
             let (schedule, store) = (schedule.clone(), store.clone());
             move |event: &Result<watcher::Event<R::Object>, watcher::Error>| match event {
-                Ok(watcher::Event::Delete(obj)) => schedule.forget(&ObjectRef::from_obj(obj)),
+                Ok(watcher::Event::Delete(obj)) => {
+                    schedule.forget(&ObjectRef::from_obj(obj));
+                    let conditions = obj.status().map(|s| s.conditions()).unwrap_or_default();
+                    let (namespace, name) = (obj.namespace().unwrap_or_default(), obj.name_any());
+                    metrics().forget_object(&R::Object::kind(&()), &namespace, &name, conditions);
+                }
                 // A relist: objects deleted while the watch was down are gone from the store.
                 Ok(watcher::Event::InitDone) => schedule.retain(|key| store.get(key).is_some()),
                 _ => {}
@@ -211,6 +238,28 @@ async fn reconcile_one<R: Reconciler>(
     let requested = Requested::of(obj.annotations());
     let generation = obj.meta().generation;
     let failures = shared.schedule.failures(&key);
+    let retry = Requeue::Retry(backoff(failures.saturating_add(1), BACKOFF_MAX));
+    if let Some(finalizer) = R::FINALIZER {
+        match finalizer::decide(obj.meta(), finalizer) {
+            Step::Reconcile => {}
+            Step::Add => {
+                let patch = finalizer::add_patch(obj.meta(), finalizer);
+                if let Err(e) = finalizer::patch(&shared.client, &*obj, patch).await {
+                    let error = error_chain(&e);
+                    tracing::warn!(%kind, %namespace, %name, %error, "adding the finalizer failed; retrying");
+                    return Ok(schedule_retry(&shared, key, requested, retry));
+                }
+            }
+            Step::Cleanup => {
+                let action = finalize(&shared, &obj, finalizer, key, requested, retry)
+                    .instrument(span)
+                    .await;
+                return Ok(action);
+            }
+            Step::Gone => return Ok(Action::await_change()),
+        }
+    }
+    let started = Instant::now();
     // Until the inputs are read (or if reading them panics): the trigger without them.
     let mut asked = trigger(generation, &requested, &());
     let attempt = async {
@@ -235,28 +284,55 @@ async fn reconcile_one<R: Reconciler>(
         .instrument(span.clone())
         .await
         .unwrap_or_else(|payload| Ended::Panicked(panic_message(payload.as_ref())));
-    let retry = Requeue::Retry(backoff(failures.saturating_add(1), BACKOFF_MAX));
-    let requeue = match ended {
+    let current = obj.status();
+    let (requeue, result, status) = match ended {
         Ended::NotDue(wait) => return Ok(wait.map_or_else(Action::await_change, Action::requeue)),
-        Ended::Planned(plan) => match write(&shared, &obj, plan).instrument(span).await {
-            Ok(requeue) => requeue,
-            Err(e) => {
-                let error = error_chain(&e);
-                tracing::warn!(%kind, %namespace, %name, %error, "writing the status failed; retrying");
-                retry
+        Ended::Planned(mut plan) => {
+            let status = plan.status.take();
+            match write(&shared, &obj, status.as_ref(), plan)
+                .instrument(span.clone())
+                .await
+            {
+                Ok(requeue) => {
+                    let after = status.as_ref().or(current).map(|s| s.conditions());
+                    (
+                        requeue,
+                        ReconcileResult::of(after.unwrap_or_default()),
+                        status,
+                    )
+                }
+                Err(e) => {
+                    let error = error_chain(&e);
+                    tracing::warn!(%kind, %namespace, %name, %error, "writing the status failed; retrying");
+                    (retry, ReconcileResult::error, None)
+                }
             }
-        },
+        }
         Ended::Failed(e) => {
             let error = error_chain(&e);
             tracing::warn!(%kind, %namespace, %name, %error, "reconcile failed; retrying");
-            retry
+            (retry, ReconcileResult::error, None)
         }
         Ended::Panicked(panic) => {
             tracing::error!(%kind, %namespace, %name, %panic, "reconcile panicked; retrying");
             report_panic(&shared, &obj, &panic).instrument(span).await;
-            retry
+            (retry, ReconcileResult::panic, None)
         }
     };
+    let elapsed = started.elapsed();
+    let now = status.as_ref().or(current);
+    let revision = now.and_then(|s| s.revision()).unwrap_or_default();
+    tracing::info!(%kind, %namespace, %name, %revision, ?result, seconds = elapsed.as_secs_f64(), "reconciled");
+    metrics().reconciled(&kind, result, elapsed);
+    if let Some(now) = now {
+        metrics().object_state(
+            &kind,
+            &namespace,
+            &name,
+            now.conditions(),
+            R::suspended(&obj),
+        );
+    }
     shared
         .schedule
         .record(key.clone(), asked, requested, requeue, Instant::now());
@@ -270,17 +346,80 @@ async fn reconcile_one<R: Reconciler>(
     })
 }
 
+/// Remembers a failure that happened before a reconcile could run; says when to try again.
+fn schedule_retry<R: Reconciler>(
+    shared: &Shared<R>,
+    key: ObjectRef<R::Object>,
+    requested: Requested,
+    retry: Requeue,
+) -> Action {
+    shared
+        .schedule
+        .record(key, 0, requested, retry, Instant::now());
+    match retry {
+        Requeue::After(after) | Requeue::Retry(after) => Action::requeue(after),
+        Requeue::OnChange => Action::await_change(),
+    }
+}
+
+/// Cleans up after a deleted object and removes the finalizer; a failure or panic is logged and
+/// retried with backoff, keeping the finalizer (and so the object) until cleanup succeeds.
+async fn finalize<R: Reconciler>(
+    shared: &Shared<R>,
+    obj: &R::Object,
+    finalizer: &str,
+    key: ObjectRef<R::Object>,
+    requested: Requested,
+    retry: Requeue,
+) -> Action {
+    let kind = R::Object::kind(&());
+    let (namespace, name) = (obj.namespace().unwrap_or_default(), obj.name_any());
+    let cleaned = AssertUnwindSafe(shared.reconciler.cleanup(obj))
+        .catch_unwind()
+        .await;
+    let event = match cleaned {
+        Ok(Ok(event)) => event,
+        Ok(Err(e)) => {
+            let error = error_chain(&e);
+            tracing::warn!(%kind, %namespace, %name, %error, "cleaning up after deletion failed; retrying");
+            return schedule_retry(shared, key, requested, retry);
+        }
+        Err(payload) => {
+            let panic = panic_message(payload.as_ref());
+            tracing::error!(%kind, %namespace, %name, %panic, "cleaning up after deletion panicked; retrying");
+            return schedule_retry(shared, key, requested, retry);
+        }
+    };
+    if let Some(event) = event {
+        let revision = obj.status().and_then(|s| s.revision());
+        let regarding = obj.object_ref(&());
+        events::publish(&shared.recorder, &regarding, event, R::REPORTER, revision).await;
+    }
+    if let Some(patch) = finalizer::remove_patch(obj.meta(), finalizer)
+        && let Err(e) = finalizer::patch(&shared.client, obj, patch).await
+    {
+        let error = error_chain(&e);
+        tracing::warn!(%kind, %namespace, %name, %error, "removing the finalizer failed; retrying");
+        return schedule_retry(shared, key, requested, retry);
+    }
+    tracing::info!(%kind, %namespace, %name, "finalized");
+    Action::await_change()
+}
+
 /// Writes what a reconcile planned: the status, then the Event.
 async fn write<R: Reconciler>(
     shared: &Shared<R>,
     obj: &R::Object,
+    status: Option<&StatusOf<R>>,
     plan: Plan<StatusOf<R>>,
 ) -> Result<Requeue, kube::Error> {
-    if let Some(status) = &plan.status {
+    if let Some(status) = status {
         patch_status(&shared.client, obj, status).await?;
     }
     if let Some(event) = plan.event {
-        events::publish(&shared.recorder, &obj.object_ref(&()), event).await;
+        let revision = status.or(obj.status()).and_then(|s| s.revision());
+        let regarding = obj.object_ref(&());
+        events::publish(&shared.recorder, &regarding, event, R::REPORTER, revision).await;
     }
     Ok(plan.requeue)
 }
@@ -320,7 +459,15 @@ async fn report_panic<R: Reconciler>(shared: &Shared<R>, obj: &R::Object, panic:
         message,
         action: "Reconcile".into(),
     };
-    events::publish(&shared.recorder, &obj.object_ref(&()), event).await;
+    let revision = obj.status().and_then(|s| s.revision());
+    events::publish(
+        &shared.recorder,
+        &obj.object_ref(&()),
+        event,
+        R::REPORTER,
+        revision,
+    )
+    .await;
 }
 
 /// Writes `status` as a merge patch of the object's status subresource.

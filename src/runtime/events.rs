@@ -1,6 +1,11 @@
 //! Kubernetes Events about sluice's objects: what a controller decided to say (`EventPlan`, pure)
-//! and publishing it (`publish`, one request).
+//! and publishing it (`publish`, one request), and the process's `EventSink`, which hears every
+//! published Event (the notification dispatcher installs itself there: Alerts see what the
+//! controllers say without the controllers knowing about Alerts).
 
+use std::sync::{Arc, RwLock};
+
+use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::events::{Event, EventType, Recorder};
 
 use super::text::truncate;
@@ -18,11 +23,41 @@ pub struct EventPlan {
     pub action: String,
 }
 
-/// Publishes `plan` about `regarding`; a failure is logged, never fatal to the reconcile.
+/// An Event as a sink hears it: what was said, about what, by whom, and the object's revision.
+#[derive(Debug, Clone)]
+pub struct Published {
+    pub regarding: ObjectReference,
+    pub plan: EventPlan,
+    /// The `reportingController` (e.g. `sluice-kustomize`).
+    pub reporter: String,
+    /// The revision the object is at (a source's artifact, a Kustomization's last attempt).
+    pub revision: Option<String>,
+}
+
+/// Hears every Event the process publishes. Must not block: hand the Event over and return.
+pub trait EventSink: Send + Sync {
+    fn published(&self, event: Published);
+}
+
+static SINK: RwLock<Option<Arc<dyn EventSink>>> = RwLock::new(None);
+
+/// Makes `sink` hear every Event published from now on (replacing any earlier sink).
+pub fn install_sink(sink: Arc<dyn EventSink>) {
+    *SINK.write().unwrap_or_else(|e| e.into_inner()) = Some(sink);
+}
+
+fn sink() -> Option<Arc<dyn EventSink>> {
+    SINK.read().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+/// Publishes `plan` about `regarding`; a failure is logged, never fatal to the reconcile. The
+/// process's sink hears it too.
 pub async fn publish(
     recorder: &Recorder,
-    regarding: &k8s_openapi::api::core::v1::ObjectReference,
+    regarding: &ObjectReference,
     plan: EventPlan,
+    reporter: &str,
+    revision: Option<&str>,
 ) {
     let event = Event {
         type_: if plan.warning {
@@ -42,5 +77,13 @@ pub async fn publish(
             regarding.name.as_deref().unwrap_or("")
         );
         tracing::warn!(error = %e, %object, "publishing an Event failed");
+    }
+    if let Some(sink) = sink() {
+        sink.published(Published {
+            regarding: regarding.clone(),
+            plan,
+            reporter: reporter.into(),
+            revision: revision.map(String::from),
+        });
     }
 }

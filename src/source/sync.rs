@@ -13,6 +13,7 @@ use super::revision::{Resolved, Revision, RevisionError, Selection};
 use super::verify::{self, Signer, TrustedKeys, Untrusted, VerifyError, VerifyMode};
 use crate::git::url::RemoteUrl;
 use crate::git::{self, CacheLock, Credentials, FetchPlan, GitError, GitRemote};
+use crate::runtime::metrics::count_git;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
@@ -213,7 +214,7 @@ pub async fn poll(
     let resolved = match &spec.selection {
         // A commit is its own revision; nothing to ask the remote.
         Selection::Commit { .. } => Some(super::revision::resolve(&spec.selection, &[])?),
-        _ => match remote.list_refs().await? {
+        _ => match count_git("list-refs", remote.list_refs().await)? {
             Some(refs) => Some(super::revision::resolve(&spec.selection, &refs)?),
             None => None,
         },
@@ -229,7 +230,7 @@ pub async fn poll(
         resolved,
         previous_commit,
     };
-    let fetched = remote.fetch(&ws.cache, fetch_plan, &lock).await?;
+    let fetched = count_git("fetch", remote.fetch(&ws.cache, fetch_plan, &lock).await)?;
     if let Some(cur) = current.filter(|c| c.revision == fetched.revision && current_usable) {
         return Ok(PollOutcome::Unchanged(cur.revision.clone()));
     }

@@ -32,8 +32,12 @@ pub fn run(cmd: &mut Command) -> String {
 }
 
 fn wait_for_port(port: u16, child: &mut Child, what: &str, log: &Path) {
+    wait_for_address("127.0.0.1", port, child, what, log)
+}
+
+fn wait_for_address(host: &str, port: u16, child: &mut Child, what: &str, log: &Path) {
     for _ in 0..200 {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+        if TcpStream::connect((host, port)).is_ok() {
             return;
         }
         if let Ok(Some(status)) = child.try_wait() {
@@ -98,24 +102,44 @@ pub fn create_bare(root: &Path, name: &str) -> PathBuf {
 pub struct GitDaemon {
     pub root: tempfile::TempDir,
     pub port: u16,
+    /// The address it listens on.
+    pub host: String,
     _process: ProcessGuard,
 }
 
 impl GitDaemon {
     pub fn start() -> Self {
+        Self::start_on("127.0.0.1", &[])
+    }
+
+    /// A daemon inside the test cluster's network namespace, listening on the real node's
+    /// address: pods reach it there, and so does the host.
+    pub fn start_in_cluster(node_ip: &str) -> Self {
+        let script = super::repo_root().join("scripts/cluster");
+        let script = script.to_str().unwrap();
+        Self::start_on(node_ip, &[script, "exec", "--"])
+    }
+
+    /// A daemon listening on `host`, started through `wrapper` (a command prefix) if any.
+    fn start_on(host: &str, wrapper: &[&str]) -> Self {
         let root = tempfile::tempdir().unwrap();
         let port = free_port();
         let log = root.path().join("daemon.log");
         // git-daemon itself, not the `git` wrapper, so the guard stops the server.
         let exec_path = run(Command::new("git").arg("--exec-path"));
+        let daemon = Path::new(exec_path.trim()).join("git-daemon");
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(&daemon);
+                c
+            }
+            None => Command::new(&daemon),
+        };
         let mut child = spawn_server(
-            Command::new(Path::new(exec_path.trim()).join("git-daemon"))
-                .args([
-                    "--reuseaddr",
-                    "--export-all",
-                    "--enable=receive-pack",
-                    "--listen=127.0.0.1",
-                ])
+            command
+                .args(["--reuseaddr", "--export-all", "--enable=receive-pack"])
+                .arg(format!("--listen={host}"))
                 .arg(format!("--port={port}"))
                 .arg(format!("--base-path={}", root.path().display()))
                 .arg(root.path())
@@ -123,10 +147,11 @@ impl GitDaemon {
                 .stderr(std::fs::File::create(&log).unwrap()),
             "git daemon",
         );
-        wait_for_port(port, &mut child.0, "git daemon", &log);
+        wait_for_address(host, port, &mut child.0, "git daemon", &log);
         GitDaemon {
             root,
             port,
+            host: host.into(),
             _process: child,
         }
     }
@@ -136,7 +161,7 @@ impl GitDaemon {
     }
 
     pub fn url(&self, name: &str) -> String {
-        format!("git://127.0.0.1:{}/{name}", self.port)
+        format!("git://{}:{}/{name}", self.host, self.port)
     }
 }
 

@@ -8,7 +8,9 @@ pub mod automation;
 pub mod git_servers;
 pub mod git_signing;
 pub mod image;
+pub mod in_process;
 pub mod node;
+pub mod recorder;
 pub mod registry;
 pub mod scripted_registry;
 

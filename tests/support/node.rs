@@ -160,3 +160,52 @@ where
         }
     }
 }
+
+/// Builds the agent's image from the top-level Dockerfile (on the base `scripts/image base` makes
+/// here, with the sluice binary this test run built) and pushes it as `sluice:TAG`, once per test
+/// binary. Returns the reference.
+pub fn push_agent(binary: &str, tag: &str) -> String {
+    static PUSHED: std::sync::Mutex<Vec<(String, String)>> = std::sync::Mutex::new(Vec::new());
+    let mut pushed = PUSHED.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, reference)) = pushed.iter().find(|(t, _)| t == tag) {
+        return reference.clone();
+    }
+    let registry = registry();
+    let script = repo_root().join("scripts/image");
+    let base = run(Command::new(&script).arg("base"));
+    assert!(
+        base.status.success(),
+        "scripts/image base failed: {}",
+        String::from_utf8_lossy(&base.stderr)
+    );
+    let base = String::from_utf8_lossy(&base.stdout).trim().to_string();
+    let out = run(Command::new(&script)
+        .args(["agent", "--base", &base, "--binary", binary])
+        .arg(format!("sluice:{tag}"))
+        .env("SLUICE_REGISTRY", &registry.address)
+        .env("REGISTRY_AUTH_FILE", &registry.auth_file));
+    assert!(
+        out.status.success(),
+        "scripts/image agent failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let reference = format!("{}/sluice:{tag}", registry.address);
+    pushed.push((tag.to_string(), reference.clone()));
+    reference
+}
+
+/// The real node's address: inside the cluster's network namespace, pods reach it, and so does
+/// the host.
+pub async fn real_node_ip(client: &Client) -> String {
+    let node = Api::<k8s_openapi::api::core::v1::Node>::all(client.clone())
+        .get("real-node-0")
+        .await
+        .expect("the real node exists");
+    node.status
+        .and_then(|s| s.addresses)
+        .unwrap_or_default()
+        .into_iter()
+        .find(|a| a.type_ == "InternalIP")
+        .map(|a| a.address)
+        .expect("the real node has an InternalIP")
+}
