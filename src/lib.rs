@@ -3,6 +3,7 @@
 pub mod api;
 pub mod apply;
 pub mod build;
+pub mod canary;
 pub mod cli;
 pub mod kustomization;
 pub mod runtime;
