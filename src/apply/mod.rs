@@ -7,6 +7,7 @@ pub mod changeset;
 pub mod desired;
 pub mod diff;
 pub mod discovery;
+pub mod handoff;
 pub mod health;
 pub mod inventory;
 mod live;

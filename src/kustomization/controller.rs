@@ -28,6 +28,7 @@ use crate::api::kustomization::{Kustomization, KustomizationSpec, KustomizationS
 use crate::apply::applier::{Applier, ApplyOptions, Owner};
 use crate::apply::changeset::ChangeSet;
 use crate::apply::discovery::Discovery;
+use crate::apply::handoff::HandoffRef;
 use crate::apply::health;
 use crate::apply::inventory::ObjectId;
 use crate::apply::reconcile::{ReconcileOptions, reconcile as reconcile_objects};
@@ -52,6 +53,8 @@ pub struct Kustomizations {
     storage: PathBuf,
     /// Discovery shared by every reconcile.
     discovery: Arc<Discovery>,
+    /// The canary analyzer, when it runs in the same process.
+    handoff: Option<HandoffRef>,
 }
 
 impl Kustomizations {
@@ -61,6 +64,7 @@ impl Kustomizations {
             client,
             config,
             storage,
+            handoff: None,
         }
     }
 }
@@ -72,6 +76,17 @@ pub async fn run(
     storage: PathBuf,
     namespace: Option<String>,
 ) {
+    run_with_handoff(client, config, storage, namespace, None).await
+}
+
+/// `run`, applying with a hand-off to the canary analyzer of the same process.
+pub async fn run_with_handoff(
+    client: Client,
+    config: kube::Config,
+    storage: PathBuf,
+    namespace: Option<String>,
+    handoff: Option<HandoffRef>,
+) {
     let (kustomizations, sources): (Api<Kustomization>, Api<GitRepository>) = match &namespace {
         Some(ns) => (
             Api::namespaced(client.clone(), ns),
@@ -79,7 +94,10 @@ pub async fn run(
         ),
         None => (Api::all(client.clone()), Api::all(client.clone())),
     };
-    let reconciler = Kustomizations::new(client.clone(), config, storage);
+    let reconciler = Kustomizations {
+        handoff,
+        ..Kustomizations::new(client.clone(), config, storage)
+    };
     let controller = Scaffold::new(
         reconciler,
         client,
@@ -332,6 +350,7 @@ impl Kustomizations {
             apply: ApplyOptions {
                 force: spec.force,
                 crd_timeout: timeout,
+                handoff: self.handoff.clone(),
                 ..Default::default()
             },
             owner,
@@ -370,8 +389,15 @@ impl Kustomizations {
                 .collect()
         };
         if !checks.is_empty()
-            && let Err(e) =
-                health::wait(&client, applier.discovery(), &checks, timeout, |_| {}).await
+            && let Err(e) = health::wait_with(
+                &client,
+                applier.discovery(),
+                &checks,
+                timeout,
+                self.handoff.as_deref(),
+                |_| {},
+            )
+            .await
         {
             let message = if summary.is_empty() {
                 e.to_string()
