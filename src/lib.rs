@@ -6,5 +6,6 @@ pub mod build;
 pub mod canary;
 pub mod cli;
 pub mod kustomization;
+pub mod loadtester;
 pub mod runtime;
 pub mod source;

@@ -6,10 +6,15 @@
 //! tells the analyzer and asks it), `cluster` (the analyzer's own writes).
 
 pub mod cluster;
+pub mod controller;
+pub mod execute;
+pub mod handoff;
 pub mod machine;
 pub mod metrics;
 pub mod objects;
+pub mod observe;
 pub mod revision;
 pub mod router;
 pub mod spec;
+pub mod status;
 pub mod webhooks;

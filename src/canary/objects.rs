@@ -138,6 +138,39 @@ pub fn primary_deployment(
     }))
 }
 
+/// The primary as the analyzer applied it, read back from the live object, with other replicas
+/// (the manifest changed them; the template stays what was promoted).
+pub fn rescaled_primary(live: &Value, replicas: i64) -> Value {
+    let at = |pointer: &str| live.pointer(pointer).cloned().unwrap_or(Value::Null);
+    let mut spec = json!({
+        "replicas": replicas,
+        "selector": at("/spec/selector"),
+        "template": at("/spec/template"),
+    });
+    for field in [
+        "minReadySeconds",
+        "revisionHistoryLimit",
+        "progressDeadlineSeconds",
+        "strategy",
+    ] {
+        if let Some(value) = live.pointer(&format!("/spec/{field}")) {
+            spec[field] = value.clone();
+        }
+    }
+    json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": at("/metadata/name"),
+            "namespace": at("/metadata/namespace"),
+            "labels": at("/metadata/labels"),
+            "annotations": {REVISION_ANNOTATION: primary_revision(live).unwrap_or_default()},
+            "ownerReferences": at("/metadata/ownerReferences"),
+        },
+        "spec": spec,
+    })
+}
+
 /// The revision a primary Deployment holds, from its annotation.
 pub fn primary_revision(primary: &Value) -> Option<&str> {
     primary

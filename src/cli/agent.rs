@@ -17,6 +17,10 @@ pub struct Args {
     /// Largest artifact (bytes of file content) a GitRepository may produce.
     #[arg(long, env = "SLUICE_MAX_ARTIFACT_SIZE", default_value_t = crate::source::artifact::DEFAULT_MAX_SIZE)]
     pub max_artifact_size: u64,
+    /// Prometheus the canary analysis asks for the built-in metrics and for MetricTemplates
+    /// without an address (e.g. `http://prometheus.monitoring:9090`).
+    #[arg(long, env = "SLUICE_METRICS_SERVER")]
+    pub metrics_server: Option<String>,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -33,9 +37,24 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         namespace: args.namespace.clone(),
         max_artifact_size: args.max_artifact_size,
     };
+    let analyzer = crate::canary::controller::Analyzer::new(
+        client.clone(),
+        crate::canary::controller::AnalyzerSettings {
+            namespace: args.namespace.clone(),
+            metrics_server: args.metrics_server,
+        },
+    );
+    let handoff = Some(analyzer.handoff());
     tokio::join!(
         crate::source::controller::run(client.clone(), settings),
-        crate::kustomization::controller::run(client, config, args.storage_dir, args.namespace),
+        crate::kustomization::controller::run_with_handoff(
+            client,
+            config,
+            args.storage_dir,
+            args.namespace,
+            handoff
+        ),
+        analyzer.run(),
     );
     tracing::info!("agent stopped");
     Ok(ExitCode::SUCCESS)

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use kube::CustomResourceExt;
 
+use crate::api::canary::{Canary, MetricTemplate};
 use crate::api::git_repository::GitRepository;
 use crate::api::kustomization::Kustomization;
 
@@ -16,7 +17,12 @@ pub struct Args {}
 pub fn all()
 -> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>
 {
-    vec![GitRepository::crd(), Kustomization::crd()]
+    vec![
+        GitRepository::crd(),
+        Kustomization::crd(),
+        Canary::crd(),
+        MetricTemplate::crd(),
+    ]
 }
 
 /// The CRDs as the YAML stream `sluice crds` prints.

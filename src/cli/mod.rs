@@ -4,8 +4,10 @@
 mod agent;
 mod apply;
 mod build;
+mod canary;
 pub mod crds;
 mod diff;
+mod loadtester;
 mod source;
 mod verify;
 mod version;
@@ -50,6 +52,10 @@ pub enum Command {
     Verify(verify::Args),
     /// Work with Git sources the way the agent does.
     Source(source::Args),
+    /// Manual gates of a canary analysis: promote, abort, pause, resume, status.
+    Canary(canary::Args),
+    /// Serve a load tester that speaks Flagger's loadtester webhook API (hey command lines, gates).
+    Loadtester(loadtester::Args),
 }
 
 /// Runs the parsed command and maps its outcome to the process exit code: 0 success, 1 a negative
@@ -64,6 +70,8 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Crds(args) => block_on(crds::run(args)),
         Command::Verify(args) => block_on(verify::run(args)),
         Command::Source(args) => block_on(source::run(args)),
+        Command::Canary(args) => block_on(canary::run(args)),
+        Command::Loadtester(args) => block_on(loadtester::run(args)),
     };
     match result {
         Ok(code) => code,
