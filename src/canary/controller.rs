@@ -731,7 +731,9 @@ impl Reconciler for Canaries {
 
         // The machine decides; it asks for routes, webhook answers and metrics when it needs them.
         let step = loop {
-            match machine::step(&s, &current, &observed) {
+            let decision = machine::step(&s, &current, &observed);
+            tracing::debug!(?decision, "analysis step");
+            match decision {
                 Decision::Act(step) => break *step,
                 Decision::Need(Need::Routes) => {
                     let routes = work
@@ -750,6 +752,7 @@ impl Reconciler for Canaries {
 
         // Carry it out, then say so.
         let executed = work.run(&step.actions, &step.status).await;
+        tracing::debug!(actions = ?step.actions, ?executed, "carried out");
         let mut notes = step.notes.clone();
         let mut requeue = Requeue::After(step.requeue);
         if let Err(e) = &executed {

@@ -25,6 +25,17 @@ pub struct Stats {
 }
 
 impl Stats {
+    /// Adds another load's counts.
+    pub fn add(&mut self, other: &Stats) {
+        self.requests += other.requests;
+        for (k, n) in &other.by_status {
+            *self.by_status.entry(k.clone()).or_default() += n;
+        }
+        for (k, n) in &other.by_answer {
+            *self.by_answer.entry(k.clone()).or_default() += n;
+        }
+    }
+
     fn count(&mut self, status: Option<u16>, body: &str) {
         self.requests += 1;
         let status = status.map_or_else(|| "error".to_string(), |s| s.to_string());

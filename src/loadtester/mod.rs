@@ -35,7 +35,8 @@ struct Payload {
 struct Tester {
     tasks: Arc<Mutex<HashMap<String, JoinHandle<()>>>>,
     open: Arc<Mutex<HashSet<String>>>,
-    stats: SharedStats,
+    /// Each load's counts, by its key (`name.namespace: command`).
+    stats: Arc<Mutex<BTreeMap<String, SharedStats>>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -80,9 +81,25 @@ async fn new_task(State(tester): State<Tester>, body: axum::body::Bytes) -> Resp
     tasks.retain(|_, task| !task.is_finished());
     if !tasks.contains_key(&key) {
         tracing::info!(task = %key, "starting a load");
-        tasks.insert(key, tokio::spawn(load::run(load, tester.stats.clone())));
+        let stats = lock(&tester.stats).entry(key.clone()).or_default().clone();
+        tasks.insert(key, tokio::spawn(load::run(load, stats)));
     }
     StatusCode::ACCEPTED.into_response()
+}
+
+/// `GET /stats`: each load's counts and their total.
+async fn stats(State(tester): State<Tester>) -> axum::Json<serde_json::Value> {
+    let mut total = load::Stats::default();
+    let mut tasks = serde_json::Map::new();
+    for (key, stats) in lock(&tester.stats).iter() {
+        let stats = lock(stats).clone();
+        total.add(&stats);
+        tasks.insert(
+            key.clone(),
+            serde_json::to_value(&stats).expect("stats serialize"),
+        );
+    }
+    axum::Json(serde_json::json!({"tasks": tasks, "total": total}))
 }
 
 /// A gate's key: `name.namespace`, or `rollback.name.namespace`.
@@ -130,10 +147,7 @@ fn routes(tester: Tester) -> Router {
         .route("/rollback/check", post(|State(t): State<Tester>, b: Body| async move { check(&t, "rollback.", &b).await }))
         .route("/rollback/open", post(|State(t): State<Tester>, b: Body| async move { set(&t, "rollback.", &b, true).await }))
         .route("/rollback/close", post(|State(t): State<Tester>, b: Body| async move { set(&t, "rollback.", &b, false).await }))
-        .route(
-            "/stats",
-            get(|State(t): State<Tester>| async move { axum::Json(lock(&t.stats).clone()) }),
-        )
+        .route("/stats", get(stats))
         .with_state(tester)
 }
 
