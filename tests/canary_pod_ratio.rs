@@ -14,8 +14,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use support::canary::{
-    self as c, Analyzer, Answers, Loadtester, Prometheus, apex_endpoints, burst, cluster_ip,
-    image_of, set_image, wait_canary,
+    self as c, Answers, Env, burst, cluster_ip, image_of, set_image, wait_canary,
 };
 use support::node;
 
@@ -49,94 +48,38 @@ fn metrics() -> Value {
     ])
 }
 
-/// The load through the apex Service, started before traffic shifts and kept up by every step,
-/// as a Flagger user writes it.
-fn load_webhooks(loadtester: &str, apex: &str) -> Value {
-    let cmd = format!("hey -z 10m -q 20 -c 2 -disable-keepalive http://{apex}/");
-    json!({"analysis": {"webhooks": [
-        {"name": "load", "type": "pre-rollout", "url": loadtester, "timeout": "5s", "metadata": {"cmd": cmd}},
-        {"name": "load", "type": "rollout", "url": loadtester, "timeout": "5s", "metadata": {"cmd": cmd}},
-    ]}})
-}
-
-/// What a test runs with; dropping it stops the analyzer, Prometheus and the load tester.
-struct Setup {
-    client: kube::Client,
-    ns: support::TestNamespace,
-    loadtester: Loadtester,
-    _prometheus: Prometheus,
-    _analyzer: Analyzer,
-    apex: String,
-}
-
-impl Setup {
-    async fn finish(self) {
-        self.ns.cleanup(&self.client).await;
-    }
-}
-
-/// A namespace with Prometheus, the load tester, the analyzer, `web` at `v1` under an
-/// initialized Canary, and the load running through its apex Service.
-async fn setup(prefix: &str, v1: &str) -> Setup {
-    c::testapp_binary();
-    let client = support::client().await;
-    support::install_crds(&client).await;
-    let ns = support::TestNamespace::new(&client, prefix).await;
-    let n = ns.name().to_string();
-    node::create_pull_secret(&client, &n).await;
-    let prometheus = Prometheus::start(&client, &n).await;
-    let loadtester = Loadtester::start().await;
-    let analyzer = Analyzer::start(&client, &n, Some(&prometheus.url));
-    c::create(&client, &n, c::testapp(&n, "web", v1, PRIMARY)).await;
-    c::create(&client, &n, canary(&n, metrics())).await;
-    let status = wait_canary(&client, &n, "web", LONG, "initialized", |s| {
+/// An initialized Canary over `web` at `v1`, the load running through its apex Service.
+async fn setup(prefix: &str, v1: &str) -> (Env, String) {
+    let env = Env::start(prefix).await;
+    let (client, n) = (&env.client, env.name().to_string());
+    c::create(client, &n, c::testapp(&n, "web", v1, PRIMARY)).await;
+    c::create(client, &n, canary(&n, metrics())).await;
+    let status = wait_canary(client, &n, "web", LONG, "initialized", |s| {
         c::phase(s) == "Initialized"
     })
     .await;
     assert_eq!(status.canary_weight, 0);
-    let apex = cluster_ip(&client, &n, "web").await;
-    c::patch_canary(&client, &n, "web", load_webhooks(&loadtester.url, &apex)).await;
-    node::eventually(
-        LONG,
-        "the target scaled down, all traffic on the primary",
-        || async {
-            match apex_endpoints(&client, &n, "web", "web").await {
-                (primary, 0) if primary == PRIMARY as usize => Ok(()),
-                other => Err(format!("{other:?}")),
-            }
-        },
-    )
-    .await;
-    node::eventually(
-        LONG,
-        "the apex Service answering through kube-proxy",
-        || async {
-            let answers = burst(&format!("http://{apex}/"), 10).await;
-            if answers.keys().eq(["v1"]) {
-                Ok(())
-            } else {
-                Err(format!("{answers:?}"))
-            }
-        },
-    )
-    .await;
-    Setup {
+    let apex = cluster_ip(client, &n, "web").await;
+    let webhooks = c::load_webhooks(&env.loadtester.url, &apex);
+    c::patch_canary(
         client,
-        ns,
-        loadtester,
-        _prometheus: prometheus,
-        _analyzer: analyzer,
-        apex,
-    }
+        &n,
+        "web",
+        json!({"analysis": {"webhooks": webhooks}}),
+    )
+    .await;
+    env.endpoints("web", "web", PRIMARY as usize, 0).await;
+    env.answering(&format!("http://{apex}/"), "v1").await;
+    (env, apex)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_good_version_is_promoted_through_every_weight_by_pod_ratio() {
     let v1 = node::push_testapp(&["canary-v1"], &["VERSION=v1"]).remove(0);
     let v2 = node::push_testapp(&["canary-v2"], &["VERSION=v2"]).remove(0);
-    let setup = setup("ratio-good", &v1).await;
-    let (client, ns, loadtester, apex) = (&setup.client, &setup.ns, &setup.loadtester, &setup.apex);
-    let n = ns.name().to_string();
+    let (env, apex) = setup("ratio-good", &v1).await;
+    let (client, loadtester) = (&env.client, &env.loadtester);
+    let n = env.name().to_string();
 
     set_image(client, &n, "web", &v2).await;
     // At each weight, once the apex Service's endpoints show the ratio, real requests follow it.
@@ -150,19 +93,8 @@ async fn a_good_version_is_promoted_through_every_weight_by_pod_ratio() {
             |s| s.canary_weight == weight,
         )
         .await;
-        node::eventually(
-            LONG,
-            &format!("{canary_pods} canary endpoints at weight {weight}"),
-            || async {
-                match apex_endpoints(client, &n, "web", "web").await {
-                    (primary, canary) if primary == PRIMARY as usize && canary == canary_pods => {
-                        Ok(())
-                    }
-                    other => Err(format!("{other:?}")),
-                }
-            },
-        )
-        .await;
+        env.endpoints("web", "web", PRIMARY as usize, canary_pods)
+            .await;
         // kube-proxy programs endpoint changes within a second or two.
         tokio::time::sleep(Duration::from_secs(3)).await;
         let answers = burst(&format!("http://{apex}/"), 300).await;
@@ -191,17 +123,7 @@ async fn a_good_version_is_promoted_through_every_weight_by_pod_ratio() {
         image_of(client, &n, "web-primary").await.as_deref(),
         Some(v2.as_str())
     );
-    node::eventually(
-        LONG,
-        "the target scaled down after the promotion",
-        || async {
-            match apex_endpoints(client, &n, "web", "web").await {
-                (primary, 0) if primary == PRIMARY as usize => Ok(()),
-                other => Err(format!("{other:?}")),
-            }
-        },
-    )
-    .await;
+    env.endpoints("web", "web", PRIMARY as usize, 0).await;
     let after = burst(&format!("http://{apex}/"), 100).await;
     assert_eq!(
         after.keys().collect::<Vec<_>>(),
@@ -237,16 +159,16 @@ async fn a_good_version_is_promoted_through_every_weight_by_pod_ratio() {
         load.error_share() <= 0.005,
         "a good version fails no requests: {load:?}"
     );
-    setup.finish().await;
+    env.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_version_is_rolled_back_and_users_saw_at_most_the_step_weight_of_errors() {
     let v1 = node::push_testapp(&["canary-v1"], &["VERSION=v1"]).remove(0);
     let bad = node::push_testapp(&["canary-bad"], &["VERSION=bad", "ERROR_RATE=0.3"]).remove(0);
-    let setup = setup("ratio-bad", &v1).await;
-    let (client, ns, loadtester, apex) = (&setup.client, &setup.ns, &setup.loadtester, &setup.apex);
-    let n = ns.name().to_string();
+    let (env, apex) = setup("ratio-bad", &v1).await;
+    let (client, loadtester) = (&env.client, &env.loadtester);
+    let n = env.name().to_string();
 
     // Watch the primary's image for the whole analysis.
     let seen = Arc::new(Mutex::new(BTreeSet::new()));
@@ -292,17 +214,7 @@ async fn a_bad_version_is_rolled_back_and_users_saw_at_most_the_step_weight_of_e
         "no step after a failed check: {events}"
     );
 
-    node::eventually(
-        LONG,
-        "traffic back on the primary and the canary scaled down",
-        || async {
-            match apex_endpoints(client, &n, "web", "web").await {
-                (primary, 0) if primary == PRIMARY as usize => Ok(()),
-                other => Err(format!("{other:?}")),
-            }
-        },
-    )
-    .await;
+    env.endpoints("web", "web", PRIMARY as usize, 0).await;
     let after = burst(&format!("http://{apex}/"), 100).await;
     assert_eq!(after.keys().collect::<Vec<_>>(), ["v1"], "{after:?}");
     watcher.abort();
@@ -331,5 +243,5 @@ async fn a_bad_version_is_rolled_back_and_users_saw_at_most_the_step_weight_of_e
         share > 0.0 && share <= 0.20,
         "failed share {share:.4} is bounded by the step weight: {load:?}"
     );
-    setup.finish().await;
+    env.finish().await;
 }

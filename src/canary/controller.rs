@@ -200,6 +200,11 @@ fn annotation<'a>(obj: &'a Canary, key: &str) -> Option<&'a str> {
     obj.annotations().get(key).map(String::as_str)
 }
 
+fn short_hash(text: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(&Sha256::digest(text.as_bytes())[..4])
+}
+
 /// A gate the Canary asks for and the analysis has not handled.
 fn pending_gate(obj: &Canary) -> Option<(Manual, String)> {
     let value = annotation(obj, GATE_ANNOTATION)?;
@@ -243,7 +248,13 @@ impl Canaries {
                 warning: note.warning,
                 reason: note.reason.as_str(),
                 message: note.message.clone(),
-                action: format!("{} {action}", note.reason.as_str()),
+                // The recorder folds Events of one action and reason into a series that keeps
+                // the first message: each message gets an action of its own.
+                action: format!(
+                    "{} {action} {}",
+                    note.reason.as_str(),
+                    short_hash(&note.message)
+                ),
             };
             events::publish(&self.recorder, &reference, plan).await;
             if let Some(s) = s {
@@ -692,6 +703,13 @@ impl Reconciler for Canaries {
             generation: obj.metadata.generation,
             namespace: namespace.clone(),
             revision: revision.clone(),
+            primary_revision: primary.as_ref().and_then(|p| {
+                p.metadata
+                    .annotations
+                    .as_ref()?
+                    .get(objects::REVISION_ANNOTATION)
+                    .cloned()
+            }),
             primary: primary_pods,
             canary: observe::pods(&target, s.canary_ready),
             canary_running: target_replicas > 0

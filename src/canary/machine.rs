@@ -147,6 +147,8 @@ pub struct Observed {
     /// `namespace`, for Event messages (`web.namespace`).
     pub namespace: String,
     pub revision: Revision,
+    /// The revision the primary's template holds, if it exists.
+    pub primary_revision: Option<String>,
     pub primary: Pods,
     pub canary: Pods,
     /// The target runs pods (it should not, at rest).
@@ -781,16 +783,23 @@ impl Run<'_> {
             self.wait(ROUTE_POLL);
             return Ok(());
         }
-        self.actions.push(Action::Promote);
-        let message = format!(
-            "Copying {} template spec to {}.{}",
-            self.name(),
-            self.s.primary(),
-            self.o.namespace
-        );
-        self.note(false, CanaryReason::Promoting, message);
-        self.wait(POD_POLL);
+        self.copy_to_primary();
         Ok(())
+    }
+
+    /// Copies the analysed template to the primary, once.
+    fn copy_to_primary(&mut self) {
+        self.actions.push(Action::Promote);
+        if self.o.primary_revision.as_deref() != Some(self.status.last_applied_spec.as_str()) {
+            let message = format!(
+                "Copying {} template spec to {}.{}",
+                self.name(),
+                self.s.primary(),
+                self.o.namespace
+            );
+            self.note(false, CanaryReason::Promoting, message);
+        }
+        self.wait(POD_POLL);
     }
 
     /// Promoting: the primary takes the new template; once it is ready, traffic returns to it
@@ -809,6 +818,10 @@ impl Run<'_> {
         }
         if let Routes::Converging(why) = self.routes()? {
             return self.wait_for("traffic", why, ROUTE_POLL);
+        }
+        if self.o.primary_revision.as_deref() != Some(self.status.last_applied_spec.as_str()) {
+            self.copy_to_primary();
+            return Ok(());
         }
         self.actions.push(Action::Promote);
         match self.o.primary.clone() {

@@ -144,6 +144,7 @@ impl Sim {
             generation: Some(1),
             namespace: "shop".into(),
             revision: self.revision.clone(),
+            primary_revision: Some(self.primary_revision.clone()).filter(|r| !r.is_empty()),
             primary: self.primary(),
             canary: self.canary.clone(),
             canary_running: self.canary_running,

@@ -629,3 +629,83 @@ pub async fn patch_canary(client: &Client, namespace: &str, name: &str, patch: V
     .await
     .unwrap();
 }
+
+/// A namespace of its own with a pull secret for the registry, Prometheus scraping it, the load
+/// tester and the analyzer (asking that Prometheus); dropping it stops them.
+pub struct Env {
+    pub client: Client,
+    pub ns: super::TestNamespace,
+    pub prometheus: Prometheus,
+    pub loadtester: Loadtester,
+    pub analyzer: Analyzer,
+}
+
+impl Env {
+    pub async fn start(prefix: &str) -> Env {
+        testapp_binary();
+        let client = super::client().await;
+        super::install_crds(&client).await;
+        let ns = super::TestNamespace::new(&client, prefix).await;
+        node::create_pull_secret(&client, ns.name()).await;
+        let prometheus = Prometheus::start(&client, ns.name()).await;
+        let loadtester = Loadtester::start().await;
+        let analyzer = Analyzer::start(&client, ns.name(), Some(&prometheus.url));
+        Env {
+            client,
+            ns,
+            prometheus,
+            loadtester,
+            analyzer,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        self.ns.name()
+    }
+
+    pub async fn finish(self) {
+        self.ns.cleanup(&self.client).await;
+    }
+
+    /// Waits until `url` answers through kube-proxy with only `version`.
+    pub async fn answering(&self, url: &str, version: &str) {
+        eventually(
+            Duration::from_secs(120),
+            &format!("{url} answering {version}"),
+            || async {
+                let answers = burst(url, 10).await;
+                if answers.keys().eq([version]) {
+                    Ok(())
+                } else {
+                    Err(format!("{answers:?}"))
+                }
+            },
+        )
+        .await;
+    }
+
+    /// Waits until the apex Service's endpoints are `primary` and `canary` pods.
+    pub async fn endpoints(&self, apex: &str, target: &str, primary: usize, canary: usize) {
+        eventually(
+            Duration::from_secs(300),
+            &format!("{primary} primary and {canary} canary endpoints"),
+            || async {
+                match apex_endpoints(&self.client, self.name(), apex, target).await {
+                    found if found == (primary, canary) => Ok(()),
+                    other => Err(format!("{other:?}")),
+                }
+            },
+        )
+        .await;
+    }
+}
+
+/// The load a Flagger user gives a canary: started before traffic shifts (`pre-rollout`), kept
+/// up by every step (`rollout`); a new connection per request, as kube-proxy spreads connections.
+pub fn load_webhooks(loadtester: &str, target_ip: &str) -> Value {
+    let cmd = format!("hey -z 10m -q 20 -c 2 -disable-keepalive http://{target_ip}/");
+    json!([
+        {"name": "load", "type": "pre-rollout", "url": loadtester, "timeout": "5s", "metadata": {"cmd": cmd}},
+        {"name": "load", "type": "rollout", "url": loadtester, "timeout": "5s", "metadata": {"cmd": cmd}},
+    ])
+}

@@ -114,10 +114,9 @@ pub fn judge(endpoints: &Endpoints, primary: Want, canary: Want, now: Timestamp)
         .and_then(|changed| Duration::try_from(now.duration_since(changed)).ok())
         .unwrap_or_default();
     if age < SETTLE {
-        return Routes::Converging(format!(
-            "the apex Service's endpoints changed {}ms ago; waiting for kube-proxy",
-            age.as_millis()
-        ));
+        return Routes::Converging(
+            "the apex Service's endpoints just changed; giving kube-proxy a moment".into(),
+        );
     }
     Routes::Converged
 }
