@@ -43,23 +43,21 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-fn payload(body: &[u8]) -> Result<Payload, Response> {
-    serde_json::from_slice(body).map_err(|e| {
-        (
-            StatusCode::BAD_REQUEST,
-            format!("the body is not a webhook payload: {e}\n"),
-        )
-            .into_response()
-    })
+/// The webhook payload in `body`, or what is wrong with it.
+fn payload(body: &[u8]) -> Result<Payload, String> {
+    serde_json::from_slice(body).map_err(|e| format!("the body is not a webhook payload: {e}"))
+}
+
+fn bad(message: String) -> Response {
+    (StatusCode::BAD_REQUEST, message + "\n").into_response()
 }
 
 /// `POST /`: starts the payload's `hey` load unless the same one runs for the same Canary.
 async fn new_task(State(tester): State<Tester>, body: axum::body::Bytes) -> Response {
     let payload = match payload(&body) {
         Ok(payload) => payload,
-        Err(response) => return response,
+        Err(message) => return bad(message),
     };
-    let bad = |message: String| (StatusCode::BAD_REQUEST, message + "\n").into_response();
     let Some(metadata) = payload.metadata.filter(|m| !m.is_empty()) else {
         return bad("metadata not found in payload".into());
     };
@@ -79,10 +77,10 @@ async fn new_task(State(tester): State<Tester>, body: axum::body::Bytes) -> Resp
     let key = format!("{}.{}: {command}", payload.name, payload.namespace);
     let mut tasks = lock(&tester.tasks);
     tasks.retain(|_, task| !task.is_finished());
-    if !tasks.contains_key(&key) {
+    if let std::collections::hash_map::Entry::Vacant(entry) = tasks.entry(key.clone()) {
         tracing::info!(task = %key, "starting a load");
-        let stats = lock(&tester.stats).entry(key.clone()).or_default().clone();
-        tasks.insert(key, tokio::spawn(load::run(load, stats)));
+        let stats = lock(&tester.stats).entry(key).or_default().clone();
+        entry.insert(tokio::spawn(load::run(load, stats)));
     }
     StatusCode::ACCEPTED.into_response()
 }
@@ -103,7 +101,7 @@ async fn stats(State(tester): State<Tester>) -> axum::Json<serde_json::Value> {
 }
 
 /// A gate's key: `name.namespace`, or `rollback.name.namespace`.
-fn gate(prefix: &str, body: &[u8]) -> Result<String, Response> {
+fn gate(prefix: &str, body: &[u8]) -> Result<String, String> {
     let payload = payload(body)?;
     Ok(format!("{prefix}{}.{}", payload.name, payload.namespace))
 }
@@ -114,7 +112,7 @@ async fn check(tester: &Tester, prefix: &str, body: &[u8]) -> Response {
             (StatusCode::OK, "Approved\n").into_response()
         }
         Ok(_) => (StatusCode::FORBIDDEN, "Forbidden\n").into_response(),
-        Err(response) => response,
+        Err(message) => bad(message),
     }
 }
 
@@ -129,7 +127,7 @@ async fn set(tester: &Tester, prefix: &str, body: &[u8], open: bool) -> Response
             }
             StatusCode::ACCEPTED.into_response()
         }
-        Err(response) => response,
+        Err(message) => bad(message),
     }
 }
 
