@@ -343,7 +343,7 @@ impl Applier {
         let handoff = options.handoff.as_ref();
         if action == Action::Unchanged && !took_over {
             if let Some(handoff) = handoff {
-                handoff.handed(&d.id, &object, None);
+                handoff.handed(&d.id, &d.object, None);
             }
             return Ok((Action::Unchanged, None));
         }
@@ -356,7 +356,7 @@ impl Applier {
             })?;
         if let Some(handoff) = handoff {
             let written = serde_json::to_value(written).expect("objects serialize");
-            handoff.handed(&d.id, &object, Some(&written));
+            handoff.handed(&d.id, &d.object, Some(&written));
         }
         let left =
             (!yielded.is_empty()).then(|| format!("left {} to their owner", yielded.join(", ")));
