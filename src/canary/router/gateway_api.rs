@@ -10,7 +10,7 @@ use super::{Context, Router, RouterError, apply};
 use crate::api::canary::{HttpMatch, StringMatch};
 use crate::canary::cluster;
 use crate::canary::machine::Routes;
-use crate::canary::objects::{FIELD_MANAGER, Owner};
+use crate::canary::objects::Owner;
 use crate::canary::spec::{Settings, Strategy};
 
 pub const API_VERSION: &str = "gateway.networking.k8s.io/v1";
@@ -225,7 +225,6 @@ impl Router for GatewayApi {
                 at.map_or("no".into(), |w| w.to_string())
             )));
         }
-        let _ = FIELD_MANAGER;
         Ok(not_accepted(&live).map_or(Routes::Converged, Routes::Converging))
     }
 }
