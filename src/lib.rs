@@ -3,11 +3,13 @@
 pub mod api;
 pub mod apply;
 pub mod build;
+pub mod canary;
 pub mod cli;
 pub mod git;
 pub mod image;
 pub mod install;
 pub mod kustomization;
+pub mod loadtester;
 pub mod notify;
 pub mod runtime;
 pub mod semver_range;

@@ -51,7 +51,7 @@ async fn secret(agent: &Agent, name: &str, data: &[(&str, &str)]) {
 
 fn http() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::new()
+    sluice::runtime::http::client()
 }
 
 /// A push event as GitHub sends it: the payload and its `X-Hub-Signature-256`.

@@ -1,5 +1,6 @@
 //! Custom resource types of the `sluice.dev` API group. Types only: no I/O.
 
+pub mod canary;
 pub mod condition;
 pub mod duration;
 pub mod git_repository;

@@ -16,6 +16,7 @@ use serde_json::Value;
 use super::changeset::{Action, ChangeSet};
 use super::desired::Desired;
 use super::discovery::{Discovery, DiscoveryError};
+use super::handoff::HandoffRef;
 use super::inventory::ObjectId;
 use super::order::{Stage, rank_of, stage_of};
 use super::plan::{self, FIELD_MANAGER, SsaMode};
@@ -42,6 +43,9 @@ pub struct ApplyOptions {
     pub crd_timeout: Duration,
     /// Requests in flight at once within a stage.
     pub concurrency: usize,
+    /// Another controller of the process to yield fields to and tell about applies (the canary
+    /// analyzer).
+    pub handoff: Option<HandoffRef>,
 }
 
 impl Default for ApplyOptions {
@@ -51,6 +55,7 @@ impl Default for ApplyOptions {
             owner: None,
             crd_timeout: Duration::from_secs(60),
             concurrency: 8,
+            handoff: None,
         }
     }
 }
@@ -331,27 +336,62 @@ impl Applier {
                 took_over = true;
             }
         }
-        let dry_run = self.current_dry_run(d, live.as_ref()).await?;
+        // Fields an autoscaler or the analyzer owns stay theirs: the manifest without them.
+        let (object, yielded) = match &live {
+            Some(live) => self.yielding(d, live, options),
+            None => (d.object.clone(), Vec::new()),
+        };
+        let dry_run = if yielded.is_empty() {
+            self.current_dry_run(d, live.as_ref()).await?
+        } else {
+            self.fresh_dry_run(d, &object).await?
+        };
         let action = plan::decide(&dry_run, live.as_ref());
+        let handoff = options.handoff.as_ref();
         if action == Action::Unchanged && !took_over {
+            if let Some(handoff) = handoff {
+                handoff.handed(&d.id, &d.object, None);
+            }
             return Ok((Action::Unchanged, None));
         }
-        count_apply(
+        let written = count_apply(
             "apply",
-            api.patch(&d.id.name, &params, &Patch::Apply(&d.object))
-                .await,
+            api.patch(&d.id.name, &params, &Patch::Apply(&object)).await,
         )
         .map_err(|source| ApplyError::Apply {
             id: d.id.clone(),
             source: Box::new(source),
         })?;
+        if let Some(handoff) = handoff {
+            let written = serde_json::to_value(written).expect("objects serialize");
+            handoff.handed(&d.id, &d.object, Some(&written));
+        }
+        let left =
+            (!yielded.is_empty()).then(|| format!("left {} to their owner", yielded.join(", ")));
         Ok(match action {
             Action::Unchanged => (
                 Action::Configured,
                 Some("took over fields edited with kubectl".into()),
             ),
-            action => (action, None),
+            action => (action, left),
         })
+    }
+
+    /// The manifest without the fields of `live` that an autoscaler (through the `scale`
+    /// subresource) or the controller the hand-off names owns at another value; and which.
+    fn yielding(&self, d: &Desired, live: &Value, options: &ApplyOptions) -> (Value, Vec<String>) {
+        let mut object = d.object.clone();
+        let other = options
+            .handoff
+            .as_ref()
+            .and_then(|handoff| handoff.yields_to(&d.id));
+        let yielded = plan::yield_fields(&mut object, live, |entry| {
+            plan::is_autoscaler(entry)
+                || other.is_some_and(|manager| {
+                    entry.get("manager").and_then(Value::as_str) == Some(manager)
+                })
+        });
+        (object, yielded)
     }
 
     async fn delete_and_wait(

@@ -8,6 +8,7 @@ use kube::Client;
 use serde_json::Value;
 
 use super::discovery::Discovery;
+use super::handoff::Handoff;
 use super::inventory::ObjectId;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -228,6 +229,19 @@ pub async fn wait(
     discovery: &Discovery,
     ids: &[(ObjectId, String)],
     timeout: Duration,
+    progress: impl FnMut(&[String]),
+) -> Result<(), HealthError> {
+    wait_with(client, discovery, ids, timeout, None, progress).await
+}
+
+/// `wait`, letting the hand-off judge the objects another controller manages (a Deployment
+/// under a Canary is healthy when the Canary promoted or initialized it).
+pub async fn wait_with(
+    client: &Client,
+    discovery: &Discovery,
+    ids: &[(ObjectId, String)],
+    timeout: Duration,
+    handoff: Option<&dyn Handoff>,
     mut progress: impl FnMut(&[String]),
 ) -> Result<(), HealthError> {
     let deadline = tokio::time::Instant::now() + timeout;
@@ -248,7 +262,12 @@ pub async fn wait(
                 .await
                 .map_err(|e| read(e.to_string()))?;
             let health = match live {
-                Some(live) => assess(&serde_json::to_value(live).expect("objects serialize")),
+                Some(live) => {
+                    let live = serde_json::to_value(live).expect("objects serialize");
+                    handoff
+                        .and_then(|h| h.health(id, &live))
+                        .unwrap_or_else(|| assess(&live))
+                }
                 None => Health::InProgress("not found".into()),
             };
             match health {

@@ -8,6 +8,7 @@ pub mod contents;
 pub mod desired;
 pub mod diff;
 pub mod discovery;
+pub mod handoff;
 pub mod health;
 pub mod inventory;
 mod live;

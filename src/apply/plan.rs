@@ -177,6 +177,83 @@ pub fn takeover(managed_fields: &[Value]) -> Option<Vec<Value>> {
     Some(rest)
 }
 
+/// Whether a managedFields entry is an autoscaler's: written through the `scale` subresource by
+/// a controller (not by hand with kubectl, which is drift).
+pub fn is_autoscaler(entry: &Value) -> bool {
+    let manager = entry.get("manager").and_then(Value::as_str).unwrap_or("");
+    entry.get("subresource").and_then(Value::as_str) == Some("scale")
+        && !manager.starts_with("kubectl")
+}
+
+/// Leaves to other managers the fields they own on `live`: every field of `desired` that a
+/// managedFields entry matching `owner` holds on `live` with a different value is removed from
+/// `desired` (only fields reached through object keys; list items are not yielded). Returns the
+/// removed fields as JSON pointers.
+pub fn yield_fields(
+    desired: &mut Value,
+    live: &Value,
+    owner: impl Fn(&Value) -> bool,
+) -> Vec<String> {
+    let entries = live
+        .pointer("/metadata/managedFields")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let mut paths = Vec::new();
+    for entry in entries.iter().filter(|e| owner(e)) {
+        if let Some(fields) = entry.get("fieldsV1") {
+            leaf_paths(fields, &mut Vec::new(), &mut paths);
+        }
+    }
+    paths.sort();
+    paths.dedup();
+    let mut yielded = Vec::new();
+    for path in paths {
+        let pointer: String = path.iter().map(|k| format!("/{}", escape(k))).collect();
+        let Some(wanted) = desired.pointer(&pointer) else {
+            continue;
+        };
+        if live.pointer(&pointer) == Some(wanted) {
+            continue;
+        }
+        let (parent, key) = pointer.rsplit_once('/').expect("pointers start with /");
+        if let Some(map) = desired.pointer_mut(parent).and_then(Value::as_object_mut) {
+            map.remove(&unescape(key));
+            yielded.push(pointer);
+        }
+    }
+    yielded
+}
+
+/// The leaves of a fieldsV1 set reached through `f:` keys only.
+fn leaf_paths(fields: &Value, at: &mut Vec<String>, out: &mut Vec<Vec<String>>) {
+    let Some(map) = fields.as_object() else {
+        return;
+    };
+    let children: Vec<(&String, &Value)> = map.iter().filter(|(k, _)| k.as_str() != ".").collect();
+    if children.is_empty() {
+        if !at.is_empty() {
+            out.push(at.clone());
+        }
+        return;
+    }
+    for (key, value) in children {
+        if let Some(name) = key.strip_prefix("f:") {
+            at.push(name.to_string());
+            leaf_paths(value, at, out);
+            at.pop();
+        }
+    }
+}
+
+fn escape(key: &str) -> String {
+    key.replace('~', "~0").replace('/', "~1")
+}
+
+fn unescape(key: &str) -> String {
+    key.replace("~1", "/").replace("~0", "~")
+}
+
 /// Deep union of two fieldsV1 sets (objects whose leaves are `{}`).
 fn union_into(into: &mut Value, from: &Value) {
     let (Some(into), Some(from)) = (into.as_object_mut(), from.as_object()) else {
@@ -222,6 +299,42 @@ mod tests {
         assert_eq!(decide(&same, Some(&live)), Action::Unchanged);
         assert_eq!(decide(&other, Some(&live)), Action::Configured);
         assert_eq!(decide(&other, None), Action::Created);
+    }
+
+    #[test]
+    fn fields_another_manager_owns_at_another_value_are_yielded() {
+        let live = json!({
+            "metadata": {"managedFields": [
+                {"manager": "sluice", "operation": "Apply", "fieldsV1": {"f:spec": {"f:replicas": {}, "f:template": {}}}},
+                {"manager": "sluice-canary", "operation": "Apply", "fieldsV1": {"f:spec": {"f:replicas": {},
+                    "f:template": {"f:metadata": {"f:labels": {"f:sluice.dev/canary-apex": {}}}}}}},
+            ]},
+            "spec": {"replicas": 0, "template": {"metadata": {"labels": {"app": "web", "sluice.dev/canary-apex": "web"}}}},
+        });
+        let mut desired =
+            json!({"spec": {"replicas": 3, "template": {"metadata": {"labels": {"app": "web"}}}}});
+        let yielded = yield_fields(&mut desired, &live, |e| e["manager"] == "sluice-canary");
+        assert_eq!(yielded, ["/spec/replicas"]);
+        assert_eq!(
+            desired,
+            json!({"spec": {"template": {"metadata": {"labels": {"app": "web"}}}}})
+        );
+        // The same value is kept: nothing to yield.
+        let mut same = json!({"spec": {"replicas": 0}});
+        assert!(yield_fields(&mut same, &live, |e| e["manager"] == "sluice-canary").is_empty());
+        assert_eq!(same["spec"]["replicas"], 0);
+    }
+
+    #[test]
+    fn autoscalers_own_replicas_through_the_scale_subresource() {
+        let hpa = json!({"manager": "kube-controller-manager", "operation": "Update", "subresource": "scale"});
+        let by_hand =
+            json!({"manager": "kubectl-scale", "operation": "Update", "subresource": "scale"});
+        assert!(is_autoscaler(&hpa));
+        assert!(!is_autoscaler(&by_hand));
+        assert!(!is_autoscaler(
+            &json!({"manager": "kube-controller-manager", "operation": "Update"})
+        ));
     }
 
     #[test]

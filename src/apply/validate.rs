@@ -72,13 +72,18 @@ impl Applier {
     }
 
     pub(super) async fn dry_run(&self, d: &Desired) -> DryRun {
+        self.dry_run_of(d, &d.object).await
+    }
+
+    /// A dry run of `object` in place of `d`'s manifest.
+    async fn dry_run_of(&self, d: &Desired, object: &Value) -> DryRun {
         if d.policy.never_applied() {
-            return DryRun::Accepted(d.object.clone());
+            return DryRun::Accepted(object.clone());
         }
         let params = PatchParams::apply(FIELD_MANAGER).force().dry_run();
         let result = self
             .api(d)
-            .patch(&d.id.name, &params, &Patch::Apply(&d.object))
+            .patch(&d.id.name, &params, &Patch::Apply(object))
             .await;
         match crate::runtime::metrics::count_apply("dry-run", result) {
             Ok(result) => {
@@ -131,7 +136,16 @@ impl Applier {
         if d.recreate || version(live) == version(&validated) {
             return Ok(validated);
         }
-        match self.dry_run(d).await {
+        self.fresh_dry_run(d, &d.object).await
+    }
+
+    /// A new dry run of `object` (the manifest of `d`, perhaps without yielded fields).
+    pub(super) async fn fresh_dry_run(
+        &self,
+        d: &Desired,
+        object: &Value,
+    ) -> Result<Value, ApplyError> {
+        match self.dry_run_of(d, object).await {
             DryRun::Accepted(fresh) => Ok(fresh),
             DryRun::Immutable(reason) | DryRun::Rejected(reason) => {
                 Err(ApplyError::Rejected(vec![Rejection {

@@ -47,6 +47,10 @@ pub struct Args {
     pub max_image_tags: usize,
     #[command(flatten)]
     pub operate: super::operate::OperateArgs,
+    /// Prometheus the canary analysis asks for the built-in metrics and for MetricTemplates
+    /// without an address (e.g. `http://prometheus.monitoring:9090`).
+    #[arg(long, env = "SLUICE_METRICS_SERVER")]
+    pub metrics_server: Option<String>,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -111,6 +115,14 @@ pub async fn run_with(args: Args, config: kube::Config) -> anyhow::Result<ExitCo
             no_cross_namespace_refs: args.no_cross_namespace_refs,
         },
     };
+    let analyzer = crate::canary::controller::Analyzer::new(
+        client.clone(),
+        crate::canary::controller::AnalyzerSettings {
+            namespace: image_namespace.clone(),
+            metrics_server: args.metrics_server,
+        },
+    );
+    let handoff = Some(analyzer.handoff());
     // The leader's controllers publish the Events; its dispatcher delivers them to the Alerts.
     let (dispatcher, deliver) =
         crate::notify::dispatch::start(client.clone(), image_namespace.clone());
@@ -120,7 +132,13 @@ pub async fn run_with(args: Args, config: kube::Config) -> anyhow::Result<ExitCo
         tokio::join!(
             crate::notify::controllers::run(client.clone(), image_namespace.clone()),
             crate::source::controller::run(client.clone(), sources),
-            crate::kustomization::controller::run(client.clone(), config, kustomizations),
+            crate::kustomization::controller::run_with_handoff(
+                client.clone(),
+                config,
+                kustomizations,
+                handoff
+            ),
+            analyzer.run(),
             crate::image::repository::run(
                 client.clone(),
                 image_namespace.clone(),

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use kube::CustomResourceExt;
 
+use crate::api::canary::{Canary, MetricTemplate};
 use crate::api::git_repository::GitRepository;
 use crate::api::image_policy::ImagePolicy;
 use crate::api::image_repository::ImageRepository;
@@ -29,6 +30,8 @@ pub fn all()
         Receiver::crd(),
         Provider::crd(),
         Alert::crd(),
+        Canary::crd(),
+        MetricTemplate::crd(),
     ]
 }
 

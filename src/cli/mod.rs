@@ -4,6 +4,7 @@
 pub mod agent;
 mod apply;
 mod build;
+mod canary;
 pub mod crds;
 mod diff;
 mod events;
@@ -12,6 +13,7 @@ mod get;
 mod image;
 mod install;
 mod kinds;
+mod loadtester;
 mod operate;
 mod reconcile;
 mod source;
@@ -79,6 +81,10 @@ pub enum Command {
     Events(events::Args),
     /// Print objects as YAML to keep in Git (no status).
     Export(export::Args),
+    /// Manual gates of a canary analysis: promote, abort, pause, resume, status.
+    Canary(canary::Args),
+    /// Serve a load tester that speaks Flagger's loadtester webhook API (hey command lines, gates).
+    Loadtester(loadtester::Args),
 }
 
 /// Runs the parsed command and maps its outcome to the process exit code: 0 success, 1 a negative
@@ -102,6 +108,8 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Tree(args) => block_on(tree::run(args)),
         Command::Events(args) => block_on(events::run(args)),
         Command::Export(args) => block_on(export::run(args)),
+        Command::Canary(args) => block_on(canary::run(args)),
+        Command::Loadtester(args) => block_on(loadtester::run(args)),
     };
     match result {
         Ok(code) => code,

@@ -29,6 +29,7 @@ use crate::api::kustomization::{Kustomization, KustomizationSpec, KustomizationS
 use crate::apply::applier::{Applier, ApplyOptions, Owner};
 use crate::apply::changeset::ChangeSet;
 use crate::apply::discovery::Discovery;
+use crate::apply::handoff::HandoffRef;
 use crate::apply::health;
 use crate::apply::inventory::ObjectId;
 use crate::apply::reconcile::{ReconcileOptions, reconcile as reconcile_objects};
@@ -75,6 +76,8 @@ pub struct Kustomizations {
     discovery: Arc<Discovery>,
     /// One client per impersonated ServiceAccount, made once.
     clients: Mutex<HashMap<String, Client>>,
+    /// The canary analyzer, when it runs in the same process.
+    handoff: Option<HandoffRef>,
 }
 
 impl Kustomizations {
@@ -91,6 +94,7 @@ impl Kustomizations {
             storage,
             tenancy,
             clients: Mutex::default(),
+            handoff: None,
         }
     }
 
@@ -117,6 +121,16 @@ impl Kustomizations {
 
 /// Runs until a shutdown signal.
 pub async fn run(client: Client, config: kube::Config, settings: Settings) {
+    run_with_handoff(client, config, settings, None).await
+}
+
+/// `run`, applying with a hand-off to the canary analyzer of the same process.
+pub async fn run_with_handoff(
+    client: Client,
+    config: kube::Config,
+    settings: Settings,
+    handoff: Option<HandoffRef>,
+) {
     let Settings {
         storage,
         namespace,
@@ -134,7 +148,10 @@ pub async fn run(client: Client, config: kube::Config, settings: Settings) {
         Some(selector) => watcher::Config::default().labels(selector),
         None => watcher::Config::default(),
     };
-    let reconciler = Kustomizations::new(client.clone(), config, storage, tenancy);
+    let reconciler = Kustomizations {
+        handoff,
+        ..Kustomizations::new(client.clone(), config, storage, tenancy)
+    };
     let controller = Scaffold::new(reconciler, client, kustomizations, selected);
     let store = controller.store();
     // A new artifact of a source wakes the Kustomizations built from it.
@@ -446,6 +463,7 @@ impl Kustomizations {
             apply: ApplyOptions {
                 force: spec.force,
                 crd_timeout: timeout,
+                handoff: self.handoff.clone(),
                 ..Default::default()
             },
             owner,
@@ -495,8 +513,15 @@ impl Kustomizations {
                 .collect()
         };
         if !checks.is_empty()
-            && let Err(e) =
-                health::wait(&client, applier.discovery(), &checks, timeout, |_| {}).await
+            && let Err(e) = health::wait_with(
+                &client,
+                applier.discovery(),
+                &checks,
+                timeout,
+                self.handoff.as_deref(),
+                |_| {},
+            )
+            .await
         {
             let message = if summary.is_empty() {
                 e.to_string()

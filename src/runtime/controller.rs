@@ -195,6 +195,32 @@ impl<R: Reconciler> Scaffold<R> {
         self
     }
 
+    /// Also reconciles the objects `mapper` names whenever an object of `stream` changes: a
+    /// watch the reconciler reads through a store of its own.
+    pub fn watches_stream<Other, I>(
+        mut self,
+        stream: impl futures::Stream<Item = Result<Other, watcher::Error>> + Send + 'static,
+        mapper: impl Fn(Other) -> I + Send + Sync + 'static,
+    ) -> Self
+    where
+        Other: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + 'static,
+        I: IntoIterator<Item = ObjectRef<R::Object>> + 'static,
+        I::IntoIter: Send,
+    {
+        self.controller = self.controller.watches_stream(stream, mapper);
+        self
+    }
+
+    /// Also reconciles the objects `trigger` names, as they come (another controller of the
+    /// process asking at once).
+    pub fn reconcile_on(
+        mut self,
+        trigger: impl futures::Stream<Item = ObjectRef<R::Object>> + Send + 'static,
+    ) -> Self {
+        self.controller = self.controller.reconcile_on(trigger);
+        self
+    }
+
     /// Runs until a shutdown signal.
     pub async fn run(self) {
         let kind = R::Object::kind(&());

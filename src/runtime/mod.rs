@@ -7,6 +7,7 @@ pub mod controller;
 pub mod crash;
 pub mod events;
 pub mod finalizer;
+pub mod http;
 pub mod leader;
 pub mod logging;
 pub mod metrics;

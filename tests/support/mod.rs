@@ -5,6 +5,7 @@
 
 pub mod agent;
 pub mod automation;
+pub mod canary;
 pub mod git_servers;
 pub mod git_signing;
 pub mod image;

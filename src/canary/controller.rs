@@ -1,0 +1,821 @@
+//! The Canary controller: on a change of a Canary, of its target or primary, a hand-off from the
+//! applier, or when its analysis interval comes, it reads what the analysis needs, runs the
+//! state machine (asking the router, webhooks and metric providers only what the machine asks
+//! for), carries out the actions, writes the status and records Events. Runs on the
+//! `runtime::controller` scaffold. Talks to the API server, Prometheus and webhooks; decisions
+//! come from `machine`.
+
+use std::hash::Hash;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::join_all;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, reflector::reflector, watcher};
+use kube::{Client, Resource, ResourceExt};
+use serde_json::json;
+
+use super::execute::{ExecuteError, RouteMemo, Work};
+use super::handoff::{CanaryHandoff, Handed};
+use super::machine::{
+    self, Check, CheckOutcome, Decision, HookAnswer, Manual, Need, Observed, Routes,
+};
+use super::metrics::prometheus::Clients;
+use super::metrics::template::{self, Variables};
+use super::metrics::{self, Auth, MetricProvider, ProviderConfig};
+use super::objects::{self, Owner};
+use super::observe;
+use super::revision::{self, ConfigRef};
+use super::router::{self, Router};
+use super::spec::{self, HookType, Query, Settings};
+use super::status;
+use super::webhooks::{self, Payload};
+use crate::api::canary::{
+    Canary, CanaryStatus, GATE_ANNOTATION, MetricTemplate, PAUSED_ANNOTATION, Phase,
+};
+use crate::apply::handoff::HandoffRef;
+use crate::runtime::conditions::{Common, Reason, Stamp};
+use crate::runtime::controller::{Attempt, Plan, Reconciler, Scaffold, patch_status};
+use crate::runtime::events::{self, EventPlan};
+use crate::runtime::schedule::{BACKOFF_MAX, Requeue, backoff};
+use crate::runtime::text::error_chain;
+
+/// Finalizer that lets `revertOnDeletion` give the target its traffic back before the generated
+/// objects go.
+pub const FINALIZER: &str = "sluice.dev/canary";
+
+/// How the agent runs the analyzer.
+#[derive(Debug, Clone, Default)]
+pub struct AnalyzerSettings {
+    /// Watch only this namespace.
+    pub namespace: Option<String>,
+    /// Prometheus for the built-in metrics and templates without an address.
+    pub metrics_server: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControllerError {
+    #[error("Canary has no namespace")]
+    NoNamespace,
+    #[error("reading the configuration of the target failed")]
+    Configs(#[source] Box<kube::Error>),
+    #[error("writing the status failed")]
+    Status(#[source] Box<kube::Error>),
+    #[error("updating the finalizer failed")]
+    Finalizer(#[source] Box<kube::Error>),
+    #[error("giving the target its traffic back failed")]
+    Revert(#[source] ExecuteError),
+}
+
+/// The analyzer: the Canary controller and its side of the applier's hand-off.
+pub struct Analyzer {
+    scaffold: Scaffold<Canaries>,
+    handoff: Arc<CanaryHandoff>,
+}
+
+impl Analyzer {
+    pub fn new(client: Client, settings: AnalyzerSettings) -> Analyzer {
+        let (canaries, deployments): (Api<Canary>, Api<Deployment>) = match &settings.namespace {
+            Some(ns) => (
+                Api::namespaced(client.clone(), ns),
+                Api::namespaced(client.clone(), ns),
+            ),
+            None => (Api::all(client.clone()), Api::all(client.clone())),
+        };
+        let (deployment_store, writer) = reflector::store();
+        let deployment_events =
+            reflector(writer, watcher(deployments, watcher::Config::default())).touched_objects();
+        let handed = Arc::new(Handed::default());
+        let reporter = Reporter {
+            controller: Canaries::REPORTER.into(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
+        let reconciler = Canaries {
+            recorder: Recorder::new(client.clone(), reporter),
+            client: client.clone(),
+            deployments: deployment_store,
+            handed: handed.clone(),
+            http: crate::runtime::http::client(),
+            metric_clients: Clients::new(),
+            metrics_server: settings.metrics_server,
+            memo: RouteMemo::default(),
+        };
+        let scaffold = Scaffold::new(reconciler, client, canaries, watcher::Config::default());
+        let (wake, woken) = futures::channel::mpsc::unbounded();
+        let handoff = Arc::new(CanaryHandoff::new(scaffold.store(), handed, wake));
+        let store = scaffold.store();
+        // A change of a target or a primary wakes its Canaries.
+        let owners = move |d: Deployment| {
+            let (ns, name) = (d.namespace().unwrap_or_default(), d.name_any());
+            store
+                .state()
+                .iter()
+                .filter(|c| c.namespace().as_deref() == Some(ns.as_str()))
+                .filter(|c| {
+                    let target = &c.spec.target_ref.name;
+                    *target == name || format!("{target}-primary") == name
+                })
+                .map(|c| ObjectRef::from_obj(&**c))
+                .collect::<Vec<_>>()
+        };
+        let scaffold = scaffold
+            .watches_stream(deployment_events, owners)
+            .reconcile_on(woken);
+        Analyzer { scaffold, handoff }
+    }
+
+    /// What the applier hands over to this analyzer.
+    pub fn handoff(&self) -> HandoffRef {
+        HandoffRef(self.handoff.clone())
+    }
+
+    /// Runs until a shutdown signal.
+    pub async fn run(self) {
+        self.scaffold.run().await
+    }
+}
+
+/// The Canary reconciler.
+pub struct Canaries {
+    client: Client,
+    deployments: Store<Deployment>,
+    handed: Arc<Handed>,
+    recorder: Recorder,
+    http: reqwest::Client,
+    metric_clients: Clients,
+    metrics_server: Option<String>,
+    memo: RouteMemo,
+}
+
+/// What a Deployment looks like to the analysis: its spec and the progress of its pods.
+#[derive(Debug, Hash)]
+pub struct DeploymentState {
+    generation: Option<i64>,
+    template: String,
+    revision: Option<String>,
+    replicas: Option<i32>,
+    status: [Option<i32>; 4],
+    observed: Option<i64>,
+}
+
+impl DeploymentState {
+    fn of(d: &Deployment) -> DeploymentState {
+        let status = d.status.clone().unwrap_or_default();
+        DeploymentState {
+            generation: d.metadata.generation,
+            template: revision::template_checksum(&observe::template(d)),
+            revision: d
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(objects::REVISION_ANNOTATION).cloned()),
+            replicas: d.spec.replicas,
+            status: [
+                status.replicas,
+                status.updated_replicas,
+                status.ready_replicas,
+                status.available_replicas,
+            ],
+            observed: status.observed_generation,
+        }
+    }
+}
+
+/// What makes a Canary due at once: its target and primary, its gates, its deletion.
+#[derive(Debug, Hash)]
+pub struct Inputs {
+    target: Option<DeploymentState>,
+    primary: Option<DeploymentState>,
+    gate: Option<String>,
+    paused: bool,
+    deleting: bool,
+}
+
+fn annotation<'a>(obj: &'a Canary, key: &str) -> Option<&'a str> {
+    obj.annotations().get(key).map(String::as_str)
+}
+
+fn short_hash(text: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(&Sha256::digest(text.as_bytes())[..4])
+}
+
+/// A gate the Canary asks for and the analysis has not handled.
+fn pending_gate(obj: &Canary) -> Option<(Manual, String)> {
+    let value = annotation(obj, GATE_ANNOTATION)?;
+    let handled = obj
+        .status
+        .as_ref()
+        .and_then(|s| s.last_handled_gate.as_deref());
+    if handled == Some(value) {
+        return None;
+    }
+    let gate = match value.split('@').next() {
+        Some("promote") => Manual::Promote,
+        Some("abort") => Manual::Abort,
+        _ => return None,
+    };
+    Some((gate, value.to_string()))
+}
+
+impl Canaries {
+    fn deployment(&self, namespace: &str, name: &str) -> Option<Arc<Deployment>> {
+        self.deployments
+            .get(&ObjectRef::new(name).within(namespace))
+    }
+
+    fn target(&self, namespace: &str, name: &str) -> Option<Arc<Deployment>> {
+        self.handed
+            .newest(namespace, name, self.deployment(namespace, name))
+    }
+
+    async fn publish(
+        &self,
+        obj: &Canary,
+        notes: &[machine::Note],
+        action: &str,
+        s: Option<&Settings>,
+        payload: &Payload,
+    ) {
+        let reference = obj.object_ref(&());
+        for note in notes {
+            let plan = EventPlan {
+                warning: note.warning,
+                reason: note.reason.as_str(),
+                message: note.message.clone(),
+                // The recorder folds Events of one action and reason into a series that keeps
+                // the first message: each message gets an action of its own.
+                action: format!(
+                    "{} {action} {}",
+                    note.reason.as_str(),
+                    short_hash(&note.message)
+                ),
+            };
+            events::publish(&self.recorder, &reference, plan, Canaries::REPORTER, None).await;
+            if let Some(s) = s {
+                let millis = Timestamp::now().as_millisecond();
+                let payload = payload.for_event(&note.message, note.warning, millis);
+                for hook in s.hooks(HookType::Event) {
+                    let (http, url, timeout) = (self.http.clone(), hook.url.clone(), hook.timeout);
+                    let payload = payload.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = webhooks::post(&http, &url, timeout, &payload).await {
+                            tracing::warn!(%url, error = %e, "an event webhook did not take the Event");
+                        }
+                    });
+                }
+            }
+        }
+    }
+
+    /// Writes `new` over `old` (a merge patch that also removes what is gone).
+    async fn write_status(
+        &self,
+        obj: &Canary,
+        old: &CanaryStatus,
+        new: &CanaryStatus,
+    ) -> Result<(), ControllerError> {
+        let old = serde_json::to_value(old).expect("statuses serialize");
+        let new = serde_json::to_value(new).expect("statuses serialize");
+        let patch = status::merge_patch(&old, &new);
+        if patch.is_null() {
+            return Ok(());
+        }
+        patch_status(&self.client, obj, &patch)
+            .await
+            .map_err(|e| ControllerError::Status(Box::new(e)))
+    }
+
+    async fn call_hooks(
+        &self,
+        s: &Settings,
+        type_: HookType,
+        payload: &Payload,
+    ) -> Vec<HookAnswer> {
+        join_all(
+            s.hooks(type_)
+                .map(|hook| webhooks::call(&self.http, hook, payload)),
+        )
+        .await
+    }
+
+    /// The provider and rendered query of a metric, or why the check cannot run.
+    async fn query_of(
+        &self,
+        obj: &Canary,
+        s: &Settings,
+        metric: &spec::Metric,
+    ) -> Result<(super::metrics::prometheus::Prometheus, String), String> {
+        let namespace = obj.namespace().unwrap_or_default();
+        let default_address = obj
+            .spec
+            .metrics_server
+            .clone()
+            .or_else(|| self.metrics_server.clone());
+        let (type_, address, auth, insecure, query) = match &metric.query {
+            Query::Builtin(builtin) => (
+                "prometheus".to_string(),
+                default_address,
+                None,
+                false,
+                template::builtin(*builtin),
+            ),
+            Query::Inline(query) => (
+                "prometheus".to_string(),
+                default_address,
+                None,
+                false,
+                query.clone(),
+            ),
+            Query::Template {
+                name,
+                namespace: at,
+            } => {
+                let at = at.clone().unwrap_or_else(|| namespace.clone());
+                let api: Api<MetricTemplate> = Api::namespaced(self.client.clone(), &at);
+                let found = api
+                    .get_opt(name)
+                    .await
+                    .map_err(|e| format!("reading MetricTemplate {at}/{name}: {e}"))?
+                    .ok_or_else(|| format!("MetricTemplate {at}/{name} not found"))?;
+                let provider = &found.spec.provider;
+                let auth = match &provider.secret_ref {
+                    None => None,
+                    Some(secret) => Some(self.auth(&at, &secret.name).await?),
+                };
+                (
+                    provider.type_.clone(),
+                    provider.address.clone().or(default_address),
+                    auth,
+                    provider.insecure_skip_verify,
+                    found.spec.query.clone(),
+                )
+            }
+        };
+        let variables = Variables {
+            name: obj.name_any(),
+            namespace,
+            target: s.target.clone(),
+            service: s.apex.clone(),
+            ingress: String::new(),
+            interval: metric.interval.clone(),
+            variables: metric.variables.clone(),
+        };
+        let query = template::render(&query, &variables)?;
+        let address = address.ok_or_else(|| metrics::MetricError::NoAddress.to_string())?;
+        let config = ProviderConfig {
+            address,
+            auth,
+            insecure_skip_verify: insecure,
+        };
+        let provider =
+            metrics::for_type(&type_, config, &self.metric_clients).map_err(|e| e.to_string())?;
+        Ok((provider, query))
+    }
+
+    /// Credentials from a Secret: `username` and `password`, or `token`.
+    async fn auth(&self, namespace: &str, name: &str) -> Result<Auth, String> {
+        let secret = Api::<Secret>::namespaced(self.client.clone(), namespace)
+            .get_opt(name)
+            .await
+            .map_err(|e| format!("reading Secret {namespace}/{name}: {e}"))?
+            .ok_or_else(|| format!("Secret {namespace}/{name} not found"))?;
+        let data = secret.data.unwrap_or_default();
+        let text = |key: &str| {
+            data.get(key)
+                .map(|v| String::from_utf8_lossy(&v.0).trim().to_string())
+        };
+        match (text("username"), text("password"), text("token")) {
+            (Some(username), Some(password), _) => Ok(Auth::Basic { username, password }),
+            (_, _, Some(token)) => Ok(Auth::Bearer(token)),
+            _ => Err(format!(
+                "Secret {namespace}/{name} has neither username and password nor token"
+            )),
+        }
+    }
+
+    async fn checks(&self, obj: &Canary, s: &Settings) -> Vec<Check> {
+        join_all(s.metrics.iter().map(|metric| async move {
+            let outcome = match self.query_of(obj, s, metric).await {
+                Err(broken) => CheckOutcome::Broken(broken),
+                Ok((provider, query)) => metrics::judge(metric, provider.query(&query).await),
+            };
+            Check {
+                metric: metric.name.clone(),
+                outcome,
+            }
+        }))
+        .await
+    }
+
+    /// The finalizer: added while `revertOnDeletion` asks for it; on deletion, the target gets
+    /// its traffic back first. `Some(plan)` when deletion is under way.
+    async fn finalizer(
+        &self,
+        obj: &Canary,
+        namespace: &str,
+    ) -> Result<Option<Plan<CanaryStatus>>, ControllerError> {
+        let has = obj.finalizers().iter().any(|f| f == FINALIZER);
+        let deleting = obj.metadata.deletion_timestamp.is_some();
+        let wanted = obj.spec.revert_on_deletion && !deleting;
+        if wanted != has && !(deleting && has) {
+            self.set_finalizer(obj, namespace, wanted).await?;
+        }
+        if !deleting {
+            return Ok(None);
+        }
+        if has {
+            let done = match spec::settings(&obj.spec) {
+                Ok(s) if obj.spec.revert_on_deletion => self.revert(obj, namespace, &s).await?,
+                _ => true,
+            };
+            if !done {
+                return Ok(Some(Plan {
+                    status: None,
+                    event: None,
+                    requeue: Requeue::After(Duration::from_secs(2)),
+                }));
+            }
+            self.set_finalizer(obj, namespace, false).await?;
+        }
+        if let Some(uid) = obj.uid() {
+            self.memo.forget(&uid);
+        }
+        Ok(Some(Plan {
+            status: None,
+            event: None,
+            requeue: Requeue::OnChange,
+        }))
+    }
+
+    async fn set_finalizer(
+        &self,
+        obj: &Canary,
+        namespace: &str,
+        present: bool,
+    ) -> Result<(), ControllerError> {
+        let mut finalizers: Vec<String> = obj
+            .finalizers()
+            .iter()
+            .filter(|f| *f != FINALIZER)
+            .cloned()
+            .collect();
+        if present {
+            finalizers.push(FINALIZER.into());
+        }
+        let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": obj.resource_version()}});
+        Api::<Canary>::namespaced(self.client.clone(), namespace)
+            .patch(
+                &obj.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await
+            .map(drop)
+            .map_err(|e| ControllerError::Finalizer(Box::new(e)))
+    }
+
+    /// Gives the target its traffic back: scaled like the primary, selected by the apex Service
+    /// (which the Canary stops owning). `true` once done.
+    async fn revert(
+        &self,
+        obj: &Canary,
+        namespace: &str,
+        s: &Settings,
+    ) -> Result<bool, ControllerError> {
+        let Some(target) = self.target(namespace, &s.target) else {
+            return Ok(true);
+        };
+        let primary = self.deployment(namespace, &s.primary());
+        let replicas = primary
+            .as_ref()
+            .and_then(|p| p.spec.replicas)
+            .map_or(1, i64::from);
+        let mut target_value = serde_json::to_value(&*target).expect("objects serialize");
+        target_value["apiVersion"] = json!("apps/v1");
+        target_value["kind"] = json!("Deployment");
+        let revert = |e: kube::Error| {
+            ControllerError::Revert(ExecuteError::Scale {
+                what: format!("Deployment {namespace}/{} back to {replicas}", s.target),
+                source: Box::new(e),
+            })
+        };
+        if target.spec.replicas.map(i64::from) != Some(replicas) {
+            let fields = objects::target_fields(&target_value, replicas, None);
+            super::cluster::apply(&self.client, &fields)
+                .await
+                .map_err(revert)?;
+            return Ok(false);
+        }
+        if observe::pods(&target, 100) != machine::Pods::Ready {
+            return Ok(false);
+        }
+        let owner = Owner {
+            name: obj.name_any(),
+            namespace: namespace.into(),
+            uid: obj.uid().unwrap_or_default(),
+        };
+        let selector = objects::target_selector(&target_value)
+            .map_err(|e| ControllerError::Revert(e.into()))?;
+        let [mut apex, _, _] =
+            objects::services(s, &obj.spec.service, &target_value, &owner, &selector)
+                .map_err(|e| ControllerError::Revert(e.into()))?;
+        if let Some(metadata) = apex["metadata"].as_object_mut() {
+            metadata.remove("ownerReferences");
+        }
+        super::cluster::apply(&self.client, &apex)
+            .await
+            .map_err(revert)?;
+        if s.routing == spec::Routing::GatewayApi {
+            let mut route = router::gateway_api::http_route(s, &obj.spec.service, &owner, 0);
+            route["spec"]["rules"] = json!([{"backendRefs": [{"group": "", "kind": "Service", "name": s.apex, "port": obj.spec.service.port, "weight": 100}]}]);
+            if let Some(metadata) = route["metadata"].as_object_mut() {
+                metadata.remove("ownerReferences");
+            }
+            super::cluster::apply(&self.client, &route)
+                .await
+                .map_err(revert)?;
+        }
+        Ok(true)
+    }
+}
+
+impl Reconciler for Canaries {
+    type Object = Canary;
+    type Inputs = Inputs;
+    type Error = ControllerError;
+    const REPORTER: &'static str = "sluice-canary";
+
+    async fn inputs(&self, obj: &Canary) -> Inputs {
+        let namespace = obj.namespace().unwrap_or_default();
+        let target = &obj.spec.target_ref.name;
+        Inputs {
+            target: self
+                .target(&namespace, target)
+                .map(|d| DeploymentState::of(&d)),
+            primary: self
+                .deployment(&namespace, &format!("{target}-primary"))
+                .map(|d| DeploymentState::of(&d)),
+            gate: annotation(obj, GATE_ANNOTATION).map(str::to_string),
+            paused: annotation(obj, PAUSED_ANNOTATION) == Some("true"),
+            deleting: obj.metadata.deletion_timestamp.is_some(),
+        }
+    }
+
+    async fn reconcile(
+        &self,
+        obj: &Canary,
+        _inputs: Inputs,
+        attempt: &Attempt<'_>,
+    ) -> Result<Plan<CanaryStatus>, ControllerError> {
+        let namespace = obj.namespace().ok_or(ControllerError::NoNamespace)?;
+        if let Some(plan) = self.finalizer(obj, &namespace).await? {
+            return Ok(plan);
+        }
+        let current = obj.status.clone().unwrap_or_default();
+        let now = Timestamp::now();
+        let now_text = now.to_string();
+        let stamp = Stamp {
+            generation: obj.metadata.generation,
+            now: &now_text,
+        };
+        let handled = |mut status: CanaryStatus| {
+            if let Some(requested) = attempt.requested_at {
+                status.last_handled_reconcile_at = Some(requested.into());
+            }
+            status
+        };
+        let payload = Payload {
+            name: obj.name_any(),
+            namespace: namespace.clone(),
+            phase: current.phase.unwrap_or_default().as_str().into(),
+            checksum: revision::payload_checksum(
+                &current.last_applied_spec,
+                &current.tracked_configs,
+            ),
+            metadata: Default::default(),
+        };
+
+        // A spec the analysis cannot run with: only a change helps.
+        let s = match spec::settings(&obj.spec) {
+            Ok(s) => s,
+            Err(invalid) => {
+                let message = invalid.to_string();
+                let new = handled(status::invalid(&current, &stamp, &message));
+                if new != current {
+                    self.write_status(obj, &current, &new).await?;
+                    let note = machine::Note {
+                        warning: true,
+                        reason: machine::CanaryReason::Failed,
+                        message: format!("{}: {message}", Common::InvalidSpec.as_str()),
+                    };
+                    self.publish(obj, &[note], "Validate", None, &payload).await;
+                }
+                return Ok(Plan {
+                    status: None,
+                    event: None,
+                    requeue: Requeue::OnChange,
+                });
+            }
+        };
+
+        // The target, as fresh as the applier handed it over.
+        let Some(target) = self.target(&namespace, &s.target) else {
+            let message = format!("Deployment {namespace}/{} not found", s.target);
+            let new = handled(status::blocked(
+                &current,
+                &stamp,
+                machine::CanaryReason::TargetNotFound,
+                &message,
+            ));
+            if new != current {
+                self.write_status(obj, &current, &new).await?;
+                let note = machine::Note {
+                    warning: true,
+                    reason: machine::CanaryReason::TargetNotFound,
+                    message,
+                };
+                self.publish(obj, &[note], "Target", Some(&s), &payload)
+                    .await;
+            }
+            return Ok(Plan {
+                status: None,
+                event: None,
+                requeue: Requeue::After(s.interval),
+            });
+        };
+        let target_value = {
+            let mut v = serde_json::to_value(&*target).expect("objects serialize");
+            v["apiVersion"] = json!("apps/v1");
+            v["kind"] = json!("Deployment");
+            v
+        };
+        if let Err(e) = objects::target_selector(&target_value) {
+            let message = e.to_string();
+            let new = handled(status::invalid(&current, &stamp, &message));
+            if new != current {
+                self.write_status(obj, &current, &new).await?;
+            }
+            return Ok(Plan {
+                status: None,
+                event: None,
+                requeue: Requeue::OnChange,
+            });
+        }
+        let primary = self.deployment(&namespace, &s.primary());
+        let revision = observe::revision(&self.client, &target)
+            .await
+            .map_err(|e| ControllerError::Configs(Box::new(e)))?;
+        let phase = current.phase.unwrap_or_default();
+        let primary_pods = match &primary {
+            None => machine::Pods::NotReady(format!("{} does not exist yet", s.primary())),
+            Some(p) => {
+                let wanted = match phase {
+                    Phase::Initializing => Some(revision.spec.as_str()),
+                    Phase::Promoting | Phase::Finalising => {
+                        Some(current.last_applied_spec.as_str())
+                    }
+                    _ => None,
+                };
+                let held = p
+                    .metadata
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get(objects::REVISION_ANNOTATION))
+                    .map(String::as_str);
+                match wanted {
+                    Some(wanted) if held != Some(wanted) => machine::Pods::NotReady(format!(
+                        "{} does not hold revision {wanted} yet",
+                        s.primary()
+                    )),
+                    _ => observe::pods(p, s.primary_ready),
+                }
+            }
+        };
+        let target_replicas = target.spec.replicas.unwrap_or(1);
+        let mut observed = Observed {
+            now,
+            generation: obj.metadata.generation,
+            namespace: namespace.clone(),
+            revision: revision.clone(),
+            primary_revision: primary.as_ref().and_then(|p| {
+                p.metadata
+                    .annotations
+                    .as_ref()?
+                    .get(objects::REVISION_ANNOTATION)
+                    .cloned()
+            }),
+            primary: primary_pods,
+            canary: observe::pods(&target, s.canary_ready),
+            canary_running: target_replicas > 0
+                || target.status.as_ref().and_then(|s| s.replicas).unwrap_or(0) > 0,
+            suspended: obj.spec.suspend,
+            paused: annotation(obj, PAUSED_ANNOTATION) == Some("true"),
+            manual: pending_gate(obj),
+            routes: None,
+            hooks: Default::default(),
+            checks: None,
+        };
+        let router = router::for_routing(s.routing);
+        let owner = Owner {
+            name: obj.name_any(),
+            namespace: namespace.clone(),
+            uid: obj.uid().unwrap_or_default(),
+        };
+        let tracked: std::collections::BTreeSet<ConfigRef> =
+            revision::config_refs(&observe::template(&target))
+                .into_iter()
+                .filter(|r| revision.configs.contains_key(&r.key()))
+                .collect();
+        let intended = self.handed.intended_replicas(&namespace, &s.target);
+        let work = Work {
+            client: &self.client,
+            canary: obj,
+            settings: &s,
+            router: &router,
+            owner,
+            target: &target,
+            primary: primary.as_deref(),
+            tracked,
+            intended,
+            memo: &self.memo,
+            now,
+        };
+
+        // The machine decides; it asks for routes, webhook answers and metrics when it needs them.
+        let step = loop {
+            let decision = machine::step(&s, &current, &observed);
+            tracing::debug!(?decision, "analysis step");
+            match decision {
+                Decision::Act(step) => break *step,
+                Decision::Need(Need::Routes) => {
+                    let routes = work
+                        .observe_routes(current.canary_weight as u32)
+                        .await
+                        .unwrap_or_else(|e| Routes::Converging(error_chain(&e)));
+                    observed.routes = Some(routes);
+                }
+                Decision::Need(Need::Hooks(type_)) => {
+                    let answers = self.call_hooks(&s, type_, &payload).await;
+                    observed.hooks.insert(type_, answers);
+                }
+                Decision::Need(Need::Checks) => observed.checks = Some(self.checks(obj, &s).await),
+            }
+        };
+
+        // Carry it out, then say so.
+        let executed = work.run(&step.actions, &step.status).await;
+        tracing::debug!(actions = ?step.actions, ?executed, "carried out");
+        let mut notes = step.notes.clone();
+        let mut requeue = Requeue::After(step.requeue);
+        if let Err(e) = &executed {
+            let message = error_chain(e);
+            tracing::warn!(namespace = %namespace, canary = %obj.name_any(), error = %message, "carrying out the analysis failed; retrying");
+            notes.push(machine::Note {
+                warning: true,
+                reason: machine::CanaryReason::Waiting,
+                message: format!("{}: {message}", router.name()),
+            });
+            requeue = Requeue::Retry(
+                backoff(attempt.failures.saturating_add(1), BACKOFF_MAX).min(s.interval),
+            );
+        }
+        let new = handled(step.status.clone());
+        self.write_status(obj, &current, &new).await?;
+        if step.actions.contains(&machine::Action::PostRollout) {
+            let payload = Payload {
+                phase: new.phase.unwrap_or_default().as_str().into(),
+                ..payload.clone()
+            };
+            for answer in self.call_hooks(&s, HookType::PostRollout, &payload).await {
+                if let Some(why) = answer.refusal {
+                    notes.push(machine::Note {
+                        warning: true,
+                        reason: machine::CanaryReason::Halted,
+                        message: format!("post-rollout webhook {} failed: {why}", answer.name),
+                    });
+                }
+            }
+        }
+        let action = format!(
+            "{}@{}/{}/{}",
+            &new.last_applied_spec
+                .get(..8)
+                .unwrap_or(&new.last_applied_spec),
+            new.canary_weight,
+            new.iterations,
+            new.failed_checks
+        );
+        self.publish(obj, &notes, &action, Some(&s), &payload).await;
+        Ok(Plan {
+            status: None,
+            event: None,
+            requeue,
+        })
+    }
+}

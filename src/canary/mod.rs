@@ -1,0 +1,20 @@
+//! The canary analyzer: progressive delivery of Deployments that a `Canary` targets. Pure parts:
+//! `spec` (settings from a Canary's spec), `machine` (the analysis as a state machine),
+//! `revision` (what counts as a new revision), `objects` (the generated primary, autoscaler and
+//! Services). I/O: `controller` (the Canary controller), `router/` (one file per traffic
+//! provider), `metrics/` (one file per metric provider), `webhooks`, `handoff` (what the applier
+//! tells the analyzer and asks it), `cluster` (the analyzer's own writes).
+
+pub mod cluster;
+pub mod controller;
+pub mod execute;
+pub mod handoff;
+pub mod machine;
+pub mod metrics;
+pub mod objects;
+pub mod observe;
+pub mod revision;
+pub mod router;
+pub mod spec;
+pub mod status;
+pub mod webhooks;

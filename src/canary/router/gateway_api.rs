@@ -1,0 +1,323 @@
+//! The `gatewayapi:v1` provider: an HTTPRoute named after the apex Service, attached to
+//! `service.gatewayRefs`, whose first rule sends weighted traffic to the primary and canary
+//! Services; for A/B testing the first rule carries the analysis matches and a second rule sends
+//! everything else to the primary. The same objects Flagger generates. The Services' apex selects
+//! the primary. `http_route` is pure; `route` and `observe` talk to the API server.
+
+use serde_json::{Value, json};
+
+use super::{Context, Router, RouterError, apply};
+use crate::api::canary::{HttpMatch, StringMatch};
+use crate::canary::cluster;
+use crate::canary::machine::Routes;
+use crate::canary::objects::Owner;
+use crate::canary::spec::{Settings, Strategy};
+
+pub const API_VERSION: &str = "gateway.networking.k8s.io/v1";
+
+pub struct GatewayApi;
+
+fn string_match(m: &StringMatch, exact: &str, regex: &str) -> (String, String) {
+    if let Some(v) = &m.exact {
+        (exact.into(), v.clone())
+    } else if let Some(v) = &m.regex {
+        (regex.into(), v.clone())
+    } else if let Some(v) = &m.prefix {
+        (regex.into(), format!("^{}.*", regex::escape(v)))
+    } else {
+        let v = m.suffix.as_deref().unwrap_or_default();
+        (regex.into(), format!(".*{}$", regex::escape(v)))
+    }
+}
+
+/// One HTTPRouteMatch per request match.
+fn route_matches(matches: &[HttpMatch]) -> Vec<Value> {
+    matches
+        .iter()
+        .map(|m| {
+            let mut out = serde_json::Map::new();
+            if let Some(uri) = &m.uri {
+                let (type_, value) = if let Some(p) = &uri.prefix {
+                    ("PathPrefix".to_string(), p.clone())
+                } else {
+                    string_match(uri, "Exact", "RegularExpression")
+                };
+                out.insert("path".into(), json!({"type": type_, "value": value}));
+            }
+            if let Some(method) = m.method.as_ref().and_then(|m| m.exact.clone()) {
+                out.insert("method".into(), json!(method));
+            }
+            let named = |map: &std::collections::BTreeMap<String, StringMatch>| -> Vec<Value> {
+                map.iter()
+                    .map(|(name, sm)| {
+                        let (type_, value) = string_match(sm, "Exact", "RegularExpression");
+                        json!({"type": type_, "name": name, "value": value})
+                    })
+                    .collect()
+            };
+            if !m.headers.is_empty() {
+                out.insert("headers".into(), Value::from(named(&m.headers)));
+            }
+            if !m.query_params.is_empty() {
+                out.insert("queryParams".into(), Value::from(named(&m.query_params)));
+            }
+            Value::Object(out)
+        })
+        .collect()
+}
+
+/// Each analysis match combined with each service match (the analysis's headers and query
+/// parameters win), as Flagger merges them.
+fn merged(analysis: &[Value], service: &[Value]) -> Vec<Value> {
+    let mut out = Vec::new();
+    for a in analysis {
+        for s in service {
+            let mut m = s.clone();
+            for key in ["headers", "queryParams"] {
+                if let Some(v) = a.get(key) {
+                    m[key] = v.clone();
+                }
+            }
+            out.push(m);
+        }
+    }
+    out
+}
+
+fn backend(name: &str, port: i32, weight: u32) -> Value {
+    json!({"group": "", "kind": "Service", "name": name, "port": port, "weight": weight})
+}
+
+/// The HTTPRoute for `weight` percent on the canary.
+pub fn http_route(
+    s: &Settings,
+    service: &crate::api::canary::CanaryService,
+    owner: &Owner,
+    weight: u32,
+) -> Value {
+    let mut service_matches = route_matches(&service.matches);
+    if service_matches.is_empty() {
+        service_matches.push(json!({"path": {"type": "PathPrefix", "value": "/"}}));
+    }
+    let port = service.port;
+    let rule = |matches: Vec<Value>, backends: Vec<Value>| {
+        let mut rule = json!({"matches": matches, "backendRefs": backends});
+        if let Some(timeout) = &service.timeout {
+            rule["timeouts"] = json!({"request": timeout});
+        }
+        rule
+    };
+    let weighted = vec![
+        backend(&s.primary_service(), port, 100 - weight.min(100)),
+        backend(&s.canary_service(), port, weight.min(100)),
+    ];
+    let rules = if matches!(s.strategy, Strategy::AbTesting { .. }) {
+        let analysis = merged(&route_matches(&s.matches), &service_matches);
+        vec![
+            rule(analysis, weighted),
+            rule(
+                service_matches,
+                vec![backend(&s.primary_service(), port, 100)],
+            ),
+        ]
+    } else {
+        vec![rule(service_matches, weighted)]
+    };
+    let parents: Vec<Value> = service
+        .gateway_refs
+        .iter()
+        .map(|g| serde_json::to_value(g).expect("references serialize"))
+        .collect();
+    let mut metadata = json!({
+        "name": s.apex,
+        "namespace": owner.namespace,
+        "ownerReferences": [{"apiVersion": "sluice.dev/v1alpha1", "kind": "Canary", "name": owner.name, "uid": owner.uid, "controller": true}],
+    });
+    if let Some(apex) = &service.apex {
+        if !apex.labels.is_empty() {
+            metadata["labels"] = json!(apex.labels);
+        }
+        if !apex.annotations.is_empty() {
+            metadata["annotations"] = json!(apex.annotations);
+        }
+    }
+    let mut spec = json!({"parentRefs": parents, "rules": rules});
+    if !service.hosts.is_empty() {
+        spec["hostnames"] = json!(service.hosts);
+    }
+    json!({"apiVersion": API_VERSION, "kind": "HTTPRoute", "metadata": metadata, "spec": spec})
+}
+
+/// The canary's weight in a live HTTPRoute's first rule.
+fn live_weight(route: &Value, canary_service: &str) -> Option<u64> {
+    route
+        .pointer("/spec/rules/0/backendRefs")?
+        .as_array()?
+        .iter()
+        .find(|b| b.get("name").and_then(Value::as_str) == Some(canary_service))?
+        .get("weight")?
+        .as_u64()
+}
+
+/// A parent that has not accepted the route's current generation, if any.
+fn not_accepted(route: &Value) -> Option<String> {
+    let generation = route
+        .pointer("/metadata/generation")
+        .and_then(Value::as_i64)?;
+    let parents = route.pointer("/status/parents")?.as_array()?;
+    parents.iter().find_map(|parent| {
+        let accepted = parent
+            .get("conditions")?
+            .as_array()?
+            .iter()
+            .find(|c| c.get("type").and_then(Value::as_str) == Some("Accepted"))?;
+        let ok = accepted.get("status").and_then(Value::as_str) == Some("True")
+            && accepted
+                .get("observedGeneration")
+                .and_then(Value::as_i64)
+                .is_none_or(|g| g >= generation);
+        (!ok).then(|| {
+            let name = parent
+                .pointer("/parentRef/name")
+                .and_then(Value::as_str)
+                .unwrap_or("?");
+            format!("Gateway {name} has not accepted generation {generation} of the HTTPRoute")
+        })
+    })
+}
+
+impl Router for GatewayApi {
+    fn name(&self) -> &'static str {
+        "gatewayapi:v1"
+    }
+
+    fn canary_replicas(&self, _weight: u32, primary_replicas: i64) -> i64 {
+        primary_replicas.max(1)
+    }
+
+    async fn route(&self, ctx: &Context<'_>, weight: u32) -> Result<(), RouterError> {
+        ctx.apply_services(&ctx.primary_selector()?).await?;
+        let route = http_route(ctx.settings, ctx.service, ctx.owner, weight);
+        apply(ctx.client, &route).await.map(drop)
+    }
+
+    async fn observe(&self, ctx: &Context<'_>, weight: u32) -> Result<Routes, RouterError> {
+        let what = format!("HTTPRoute {}/{}", ctx.namespace(), ctx.settings.apex);
+        let live = cluster::get(
+            ctx.client,
+            ctx.namespace(),
+            API_VERSION,
+            "HTTPRoute",
+            &ctx.settings.apex,
+        )
+        .await
+        .map_err(|source| RouterError::Read {
+            what: what.clone(),
+            source: Box::new(source),
+        })?;
+        let Some(live) = live else {
+            return Ok(Routes::Converging(format!("{what} does not exist yet")));
+        };
+        let at = live_weight(&live, &ctx.settings.canary_service());
+        if at != Some(u64::from(weight)) {
+            return Ok(Routes::Converging(format!(
+                "{what} sends {} percent to the canary, not {weight}",
+                at.map_or("no".into(), |w| w.to_string())
+            )));
+        }
+        Ok(not_accepted(&live).map_or(Routes::Converged, Routes::Converging))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::canary::CanarySpec;
+
+    fn canary(analysis: Value) -> (Settings, CanarySpec) {
+        let spec: CanarySpec = serde_json::from_value(json!({
+            "provider": "gatewayapi:v1",
+            "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"},
+            "service": {"port": 9898, "targetPort": 9898, "hosts": ["app.example.com"],
+                "gatewayRefs": [{"name": "gateway", "namespace": "istio-ingress"}]},
+            "analysis": analysis,
+        }))
+        .unwrap();
+        (crate::canary::spec::settings(&spec).unwrap(), spec)
+    }
+
+    fn owner() -> Owner {
+        Owner {
+            name: "podinfo".into(),
+            namespace: "test".into(),
+            uid: "u".into(),
+        }
+    }
+
+    #[test]
+    fn a_progressive_route_weighs_primary_and_canary() {
+        let (s, spec) =
+            canary(json!({"interval": "1m", "threshold": 5, "maxWeight": 50, "stepWeight": 10}));
+        let route = http_route(&s, &spec.service, &owner(), 10);
+        assert_eq!(route["metadata"]["name"], "podinfo");
+        assert_eq!(route["spec"]["hostnames"], json!(["app.example.com"]));
+        assert_eq!(
+            route["spec"]["parentRefs"],
+            json!([{"name": "gateway", "namespace": "istio-ingress"}])
+        );
+        assert_eq!(
+            route["spec"]["rules"],
+            json!([{
+                "matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
+                "backendRefs": [
+                    {"group": "", "kind": "Service", "name": "podinfo-primary", "port": 9898, "weight": 90},
+                    {"group": "", "kind": "Service", "name": "podinfo-canary", "port": 9898, "weight": 10},
+                ],
+            }])
+        );
+        assert_eq!(live_weight(&route, "podinfo-canary"), Some(10));
+    }
+
+    #[test]
+    fn ab_testing_puts_header_and_cookie_matches_on_the_canary_rule() {
+        let (s, spec) = canary(
+            json!({"interval": "1m", "threshold": 5, "iterations": 10, "match": [
+                {"headers": {"x-canary": {"exact": "insider"}}},
+                {"headers": {"cookie": {"regex": "^(.*?;)?(canary=always)(;.*)?$"}}},
+            ]}),
+        );
+        let route = http_route(&s, &spec.service, &owner(), 100);
+        let rules = route["spec"]["rules"].as_array().unwrap();
+        assert_eq!(rules.len(), 2);
+        assert_eq!(
+            rules[0]["matches"],
+            json!([
+                {"path": {"type": "PathPrefix", "value": "/"}, "headers": [{"type": "Exact", "name": "x-canary", "value": "insider"}]},
+                {"path": {"type": "PathPrefix", "value": "/"}, "headers": [{"type": "RegularExpression", "name": "cookie", "value": "^(.*?;)?(canary=always)(;.*)?$"}]},
+            ])
+        );
+        assert_eq!(rules[0]["backendRefs"][0]["weight"], 0);
+        assert_eq!(rules[0]["backendRefs"][1]["weight"], 100);
+        assert_eq!(
+            rules[1]["matches"],
+            json!([{"path": {"type": "PathPrefix", "value": "/"}}])
+        );
+        assert_eq!(
+            rules[1]["backendRefs"],
+            json!([{"group": "", "kind": "Service", "name": "podinfo-primary", "port": 9898, "weight": 100}])
+        );
+    }
+
+    #[test]
+    fn prefixes_become_anchored_expressions_and_parents_must_accept() {
+        let m = StringMatch {
+            prefix: Some("a.b".into()),
+            ..Default::default()
+        };
+        assert_eq!(string_match(&m, "Exact", "RegularExpression").1, "^a\\.b.*");
+        let route = json!({"metadata": {"generation": 3}, "status": {"parents": [{"parentRef": {"name": "gw"},
+            "conditions": [{"type": "Accepted", "status": "True", "observedGeneration": 2}]}]}});
+        assert!(not_accepted(&route).unwrap().contains("generation 3"));
+        assert_eq!(not_accepted(&json!({"metadata": {"generation": 3}})), None);
+    }
+}
