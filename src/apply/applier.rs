@@ -1,7 +1,8 @@
-//! Server-side apply of a set of objects: validate everything the API server can validate with a
-//! dry run before the first write, then apply in stages (definitions, classes, the rest),
+//! Server-side apply of a set of objects: decide every object the API server can validate before
+//! the first write (settled from what was read when the live object already holds the manifest,
+//! validated with a dry run otherwise), then apply in stages (definitions, classes, the rest),
 //! concurrently within a stage, writing only objects whose dry-run result differs from the live
-//! object. Does I/O (the API server); the decisions come from `plan` and `order`.
+//! object. Does I/O (the API server); the decisions come from `plan`, `unchanged` and `order`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -14,11 +15,12 @@ use kube::{Api, Client};
 use serde_json::Value;
 
 use super::changeset::{Action, ChangeSet};
-use super::desired::Desired;
+use super::desired::{Desired, Verdict};
 use super::discovery::{Discovery, DiscoveryError};
 use super::inventory::ObjectId;
 use super::order::{Stage, rank_of, stage_of};
-use super::plan::{self, FIELD_MANAGER, SsaMode};
+use super::plan::{self, FIELD_MANAGER};
+use super::validate::DryRun;
 use crate::runtime::crash;
 
 /// Labels that mark an applied object as owned by one Kustomization (or one `sluice apply --name`).
@@ -170,11 +172,12 @@ impl Applier {
         objects: Vec<Value>,
         options: &ApplyOptions,
     ) -> Result<ChangeSet, ApplyFailure> {
-        // Everything the API server can validate now is validated before the first write. The
-        // rest (kinds from CRDs and namespaces created by this very set) is validated at its
-        // stage, before that stage writes anything.
+        // Everything the API server can validate now is decided (settled from what was read, or
+        // validated with a dry run) before the first write. The rest (kinds from CRDs and
+        // namespaces created by this very set) is decided at its stage, before that stage writes
+        // anything.
         let mut desired = self
-            .validated_up_front(objects, options)
+            .decided_up_front(objects, options)
             .await
             .map_err(ApplyFailure::before_any_write)?;
 
@@ -203,21 +206,20 @@ impl Applier {
             let pending: Vec<usize> = indices
                 .iter()
                 .copied()
-                .filter(|&i| desired[i].dry_run.is_none())
+                .filter(|&i| desired[i].verdict.is_none())
                 .collect();
-            self.validate(&mut desired, &pending, options)
+            let mut live = self
+                .read_live_set(&desired, &pending)
+                .await
+                .map_err(|e| fail(&changeset, e))?;
+            self.decide(&mut desired, &pending, &mut live, options)
                 .await
                 .map_err(|e| fail(&changeset, e))?;
 
-            let mut listed = self
-                .list_live(&desired, &indices)
-                .await
-                .map_err(|e| fail(&changeset, e))?;
             let results: Vec<(usize, Outcome)> = stream::iter(indices.iter().copied())
                 .map(|i| {
                     let d = &desired[i];
-                    let prefetched = listed.remove(&i);
-                    async move { (i, self.apply_one(d, prefetched, options).await) }
+                    async move { (i, self.apply_one(d, options).await) }
                 })
                 .buffer_unordered(options.concurrency.max(1))
                 .collect()
@@ -257,32 +259,21 @@ impl Applier {
         Ok(changeset)
     }
 
-    /// Applies one object; `prefetched` is its live state when already read (listed).
-    async fn apply_one(
-        &self,
-        d: &Desired,
-        prefetched: Option<Option<Value>>,
-        options: &ApplyOptions,
-    ) -> Outcome {
-        if d.policy.reconcile_disabled {
-            return Ok((
-                Action::Skipped,
-                Some("reconcile disabled by annotation".into()),
-            ));
-        }
-        if d.policy.ssa == SsaMode::Ignore {
-            return Ok((Action::Skipped, Some("ssa: Ignore".into())));
-        }
-        let live = match prefetched {
-            Some(live) => live,
-            None => self.read_live(d).await?,
+    /// Writes one decided object, if its verdict asks for a write.
+    async fn apply_one(&self, d: &Desired, options: &ApplyOptions) -> Outcome {
+        let (mut action, exists, fresh, takeover) = match d.verdict.clone() {
+            Some(Verdict::Settled(action, message)) => return Ok((action, message)),
+            Some(Verdict::Validated {
+                action,
+                exists,
+                fresh,
+                takeover,
+            }) => (action, exists, fresh, takeover),
+            None => unreachable!("every object is decided before its stage writes"),
         };
         let api = self.api(d);
-        if d.policy.ssa == SsaMode::IfNotPresent && live.is_some() {
-            return Ok((Action::Skipped, Some("exists; ssa: IfNotPresent".into())));
-        }
         let params = PatchParams::apply(FIELD_MANAGER).force();
-        if d.recreate && live.is_some() {
+        if d.recreate && exists {
             self.delete_and_wait(&api, d, options).await?;
             api.patch(&d.id.name, &params, &Patch::Apply(&d.object))
                 .await
@@ -295,37 +286,31 @@ impl Applier {
                 Some("recreated: immutable fields changed".into()),
             ));
         }
-        let mut took_over = false;
-        if d.policy.ssa == SsaMode::Override
-            && let Some(live) = &live
-        {
-            let managed = live
-                .pointer("/metadata/managedFields")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default();
-            if let Some(fields) = plan::takeover(&managed) {
-                let patch = serde_json::json!([
-                    { "op": "test", "path": "/metadata/resourceVersion", "value": live.pointer("/metadata/resourceVersion") },
-                    { "op": "replace", "path": "/metadata/managedFields", "value": fields },
-                ]);
-                let patch: json_patch::Patch =
-                    serde_json::from_value(patch).expect("a valid JSON patch");
-                api.patch(
-                    &d.id.name,
-                    &PatchParams::default(),
-                    &Patch::<()>::Json(patch),
-                )
-                .await
-                .map_err(|source| ApplyError::Takeover {
-                    id: d.id.clone(),
-                    source: Box::new(source),
-                })?;
-                took_over = true;
-            }
+        if !fresh {
+            // Someone (a controller adding an annotation, say) changed the object between our
+            // read and the dry run: compare a fresh dry run with a fresh read.
+            action = self.redecide(d).await?;
         }
-        let dry_run = self.current_dry_run(d, live.as_ref()).await?;
-        let action = plan::decide(&dry_run, live.as_ref());
+        let mut took_over = false;
+        if let Some((fields, version)) = takeover {
+            let patch = serde_json::json!([
+                { "op": "test", "path": "/metadata/resourceVersion", "value": version },
+                { "op": "replace", "path": "/metadata/managedFields", "value": fields },
+            ]);
+            let patch: json_patch::Patch =
+                serde_json::from_value(patch).expect("a valid JSON patch");
+            api.patch(
+                &d.id.name,
+                &PatchParams::default(),
+                &Patch::<()>::Json(patch),
+            )
+            .await
+            .map_err(|source| ApplyError::Takeover {
+                id: d.id.clone(),
+                source: Box::new(source),
+            })?;
+            took_over = true;
+        }
         if action == Action::Unchanged && !took_over {
             return Ok((Action::Unchanged, None));
         }
@@ -342,6 +327,20 @@ impl Applier {
             ),
             action => (action, None),
         })
+    }
+
+    /// The action of a dry run made now against the object as it is now.
+    async fn redecide(&self, d: &Desired) -> Result<Action, ApplyError> {
+        let live = self.read_live(d).await?;
+        match self.dry_run(d).await {
+            DryRun::Accepted(merged) => Ok(plan::decide(&merged, live.as_ref())),
+            DryRun::Immutable(reason) | DryRun::Rejected(reason) => {
+                Err(ApplyError::Rejected(vec![Rejection {
+                    id: d.id.clone(),
+                    reason,
+                }]))
+            }
+        }
     }
 
     async fn delete_and_wait(

@@ -1,5 +1,5 @@
 //! The applier: the only code that writes to the API server. Decisions live in pure files
-//! (`order`, `plan`, `inventory`, `changeset`, the guard and decision of `prune`); `discovery`,
+//! (`order`, `plan`, `unchanged`, `inventory`, `changeset`, the guard and decision of `prune`); `discovery`,
 //! `desired`, `validate`, `live`, `applier`, `prune`, `store` and `reconcile` do the I/O.
 
 pub mod applier;
@@ -15,4 +15,5 @@ pub mod plan;
 pub mod prune;
 pub mod reconcile;
 pub mod store;
+pub mod unchanged;
 pub mod validate;
