@@ -1,6 +1,6 @@
 //! Differential test of `sluice build` against the real `kubectl kustomize`: every case under
-//! fixtures/build/ must render to the same set of objects. kubectl comes from SLUICE_KUBECTL or
-//! PATH; without one the test fails.
+//! fixtures/build/ must render to the same set of objects, equal object for object. kubectl
+//! comes from SLUICE_KUBECTL or PATH; without one the test fails.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -89,13 +89,18 @@ fn diff(want: &Value, got: &Value) -> String {
 /// Compares one case; returns a readable report of the differences.
 fn compare(case: &Path, kubectl: &Path) -> Option<String> {
     let name = case.file_name().unwrap().to_string_lossy().to_string();
-    let sluice_dir = match std::fs::read_to_string(case.join("sluice-dir")) {
-        Ok(d) => case.join(d.trim()),
-        Err(_) => case.to_path_buf(),
+    let in_case = |file: &str| {
+        std::fs::read_to_string(case.join(file))
+            .ok()
+            .map(|d| case.join(d.trim()))
     };
+    // build-dir: the directory both build (a tree such as config/default); sluice-dir: the one
+    // sluice builds when kubectl needs a kustomization around a plain directory.
+    let build_dir = in_case("build-dir").unwrap_or_else(|| case.to_path_buf());
+    let sluice_dir = in_case("sluice-dir").unwrap_or_else(|| build_dir.clone());
     let out = Command::new(kubectl)
         .arg("kustomize")
-        .arg(case)
+        .arg(&build_dir)
         .output()
         .expect("kubectl runs");
     if !out.status.success() {

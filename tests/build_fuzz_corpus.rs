@@ -56,3 +56,26 @@ fn patch_corpus() {
     }
     assert!(applied >= 3, "the seed patches apply");
 }
+
+#[test]
+fn replacement_corpus() {
+    let mut applied = 0;
+    for (name, text) in corpus("replacement") {
+        let Some((objects, replacements)) = text.split_once("\n#replacements\n") else {
+            continue;
+        };
+        let Ok(objects) = sluice::build::parse_manifests(objects, "objects.yaml") else {
+            continue;
+        };
+        match sluice::build::apply_replacements(&objects, replacements) {
+            Ok(out) => {
+                applied += 1;
+                for o in &out {
+                    sluice::build::to_yaml(o.value()).expect("objects serialize");
+                }
+            }
+            Err(e) => eprintln!("{name}: {e}"),
+        }
+    }
+    assert!(applied >= 3, "the seed replacements apply");
+}

@@ -15,6 +15,7 @@ use super::kustomization::{
 use super::kustomize::{Ctx, KFile};
 use super::object::{Loc, Resource};
 use super::patch;
+use super::replacement::ReplacementField;
 use super::transform::{self, SubjectMode};
 use super::yaml;
 
@@ -59,6 +60,8 @@ struct Config {
     json_op: Option<String>,
     #[serde(default)]
     options: PatchOptions,
+    #[serde(default)]
+    replacements: Vec<ReplacementField>,
 }
 
 /// Runs one entry of `transformers`: a file of builtin configurations, or inline YAML.
@@ -219,6 +222,7 @@ fn apply(
             }
             Ok(())
         }
+        "ReplacementTransformer" => ctx.replace(kf, &cfg.replacements, acc),
         other => Err(BuildError::Unsupported {
             at: at.clone(),
             field: "transformers".into(),

@@ -18,7 +18,7 @@ pub struct FieldSpec {
     #[serde(default)]
     pub kind: Option<String>,
     pub path: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::kustomization::nullable")]
     pub create: bool,
 }
 
@@ -39,8 +39,21 @@ impl FieldSpec {
             && self.version.as_deref().is_none_or(|v| v == obj.version())
     }
 
-    fn segments(&self) -> Vec<&str> {
-        self.path.split('/').filter(|s| !s.is_empty()).collect()
+    /// The path's fields; `\/` is a `/` inside a field (an annotation key).
+    fn segments(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for piece in self.path.split('/') {
+            match out.last_mut() {
+                Some(last) if last.ends_with('\\') => {
+                    last.pop();
+                    last.push('/');
+                    last.push_str(piece);
+                }
+                _ => out.push(piece.to_string()),
+            }
+        }
+        out.retain(|s| !s.is_empty());
+        out
     }
 }
 
@@ -55,6 +68,7 @@ pub fn visit<E>(
         return Ok(());
     }
     let segs = spec.segments();
+    let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
     walk(obj.value_mut(), &segs, spec.create, f)
 }
 
@@ -96,112 +110,190 @@ fn walk<E>(
     walk(child, rest, create, f)
 }
 
-const WORKLOADS: [&str; 5] = [
-    "ReplicationController",
-    "Deployment",
-    "ReplicaSet",
-    "DaemonSet",
-    "StatefulSet",
-];
-
-/// Where `commonLabels` (and `labels` with `includeSelectors`) go.
-pub fn common_labels() -> Vec<FieldSpec> {
-    let mut v = vec![FieldSpec::new(None, "metadata/labels", true)];
-    v.push(FieldSpec::new(Some("Service"), "spec/selector", true));
-    v.push(FieldSpec::new(
-        Some("ReplicationController"),
-        "spec/selector",
-        true,
-    ));
-    for k in &WORKLOADS[1..] {
-        v.push(FieldSpec::new(Some(k), "spec/selector/matchLabels", true));
-    }
-    for k in WORKLOADS {
-        v.push(FieldSpec::new(
-            Some(k),
-            "spec/template/metadata/labels",
-            true,
-        ));
-    }
-    v.push(FieldSpec::new(
-        Some("StatefulSet"),
-        "spec/volumeClaimTemplates[]/metadata/labels",
-        true,
-    ));
-    v.push(FieldSpec::new(
-        Some("Job"),
-        "spec/selector/matchLabels",
-        false,
-    ));
-    v.push(FieldSpec::new(
-        Some("Job"),
-        "spec/template/metadata/labels",
-        true,
-    ));
-    v.push(FieldSpec::new(
-        Some("CronJob"),
-        "spec/jobTemplate/spec/selector/matchLabels",
-        false,
-    ));
-    v.push(FieldSpec::new(
-        Some("CronJob"),
-        "spec/jobTemplate/metadata/labels",
-        true,
-    ));
-    v.push(FieldSpec::new(
-        Some("CronJob"),
-        "spec/jobTemplate/spec/template/metadata/labels",
-        true,
-    ));
-    v.push(FieldSpec::new(
-        Some("PodDisruptionBudget"),
-        "spec/selector/matchLabels",
-        false,
-    ));
-    for p in [
-        "spec/podSelector/matchLabels",
-        "spec/ingress/from/podSelector/matchLabels",
-        "spec/egress/to/podSelector/matchLabels",
-    ] {
-        v.push(FieldSpec::new(Some("NetworkPolicy"), p, false));
-    }
-    v
+/// Field specs from rows of (group, version, kind, path, create); empty means any.
+fn table(rows: &[(&str, &str, &str, &str, bool)]) -> Vec<FieldSpec> {
+    let some = |s: &str| (!s.is_empty()).then(|| s.to_string());
+    rows.iter()
+        .map(|(group, version, kind, path, create)| FieldSpec {
+            group: some(group),
+            version: some(version),
+            kind: some(kind),
+            path: path.to_string(),
+            create: *create,
+        })
+        .collect()
 }
 
-/// Where `labels` without `includeSelectors` go: metadata, and pod templates with `includeTemplates`.
+const TEMPLATE_LABELS: &str = "spec/template/metadata/labels";
+const AFFINITY_SELECTORS: [&str; 5] = [
+    "spec/template/spec/affinity/podAffinity/preferredDuringSchedulingIgnoredDuringExecution/podAffinityTerm/labelSelector/matchLabels",
+    "spec/template/spec/affinity/podAffinity/requiredDuringSchedulingIgnoredDuringExecution/labelSelector/matchLabels",
+    "spec/template/spec/affinity/podAntiAffinity/preferredDuringSchedulingIgnoredDuringExecution/podAffinityTerm/labelSelector/matchLabels",
+    "spec/template/spec/affinity/podAntiAffinity/requiredDuringSchedulingIgnoredDuringExecution/labelSelector/matchLabels",
+    "spec/template/spec/topologySpreadConstraints/labelSelector/matchLabels",
+];
+
+/// Where `commonLabels` (and `labels` with `includeSelectors`) go: metadata, pod templates and
+/// selectors, as kustomize's built-in configuration lists them.
+pub fn common_labels() -> Vec<FieldSpec> {
+    let mut rows = vec![
+        ("", "v1", "Service", "spec/selector", true),
+        ("", "v1", "ReplicationController", "spec/selector", true),
+        ("", "", "Deployment", "spec/selector/matchLabels", true),
+    ];
+    rows.extend(AFFINITY_SELECTORS.map(|p| ("apps", "", "Deployment", p, false)));
+    rows.extend([
+        ("", "", "ReplicaSet", "spec/selector/matchLabels", true),
+        ("", "", "DaemonSet", "spec/selector/matchLabels", true),
+        ("apps", "", "StatefulSet", "spec/selector/matchLabels", true),
+    ]);
+    rows.extend(AFFINITY_SELECTORS.map(|p| ("apps", "", "StatefulSet", p, false)));
+    rows.extend([
+        ("batch", "", "Job", "spec/selector/matchLabels", false),
+        (
+            "batch",
+            "",
+            "CronJob",
+            "spec/jobTemplate/spec/selector/matchLabels",
+            false,
+        ),
+        (
+            "policy",
+            "",
+            "PodDisruptionBudget",
+            "spec/selector/matchLabels",
+            false,
+        ),
+        (
+            "networking.k8s.io",
+            "",
+            "NetworkPolicy",
+            "spec/podSelector/matchLabels",
+            false,
+        ),
+        (
+            "networking.k8s.io",
+            "",
+            "NetworkPolicy",
+            "spec/ingress/from/podSelector/matchLabels",
+            false,
+        ),
+        (
+            "networking.k8s.io",
+            "",
+            "NetworkPolicy",
+            "spec/egress/to/podSelector/matchLabels",
+            false,
+        ),
+    ]);
+    let mut specs = table(&rows);
+    specs.extend(metadata_labels(true));
+    specs
+}
+
+/// Where `labels` without `includeSelectors` go: metadata, and with `includeTemplates` pod
+/// templates (kustomize's template labels).
 pub fn metadata_labels(include_templates: bool) -> Vec<FieldSpec> {
-    let mut v = vec![FieldSpec::new(None, "metadata/labels", true)];
+    let mut rows = vec![("", "", "", "metadata/labels", true)];
     if include_templates {
-        v.extend(
-            common_labels()
-                .into_iter()
-                .filter(|f| f.path.contains("emplate/metadata/labels")),
-        );
+        rows.extend([
+            ("", "v1", "ReplicationController", TEMPLATE_LABELS, true),
+            ("", "", "Deployment", TEMPLATE_LABELS, true),
+            ("", "", "ReplicaSet", TEMPLATE_LABELS, true),
+            ("", "", "DaemonSet", TEMPLATE_LABELS, true),
+            ("apps", "", "StatefulSet", TEMPLATE_LABELS, true),
+            (
+                "apps",
+                "",
+                "StatefulSet",
+                "spec/volumeClaimTemplates[]/metadata/labels",
+                true,
+            ),
+            ("batch", "", "Job", TEMPLATE_LABELS, true),
+            (
+                "batch",
+                "",
+                "CronJob",
+                "spec/jobTemplate/metadata/labels",
+                true,
+            ),
+            (
+                "batch",
+                "",
+                "CronJob",
+                "spec/jobTemplate/spec/template/metadata/labels",
+                true,
+            ),
+        ]);
     }
-    v
+    table(&rows)
 }
 
 /// Where `commonAnnotations` go.
 pub fn common_annotations() -> Vec<FieldSpec> {
-    let mut v = vec![FieldSpec::new(None, "metadata/annotations", true)];
-    for k in WORKLOADS.iter().chain(&["Job"]) {
-        v.push(FieldSpec::new(
-            Some(k),
-            "spec/template/metadata/annotations",
+    const TEMPLATE: &str = "spec/template/metadata/annotations";
+    table(&[
+        ("", "", "", "metadata/annotations", true),
+        ("", "v1", "ReplicationController", TEMPLATE, true),
+        ("", "", "Deployment", TEMPLATE, true),
+        ("", "", "ReplicaSet", TEMPLATE, true),
+        ("", "", "DaemonSet", TEMPLATE, true),
+        ("", "", "StatefulSet", TEMPLATE, true),
+        ("batch", "", "Job", TEMPLATE, true),
+        (
+            "batch",
+            "",
+            "CronJob",
+            "spec/jobTemplate/metadata/annotations",
             true,
-        ));
-    }
-    v.push(FieldSpec::new(
-        Some("CronJob"),
-        "spec/jobTemplate/metadata/annotations",
-        true,
-    ));
-    v.push(FieldSpec::new(
-        Some("CronJob"),
-        "spec/jobTemplate/spec/template/metadata/annotations",
-        true,
-    ));
-    v
+        ),
+        (
+            "batch",
+            "",
+            "CronJob",
+            "spec/jobTemplate/spec/template/metadata/annotations",
+            true,
+        ),
+    ])
+}
+
+/// Where the images of `images` are set besides every `containers` and `initContainers` list:
+/// pod specs and image volumes, in objects of any kind.
+pub fn images() -> Vec<FieldSpec> {
+    ["spec", "spec/template/spec"]
+        .iter()
+        .flat_map(|pod| {
+            [
+                "containers[]/image",
+                "initContainers[]/image",
+                "volumes[]/image/reference",
+            ]
+            .map(|field| FieldSpec::new(None, &format!("{pod}/{field}"), false))
+        })
+        .collect()
+}
+
+/// Where `namespace` goes besides `metadata.namespace` and RoleBinding subjects: the name of a
+/// Namespace, the service of an APIService and of a CustomResourceDefinition's conversion
+/// webhook.
+pub fn namespace() -> Vec<FieldSpec> {
+    table(&[
+        ("", "", "Namespace", "metadata/name", true),
+        (
+            "apiregistration.k8s.io",
+            "",
+            "APIService",
+            "spec/service/namespace",
+            true,
+        ),
+        (
+            "apiextensions.k8s.io",
+            "",
+            "CustomResourceDefinition",
+            "spec/conversion/webhook/clientConfig/service/namespace",
+            false,
+        ),
+    ])
 }
 
 /// Where `replicas` go.
@@ -219,6 +311,11 @@ pub fn replicas() -> Vec<FieldSpec> {
 
 /// Kinds that are not namespaced. Kinds not listed (custom resources) are taken as namespaced.
 pub fn is_cluster_scoped(obj: &Object) -> bool {
+    is_cluster_scoped_kind(obj.group(), obj.kind())
+}
+
+/// Whether a kind of a group is not namespaced (see [`is_cluster_scoped`]).
+pub fn is_cluster_scoped_kind(group: &str, kind: &str) -> bool {
     const CLUSTER: &[&str] = &[
         "APIService",
         "CertificateSigningRequest",
@@ -258,8 +355,8 @@ pub fn is_cluster_scoped(obj: &Object) -> bool {
         "VolumeAttachment",
         "VolumeAttributesClass",
     ];
-    let builtin_group = !obj.group().contains('.') || obj.group().ends_with(".k8s.io");
-    builtin_group && CLUSTER.contains(&obj.kind())
+    let builtin_group = !group.contains('.') || group.ends_with(".k8s.io");
+    builtin_group && CLUSTER.contains(&kind)
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
+use super::gojson;
 use super::kustomization::{GeneratorOptions, GeneratorSpec};
 
 /// One key of generated data: text goes to `data`, other bytes to `binaryData` (ConfigMaps).
@@ -68,6 +69,22 @@ pub fn parse_env(text: &str) -> Result<Vec<Entry>, (u64, String)> {
     Ok(out)
 }
 
+/// Base64 as kustomize writes generated values: an encoding of 70 characters or more is cut
+/// into lines of 70, each ending with a line break; a shorter one stays on one line.
+pub fn wrapped_base64(bytes: &[u8]) -> String {
+    const LINE: usize = 70;
+    let encoded = BASE64.encode(bytes);
+    if encoded.len() < LINE {
+        return encoded;
+    }
+    let mut out = String::with_capacity(encoded.len() + encoded.len() / LINE + 1);
+    for chunk in encoded.as_bytes().chunks(LINE) {
+        out.push_str(std::str::from_utf8(chunk).expect("base64 is ASCII"));
+        out.push('\n');
+    }
+    out
+}
+
 /// Generator options with the kustomization-wide ones folded in.
 pub fn merged_options(
     global: Option<&GeneratorOptions>,
@@ -109,11 +126,11 @@ pub fn build(
             return Err(format!("key {:?} is defined twice", e.key));
         }
         if kind == "Secret" {
-            data.insert(e.key, Value::String(BASE64.encode(&e.value)));
+            data.insert(e.key, Value::String(wrapped_base64(&e.value)));
         } else {
             match String::from_utf8(e.value) {
                 Ok(s) => data.insert(e.key, Value::String(s)),
-                Err(e2) => binary.insert(e.key, Value::String(BASE64.encode(e2.as_bytes()))),
+                Err(e2) => binary.insert(e.key, Value::String(wrapped_base64(e2.as_bytes()))),
             };
         }
     }
@@ -175,58 +192,6 @@ pub fn merge_into(existing: &mut Value, new: &Value) {
     }
 }
 
-/// Writes a JSON string the way Go's encoding/json does (HTML-safe escapes), so hashes agree.
-fn go_json_string(s: &str, out: &mut String) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => {
-                out.push_str(&format!("\\u{:04x}", c as u32))
-            }
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-}
-
-/// Go's encoding/json output for a value: sorted keys, no spaces.
-fn go_json(v: &Value, out: &mut String) {
-    match v {
-        Value::Object(m) => {
-            out.push('{');
-            let mut keys: Vec<&String> = m.keys().collect();
-            keys.sort();
-            for (i, k) in keys.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                go_json_string(k, out);
-                out.push(':');
-                go_json(&m[k], out);
-            }
-            out.push('}');
-        }
-        Value::Array(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                go_json(item, out);
-            }
-            out.push(']');
-        }
-        Value::String(s) => go_json_string(s, out),
-        other => out.push_str(&other.to_string()),
-    }
-}
-
 /// kustomize's content hash of a ConfigMap or Secret, as used in its name suffix.
 pub fn content_hash(obj: &Value) -> String {
     let field = |name: &str| {
@@ -249,8 +214,7 @@ pub fn content_hash(obj: &Value) -> String {
     } else if let Some(bd) = obj.get("binaryData").filter(|v| v.is_object()) {
         m.insert("binaryData".into(), bd.clone());
     }
-    let mut text = String::new();
-    go_json(&Value::Object(m), &mut text);
+    let text = gojson::compact(&Value::Object(m));
     let digest = Sha256::digest(text.as_bytes());
     let hex: String = digest.iter().take(5).map(|b| format!("{b:02x}")).collect();
     hex.chars()
@@ -287,10 +251,19 @@ mod tests {
     }
 
     #[test]
-    fn go_json_escapes_html() {
-        let mut s = String::new();
-        go_json(&json!({"b": "<&>", "a": 1}), &mut s);
-        assert_eq!(s, r#"{"a":1,"b":"\u003c\u0026\u003e"}"#);
+    fn base64_wraps_at_seventy_characters() {
+        assert_eq!(wrapped_base64(b"short"), "c2hvcnQ=");
+        // 51 bytes encode to 68 characters, 52 bytes to 72.
+        assert!(!wrapped_base64(&[b'b'; 51]).contains('\n'));
+        let long = wrapped_base64(&[b'a'; 120]);
+        let lines: Vec<&str> = long.lines().collect();
+        assert_eq!(
+            lines.iter().map(|l| l.len()).collect::<Vec<_>>(),
+            [70, 70, 20]
+        );
+        assert!(long.ends_with('\n'));
+        let exact = wrapped_base64(&[b'x'; 105]);
+        assert_eq!(exact.len(), 140 + 2);
     }
 
     #[test]

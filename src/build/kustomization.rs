@@ -9,6 +9,7 @@ use serde_json::Value;
 use super::BuildError;
 use super::fieldspec::FieldSpec;
 use super::object::Loc;
+use super::replacement::ReplacementField;
 use super::yaml;
 
 /// The file names kustomize looks for, in its order.
@@ -24,14 +25,11 @@ const UNSUPPORTED: &[(&str, &str)] = &[
     ),
     ("generators", "generator plugins are not run"),
     ("validators", "validator plugins are not run"),
-    ("replacements", "not implemented"),
     ("vars", "not implemented"),
     ("openapi", "custom OpenAPI schemas are not read"),
     ("crds", "custom OpenAPI schemas are not read"),
-    ("configurations", "transformer configurations are not read"),
     ("buildMetadata", "not implemented"),
     ("inventory", "not implemented"),
-    ("images.tagSuffix", "not implemented"),
 ];
 
 /// A target selector of a patch (kustomize's `Selector`).
@@ -57,9 +55,9 @@ pub struct TargetSpec {
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PatchOptions {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub allow_name_change: bool,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub allow_kind_change: bool,
 }
 
@@ -73,7 +71,7 @@ pub struct PatchSpec {
     pub patch: Option<String>,
     #[serde(default)]
     pub target: Option<TargetSpec>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub options: PatchOptions,
 }
 
@@ -88,6 +86,9 @@ pub struct ImageSpec {
     pub new_tag: Option<String>,
     #[serde(default)]
     pub digest: Option<String>,
+    /// Appended to the image's tag when neither newTag nor digest is set (kustomize 5).
+    #[serde(default, deserialize_with = "opt_scalar")]
+    pub tag_suffix: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -102,11 +103,11 @@ pub struct ReplicaSpec {
 pub struct LabelSpec {
     #[serde(default, deserialize_with = "scalar_map")]
     pub pairs: BTreeMap<String, String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub include_selectors: bool,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub include_templates: bool,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub fields: Vec<FieldSpec>,
 }
 
@@ -132,11 +133,11 @@ pub struct GeneratorSpec {
     pub namespace: Option<String>,
     #[serde(default)]
     pub behavior: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub files: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub literals: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub envs: Vec<String>,
     #[serde(default)]
     pub env: Option<String>,
@@ -156,11 +157,11 @@ pub struct Kustomization {
     pub kind: Option<String>,
     #[serde(default)]
     pub metadata: Option<Value>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub resources: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub bases: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub components: Vec<String>,
     #[serde(default)]
     pub namespace: Option<String>,
@@ -170,28 +171,32 @@ pub struct Kustomization {
     pub name_suffix: Option<String>,
     #[serde(default, deserialize_with = "scalar_map")]
     pub common_labels: BTreeMap<String, String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub labels: Vec<LabelSpec>,
     #[serde(default, deserialize_with = "scalar_map")]
     pub common_annotations: BTreeMap<String, String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub images: Vec<ImageSpec>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub replicas: Vec<ReplicaSpec>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub patches: Vec<PatchSpec>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub patches_strategic_merge: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub patches_json6902: Vec<PatchSpec>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub config_map_generator: Vec<GeneratorSpec>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub secret_generator: Vec<GeneratorSpec>,
     #[serde(default)]
     pub generator_options: Option<GeneratorOptions>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable")]
     pub transformers: Vec<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub replacements: Vec<ReplacementField>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub configurations: Vec<String>,
     #[serde(default)]
     pub sort_options: Option<Value>,
 }
@@ -200,6 +205,16 @@ impl Kustomization {
     pub fn is_component(&self) -> bool {
         self.kind.as_deref() == Some("Component")
     }
+}
+
+/// A field written as `null` (or with every entry commented out) has its default value, as in
+/// kustomize.
+pub fn nullable<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
 /// A string map whose values may be written as YAML scalars of any type.
@@ -256,25 +271,13 @@ pub fn parse(text: &str, file: &str) -> Result<Kustomization, BuildError> {
             });
         }
     };
-    for (key, value) in &map {
+    for key in map.keys() {
         if let Some((_, why)) = UNSUPPORTED.iter().find(|(f, _)| f == key) {
             return Err(BuildError::Unsupported {
                 at: Loc::new(file, field_line(text, key)),
                 field: key.clone(),
                 detail: why.to_string(),
             });
-        }
-        if key == "images" {
-            let uses_suffix = value
-                .as_array()
-                .is_some_and(|a| a.iter().any(|i| i.get("tagSuffix").is_some()));
-            if uses_suffix {
-                return Err(BuildError::Unsupported {
-                    at: Loc::new(file, field_line(text, key)),
-                    field: "images[].tagSuffix".into(),
-                    detail: String::new(),
-                });
-            }
         }
     }
     let k: Kustomization = serde_json::from_value(Value::Object(map.clone())).map_err(|e| {
@@ -330,13 +333,7 @@ mod tests {
 
     #[test]
     fn unsupported_field_is_named() {
-        for field in [
-            "helmCharts",
-            "replacements",
-            "vars",
-            "openapi",
-            "generators",
-        ] {
+        for field in ["helmCharts", "vars", "openapi", "generators"] {
             let text = format!("resources: []\n{field}: []\n");
             let err = parse(&text, "k.yaml").unwrap_err().to_string();
             assert!(err.starts_with("k.yaml:2: field `"), "{err}");

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use super::BuildError;
 use super::builtin;
+use super::config::{self, TransformerConfig};
 use super::fieldspec;
 use super::flux::FluxOptions;
 use super::generator;
@@ -41,6 +42,9 @@ impl KFile {
 pub(crate) struct Ctx<'a> {
     pub src: &'a Source,
     stack: Vec<PathBuf>,
+    /// The transformer configuration of each kustomization being rendered, innermost last:
+    /// its own `configurations` and those of everything it included so far.
+    configs: Vec<TransformerConfig>,
 }
 
 fn is_remote(entry: &str) -> bool {
@@ -59,17 +63,13 @@ pub fn build_top(
     let mut ctx = Ctx {
         src,
         stack: vec![dir.to_path_buf()],
+        configs: vec![TransformerConfig::default()],
     };
     let mut acc = Vec::new();
     match ctx.find(dir)? {
         Some(kf) => {
+            // A Component at the top renders like a Kustomization, as kustomize does.
             let mut k = kustomization::parse(&kf.text, &kf.file)?;
-            if k.is_component() {
-                return Err(BuildError::Kustomization {
-                    at: kf.at("kind"),
-                    message: "a Component cannot be built on its own".into(),
-                });
-            }
             flux.merge_into(&mut k);
             ctx.accumulate(&kf, &k, &mut acc)?;
         }
@@ -97,7 +97,10 @@ pub fn build_top(
         );
         res.rename(&name);
     }
-    nameref::fix(&mut acc);
+    nameref::fix(&mut acc, &ctx.config().name_reference);
+    for res in &mut acc {
+        res.obj.normalize_annotations();
+    }
     Ok(acc)
 }
 
@@ -194,10 +197,36 @@ impl Ctx<'_> {
             });
         }
         self.stack.push(dir.to_path_buf());
+        self.configs.push(TransformerConfig::default());
         let mut acc = Vec::new();
         let result = self.accumulate(&kf, &k, &mut acc);
         self.stack.pop();
+        let config = self.configs.pop().unwrap_or_default();
+        if let Some(parent) = self.configs.last_mut() {
+            parent.merge(&config);
+        }
         result.map(|_| acc)
+    }
+
+    /// The transformer configuration of the kustomization being rendered.
+    fn config(&self) -> &TransformerConfig {
+        self.configs
+            .last()
+            .expect("the top kustomization's is always there")
+    }
+
+    /// Reads a kustomization's `configurations` files into its transformer configuration.
+    fn configure(&mut self, kf: &KFile, files: &[String]) -> Result<(), BuildError> {
+        for file in files {
+            let real = self.restricted_file(kf, file)?;
+            let shown = self.src.display(&real);
+            let config = TransformerConfig::parse(&self.src.read_text(&real)?, &shown)?;
+            self.configs
+                .last_mut()
+                .expect("the top kustomization's is always there")
+                .merge(&config);
+        }
+        Ok(())
     }
 
     /// Resolves a file a kustomization names: inside the source root, and in or below the
@@ -255,6 +284,7 @@ impl Ctx<'_> {
                 seen.push(acc, res)?;
             }
         }
+        self.configure(kf, &k.configurations)?;
         self.generate(kf, k, acc, &mut seen)?;
         for entry in &k.components {
             let at = kf.at(entry);
@@ -335,20 +365,23 @@ impl Ctx<'_> {
             let (content, at) = self.patch_content(kf, spec)?;
             patch::apply(acc, &content, spec.target.as_ref(), &spec.options, &at)?;
         }
+        let cfg = self.config();
         if let Some(ns) = k.namespace.as_deref().filter(|s| !s.is_empty()) {
-            transform::set_namespace(acc, ns, false, SubjectMode::DefaultOnly, &[])?;
+            let specs = config::with(fieldspec::namespace(), &cfg.namespace);
+            transform::set_namespace(acc, ns, false, SubjectMode::DefaultOnly, &specs)?;
         }
-        transform::add_prefix_suffix(
-            acc,
-            k.name_prefix.as_deref().unwrap_or(""),
-            k.name_suffix.as_deref().unwrap_or(""),
-            None,
-        );
+        let prefix = k.name_prefix.as_deref().unwrap_or("");
+        let suffix = k.name_suffix.as_deref().unwrap_or("");
+        transform::add_prefix_suffix(acc, prefix, suffix, None);
+        transform::affix_fields(acc, &cfg.name_prefix, prefix, "");
+        transform::affix_fields(acc, &cfg.name_suffix, "", suffix);
         for l in &k.labels {
             let mut specs = if l.include_selectors {
-                fieldspec::common_labels()
+                config::with(fieldspec::common_labels(), &cfg.common_labels)
+            } else if l.include_templates {
+                config::with(fieldspec::metadata_labels(true), &cfg.template_labels)
             } else {
-                fieldspec::metadata_labels(l.include_templates)
+                fieldspec::metadata_labels(false)
             };
             specs.extend(l.fields.iter().cloned());
             transform::add_pairs(acc, &l.pairs, &specs, &kf.at("labels"))?;
@@ -356,13 +389,13 @@ impl Ctx<'_> {
         transform::add_pairs(
             acc,
             &k.common_labels,
-            &fieldspec::common_labels(),
+            &config::with(fieldspec::common_labels(), &cfg.common_labels),
             &kf.at("commonLabels"),
         )?;
         transform::add_pairs(
             acc,
             &k.common_annotations,
-            &fieldspec::common_annotations(),
+            &config::with(fieldspec::common_annotations(), &cfg.common_annotations),
             &kf.at("commonAnnotations"),
         )?;
         for spec in &k.patches_json6902 {
@@ -375,8 +408,14 @@ impl Ctx<'_> {
             }
             patch::apply(acc, &content, spec.target.as_ref(), &spec.options, &at)?;
         }
-        transform::set_replicas(acc, &k.replicas, &fieldspec::replicas(), &kf.at("replicas"))?;
-        transform::set_images(acc, &k.images, &[]);
+        let replicas = config::with(fieldspec::replicas(), &cfg.replicas);
+        transform::set_replicas(acc, &k.replicas, &replicas, &kf.at("replicas"))?;
+        transform::set_images(
+            acc,
+            &k.images,
+            &config::with(fieldspec::images(), &cfg.images),
+        );
+        self.replace(kf, &k.replacements, acc)?;
         for entry in &k.transformers {
             builtin::run(self, kf, entry, acc)?;
         }

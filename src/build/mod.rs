@@ -3,10 +3,12 @@
 //! post-build substitution. Pure apart from reading files under a given source root.
 
 mod builtin;
+mod config;
 mod fieldspec;
 mod flux;
 mod generate;
 mod generator;
+mod gojson;
 mod kustomization;
 mod kustomize;
 mod nameref;
@@ -14,6 +16,7 @@ mod object;
 mod order;
 mod patch;
 mod plain;
+mod replacement;
 mod selector;
 mod smp;
 mod source;
@@ -153,6 +156,22 @@ pub fn apply_patch(object: &Object, patch_text: &str) -> Result<Option<Object>, 
         &at,
     )?;
     Ok(resources.pop().map(|r| r.obj))
+}
+
+/// Carries out `replacements` (YAML text: one replacement or a list, as in a kustomization's
+/// replacement file) on objects, as a kustomization's `replacements` field does.
+pub fn apply_replacements(objects: &[Object], text: &str) -> Result<Vec<Object>, BuildError> {
+    let at = Loc::new("(replacements)", 1);
+    let list = replacement::parse_list(text, &at.file)?;
+    let mut resources: Vec<object::Resource> = objects
+        .iter()
+        .map(|o| object::Resource::new(o.clone(), Loc::new("(object)", 1)))
+        .collect();
+    for (i, r) in list.iter().enumerate() {
+        replacement::apply(&mut resources, r)
+            .map_err(|failure| failure.into_error(at.clone(), i))?;
+    }
+    Ok(resources.into_iter().map(|r| r.obj).collect())
 }
 
 /// Renders the directory `path` (inside `root`) into objects. Kustomization directories follow

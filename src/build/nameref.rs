@@ -5,11 +5,14 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 
+use super::config::NameReference;
 use super::fieldspec::{self, FieldSpec, is_cluster_scoped};
 use super::object::Resource;
 
-const POD_KINDS: [(&str, &str); 8] = [
+/// Where kinds keep their pod spec.
+const POD: [(&str, &str); 9] = [
     ("Pod", "spec"),
+    ("PodTemplate", "template/spec"),
     ("Deployment", "spec/template/spec"),
     ("ReplicaSet", "spec/template/spec"),
     ("DaemonSet", "spec/template/spec"),
@@ -19,9 +22,10 @@ const POD_KINDS: [(&str, &str); 8] = [
     ("CronJob", "spec/jobTemplate/spec/template/spec"),
 ];
 
-fn pod_fields(paths: &[&str]) -> Vec<FieldSpec> {
+/// `paths` in the pod spec of each of `kinds`.
+fn pod_fields(kinds: &[&str], paths: &[&str]) -> Vec<FieldSpec> {
     let mut out = Vec::new();
-    for (kind, base) in POD_KINDS {
+    for (kind, base) in POD.iter().filter(|(k, _)| kinds.contains(k)) {
         for p in paths {
             out.push(FieldSpec::new(Some(kind), &format!("{base}/{p}"), false));
         }
@@ -29,79 +33,127 @@ fn pod_fields(paths: &[&str]) -> Vec<FieldSpec> {
     out
 }
 
-/// For each kind that can be renamed, the fields that name it.
+fn fields(rows: &[(&str, &str)]) -> Vec<FieldSpec> {
+    rows.iter()
+        .map(|(kind, path)| FieldSpec::new(Some(kind), path, false))
+        .collect()
+}
+
+/// For each kind that can be renamed, the fields that name it (kustomize's built-in name
+/// references; role bindings and autoscalers are handled on their own below).
 fn references() -> Vec<(&'static str, Vec<FieldSpec>)> {
-    let mut configmap = pod_fields(&[
-        "volumes/configMap/name",
-        "volumes/projected/sources/configMap/name",
-        "containers/env/valueFrom/configMapKeyRef/name",
-        "initContainers/env/valueFrom/configMapKeyRef/name",
-        "containers/envFrom/configMapRef/name",
-        "initContainers/envFrom/configMapRef/name",
-    ]);
-    configmap.push(FieldSpec::new(
-        Some("Pod"),
-        "spec/volumes/configMap/name",
-        false,
-    ));
-    let mut secret = pod_fields(&[
-        "volumes/secret/secretName",
-        "volumes/projected/sources/secret/name",
-        "containers/env/valueFrom/secretKeyRef/name",
-        "initContainers/env/valueFrom/secretKeyRef/name",
-        "containers/envFrom/secretRef/name",
-        "initContainers/envFrom/secretRef/name",
-        "imagePullSecrets/name",
-    ]);
-    secret.push(FieldSpec::new(
-        Some("ServiceAccount"),
-        "imagePullSecrets/name",
-        false,
-    ));
-    secret.push(FieldSpec::new(
-        Some("ServiceAccount"),
-        "secrets/name",
-        false,
-    ));
-    secret.push(FieldSpec::new(
-        Some("Ingress"),
-        "spec/tls/secretName",
-        false,
-    ));
-    let service = vec![
-        FieldSpec::new(
-            Some("Ingress"),
-            "spec/rules/http/paths/backend/service/name",
-            false,
-        ),
-        FieldSpec::new(Some("Ingress"), "spec/defaultBackend/service/name", false),
-        FieldSpec::new(
-            Some("Ingress"),
-            "spec/rules/http/paths/backend/serviceName",
-            false,
-        ),
-        FieldSpec::new(Some("Ingress"), "spec/backend/serviceName", false),
-        FieldSpec::new(Some("StatefulSet"), "spec/serviceName", false),
-        FieldSpec::new(Some("APIService"), "spec/service/name", false),
-        FieldSpec::new(
-            Some("ValidatingWebhookConfiguration"),
-            "webhooks/clientConfig/service/name",
-            false,
-        ),
-        FieldSpec::new(
-            Some("MutatingWebhookConfiguration"),
-            "webhooks/clientConfig/service/name",
-            false,
-        ),
+    const CONFIG_KINDS: [&str; 8] = [
+        "Pod",
+        "PodTemplate",
+        "Deployment",
+        "ReplicaSet",
+        "DaemonSet",
+        "StatefulSet",
+        "Job",
+        "CronJob",
     ];
-    let account = pod_fields(&["serviceAccountName", "serviceAccount"]);
-    let claim = pod_fields(&["volumes/persistentVolumeClaim/claimName"]);
-    let volume = vec![FieldSpec::new(
-        Some("PersistentVolumeClaim"),
-        "spec/volumeName",
-        false,
-    )];
-    let priority = pod_fields(&["priorityClassName"]);
+    const SPEC_KINDS: [&str; 7] = [
+        "Pod",
+        "StatefulSet",
+        "Deployment",
+        "ReplicationController",
+        "CronJob",
+        "Job",
+        "DaemonSet",
+    ];
+    let mut configmap = pod_fields(
+        &CONFIG_KINDS,
+        &[
+            "volumes/configMap/name",
+            "volumes/projected/sources/configMap/name",
+            "containers/env/valueFrom/configMapKeyRef/name",
+            "initContainers/env/valueFrom/configMapKeyRef/name",
+            "containers/envFrom/configMapRef/name",
+            "initContainers/envFrom/configMapRef/name",
+        ],
+    );
+    configmap.extend(fields(&[
+        ("Node", "spec/configSource/configMap/name"),
+        ("Role", "rules/resourceNames"),
+        ("ClusterRole", "rules/resourceNames"),
+        (
+            "Ingress",
+            "metadata/annotations/nginx.ingress.kubernetes.io\\/fastcgi-params-configmap",
+        ),
+    ]));
+    let mut secret = pod_fields(
+        &CONFIG_KINDS,
+        &[
+            "volumes/secret/secretName",
+            "volumes/projected/sources/secret/name",
+            "containers/env/valueFrom/secretKeyRef/name",
+            "initContainers/env/valueFrom/secretKeyRef/name",
+            "containers/envFrom/secretRef/name",
+            "initContainers/envFrom/secretRef/name",
+            "imagePullSecrets/name",
+        ],
+    );
+    secret.extend(fields(&[
+        ("Ingress", "spec/tls/secretName"),
+        (
+            "Ingress",
+            "metadata/annotations/ingress.kubernetes.io\\/auth-secret",
+        ),
+        (
+            "Ingress",
+            "metadata/annotations/nginx.ingress.kubernetes.io\\/auth-secret",
+        ),
+        (
+            "Ingress",
+            "metadata/annotations/nginx.ingress.kubernetes.io\\/auth-tls-secret",
+        ),
+        ("ServiceAccount", "imagePullSecrets/name"),
+        ("StorageClass", "parameters/secretName"),
+        ("StorageClass", "parameters/adminSecretName"),
+        ("StorageClass", "parameters/userSecretName"),
+        ("StorageClass", "parameters/secretRef"),
+        ("Role", "rules/resourceNames"),
+        ("ClusterRole", "rules/resourceNames"),
+        ("PersistentVolume", "spec/azureFile/secretName"),
+    ]));
+    secret.push(FieldSpec {
+        group: Some("serving.knative.dev".into()),
+        ..FieldSpec::new(
+            Some("Service"),
+            "spec/template/spec/containers/env/valueFrom/secretKeyRef/name",
+            false,
+        )
+    });
+    let service = fields(&[
+        ("StatefulSet", "spec/serviceName"),
+        ("Ingress", "spec/rules/http/paths/backend/serviceName"),
+        ("Ingress", "spec/backend/serviceName"),
+        ("Ingress", "spec/rules/http/paths/backend/service/name"),
+        ("Ingress", "spec/defaultBackend/service/name"),
+        ("APIService", "spec/service/name"),
+        (
+            "ValidatingWebhookConfiguration",
+            "webhooks/clientConfig/service/name",
+        ),
+        (
+            "MutatingWebhookConfiguration",
+            "webhooks/clientConfig/service/name",
+        ),
+    ]);
+    let account = pod_fields(&SPEC_KINDS, &["serviceAccountName"]);
+    let claim = pod_fields(&SPEC_KINDS, &["volumes/persistentVolumeClaim/claimName"]);
+    let mut volume = fields(&[("PersistentVolumeClaim", "spec/volumeName")]);
+    volume.extend(fields(&[("ClusterRole", "rules/resourceNames")]));
+    let storage = fields(&[
+        ("PersistentVolume", "spec/storageClassName"),
+        ("PersistentVolumeClaim", "spec/storageClassName"),
+        (
+            "StatefulSet",
+            "spec/volumeClaimTemplates/spec/storageClassName",
+        ),
+    ]);
+    let priority = pod_fields(&SPEC_KINDS, &["priorityClassName"]);
+    let policy = fields(&[("ValidatingAdmissionPolicyBinding", "spec/policyName")]);
     vec![
         ("ConfigMap", configmap),
         ("Secret", secret),
@@ -109,7 +161,9 @@ fn references() -> Vec<(&'static str, Vec<FieldSpec>)> {
         ("ServiceAccount", account),
         ("PersistentVolumeClaim", claim),
         ("PersistentVolume", volume),
+        ("StorageClass", storage),
         ("PriorityClass", priority),
+        ("ValidatingAdmissionPolicy", policy),
     ]
 }
 
@@ -229,18 +283,22 @@ impl Index {
     }
 }
 
-/// Rewrites every reference to a renamed object to its current name.
-pub fn fix(resources: &mut [Resource]) {
+/// Rewrites every reference to a renamed object to its current name; `extra`: name references
+/// from transformer configurations.
+pub fn fix(resources: &mut [Resource], extra: &[NameReference]) {
     let index = Index::new(resources);
-    let table = references();
+    let mut table: Vec<(&str, Vec<FieldSpec>)> = references();
+    for r in extra {
+        table.push((r.kind.as_str(), r.field_specs.clone()));
+    }
     for res in resources.iter_mut() {
         let ns = res.obj.namespace().map(str::to_string);
+        // A cluster-scoped object may refer to objects in any namespace.
+        let within = (!is_cluster_scoped(&res.obj)).then_some(ns.as_deref());
         for (kind, specs) in &table {
             for spec in specs {
                 fieldspec::visit::<()>(&mut res.obj, spec, &mut |v| {
-                    let new = v
-                        .as_str()
-                        .and_then(|old| index.resolve(kind, old, Some(ns.as_deref())));
+                    let new = v.as_str().and_then(|old| index.resolve(kind, old, within));
                     if let Some(new) = new {
                         *v = Value::String(new);
                     }

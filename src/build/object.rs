@@ -142,6 +142,30 @@ impl Object {
         meta.as_object_mut().expect("just made an object")
     }
 
+    /// Writes `metadata.annotations` as kustomize does on output: removed when null or empty,
+    /// every scalar value as a string (`5` becomes `"5"`, null `"null"`). Labels are left as
+    /// they are, as kustomize leaves them.
+    pub(crate) fn normalize_annotations(&mut self) {
+        let meta = self.metadata_mut();
+        match meta.get_mut("annotations") {
+            Some(Value::Object(m)) if !m.is_empty() => {
+                for v in m.values_mut() {
+                    let text = match v {
+                        Value::Null => "null".to_string(),
+                        Value::Bool(b) => b.to_string(),
+                        Value::Number(n) => n.to_string(),
+                        _ => continue,
+                    };
+                    *v = Value::String(text);
+                }
+            }
+            Some(Value::Null | Value::Object(_)) => {
+                meta.remove("annotations");
+            }
+            _ => {}
+        }
+    }
+
     pub(crate) fn set_name(&mut self, name: &str) {
         self.metadata_mut()
             .insert("name".into(), Value::String(name.into()));

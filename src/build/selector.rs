@@ -11,6 +11,7 @@ use super::object::Resource;
 #[derive(Debug)]
 pub struct Selector {
     spec: TargetSpec,
+    gvk: [Option<regex::Regex>; 3],
     name: Option<regex::Regex>,
     namespace: Option<regex::Regex>,
     labels: Vec<Requirement>,
@@ -24,7 +25,18 @@ fn anchored(pattern: &str) -> Result<regex::Regex, String> {
 
 impl Selector {
     pub fn new(spec: &TargetSpec) -> Result<Self, String> {
+        let pattern = |p: &Option<String>| {
+            p.as_deref()
+                .filter(|s| !s.is_empty())
+                .map(anchored)
+                .transpose()
+        };
         Ok(Self {
+            gvk: [
+                pattern(&spec.group)?,
+                pattern(&spec.version)?,
+                pattern(&spec.kind)?,
+            ],
             name: spec
                 .name
                 .as_deref()
@@ -86,9 +98,47 @@ impl Selector {
                 return false;
             }
         }
+        self.selects_metadata(o)
+    }
+}
+
+/// An identity as replacement targets match it: group, version, kind, name and namespace (empty
+/// when none).
+pub struct Id<'a> {
+    pub group: &'a str,
+    pub version: &'a str,
+    pub kind: &'a str,
+    pub name: &'a str,
+    pub namespace: &'a str,
+}
+
+impl Selector {
+    /// Whether any of group, version, kind, name or namespace is set.
+    pub fn has_id(&self) -> bool {
+        self.gvk.iter().any(Option::is_some) || self.name.is_some() || self.namespace.is_some()
+    }
+
+    /// Whether every field set in the selector matches the identity as a regular expression over
+    /// the whole value (replacement targets; the namespace as written, not defaulted).
+    pub fn selects_id(&self, id: &Id) -> bool {
+        let fields = [id.group, id.version, id.kind, id.name, id.namespace];
+        let patterns = self.gvk.iter().chain([&self.name, &self.namespace]);
+        patterns
+            .zip(fields)
+            .all(|(re, value)| re.as_ref().is_none_or(|re| re.is_match(value)))
+    }
+
+    /// Whether the object's labels and annotations satisfy the selector's label and annotation
+    /// selectors (true when it has none).
+    pub fn selects_metadata(&self, obj: &super::object::Object) -> bool {
         let empty = Map::new();
-        selects(&self.labels, o.labels().unwrap_or(&empty))
-            && selects(&self.annotations, o.annotations().unwrap_or(&empty))
+        selects(&self.labels, obj.labels().unwrap_or(&empty))
+            && selects(&self.annotations, obj.annotations().unwrap_or(&empty))
+    }
+
+    /// Whether the selector has a label or annotation selector.
+    pub fn has_metadata(&self) -> bool {
+        !self.labels.is_empty() || !self.annotations.is_empty()
     }
 }
 

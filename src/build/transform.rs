@@ -58,13 +58,15 @@ pub enum SubjectMode {
     None,
 }
 
-/// Sets the namespace of every namespaced object (and of matching RoleBinding subjects).
+/// Sets the namespace of every namespaced object, of matching RoleBinding subjects, and at
+/// `specs` (a Namespace's `metadata/name` renames it; with `unset_only`, only empty fields are
+/// set).
 pub fn set_namespace(
     resources: &mut [Resource],
     ns: &str,
     unset_only: bool,
     subjects: SubjectMode,
-    extra: &[FieldSpec],
+    specs: &[FieldSpec],
 ) -> Result<(), BuildError> {
     for res in resources.iter_mut() {
         if !(fieldspec::is_cluster_scoped(&res.obj) || unset_only && res.obj.namespace().is_some())
@@ -85,15 +87,50 @@ pub fn set_namespace(
                 }
             }
         }
-        for spec in extra.iter().filter(|s| s.path != "metadata/namespace") {
+        for spec in specs.iter().filter(|s| s.path != "metadata/namespace") {
+            if spec.path == "metadata/name" {
+                // Only v1 Namespaces are renamed, as kustomize does.
+                let renamed =
+                    spec.applies_to(&res.obj) && res.obj.api_version() == "v1" && !unset_only;
+                if renamed {
+                    res.rename(ns);
+                }
+                continue;
+            }
             fieldspec::visit::<()>(&mut res.obj, spec, &mut |v| {
-                *v = Value::String(ns.into());
+                let set = v.as_str().is_some_and(|s| !s.is_empty());
+                if !(unset_only && set) {
+                    *v = Value::String(ns.into());
+                }
                 Ok(())
             })
             .ok();
         }
     }
     Ok(())
+}
+
+/// Adds a prefix and a suffix to the strings at fields besides `metadata/name` that a
+/// transformer configuration names.
+pub fn affix_fields(resources: &mut [Resource], specs: &[FieldSpec], prefix: &str, suffix: &str) {
+    if prefix.is_empty() && suffix.is_empty() {
+        return;
+    }
+    for res in resources.iter_mut() {
+        for spec in specs.iter().filter(|s| s.path != "metadata/name") {
+            let spec = FieldSpec {
+                create: false,
+                ..spec.clone()
+            };
+            fieldspec::visit::<()>(&mut res.obj, &spec, &mut |v| {
+                if let Some(s) = v.as_str() {
+                    *v = Value::String(format!("{prefix}{s}{suffix}"));
+                }
+                Ok(())
+            })
+            .ok();
+        }
+    }
 }
 
 /// Adds a name prefix and suffix, except to kinds kustomize leaves alone.
@@ -182,16 +219,18 @@ fn new_image(current: &str, spec: &ImageSpec) -> Option<String> {
     let name = spec.new_name.as_deref().unwrap_or(name);
     let new_tag = spec.new_tag.as_deref().filter(|t| !t.is_empty());
     let new_digest = spec.digest.as_deref().filter(|d| !d.is_empty());
-    let (tag, digest) = match (new_tag, new_digest) {
-        (Some(t), Some(d)) => (Some(t), Some(d)),
-        (Some(t), None) => (Some(t), None),
-        (None, Some(d)) => (None, Some(d)),
-        (None, None) => (tag, digest),
+    let suffix = spec.tag_suffix.as_deref().filter(|s| !s.is_empty());
+    // A new tag or digest replaces both; a tag suffix extends the tag and drops the digest.
+    let (tag, digest) = match (new_tag, new_digest, suffix) {
+        (Some(t), d, _) => (Some(t.to_string()), d),
+        (None, Some(d), _) => (None, Some(d)),
+        (None, None, Some(s)) => (Some(format!("{}{s}", tag.unwrap_or_default())), None),
+        (None, None, None) => (tag.map(str::to_string), digest),
     };
     let mut out = name.to_string();
-    if let Some(t) = tag {
+    if let Some(t) = tag.filter(|t| !t.is_empty()) {
         out.push(':');
-        out.push_str(t);
+        out.push_str(&t);
     }
     if let Some(d) = digest {
         out.push('@');
@@ -200,58 +239,55 @@ fn new_image(current: &str, spec: &ImageSpec) -> Option<String> {
     Some(out)
 }
 
-fn update_containers(v: &mut Value, images: &[ImageSpec]) {
+/// Sets every `image` of the lists named `containers` or `initContainers`, wherever they are.
+fn update_containers(v: &mut Value, image: &ImageSpec) {
     match v {
         Value::Object(map) => {
             for (k, child) in map.iter_mut() {
                 if (k == "containers" || k == "initContainers") && child.is_array() {
                     for c in child.as_array_mut().expect("checked") {
-                        set_image(c.get_mut("image"), images);
+                        if let Some(field) = c.get_mut("image") {
+                            set_image(field, image);
+                        }
                     }
                 } else {
-                    update_containers(child, images);
+                    update_containers(child, image);
                 }
             }
         }
-        Value::Array(items) => items.iter_mut().for_each(|i| update_containers(i, images)),
+        Value::Array(items) => items.iter_mut().for_each(|i| update_containers(i, image)),
         _ => {}
     }
 }
 
-fn set_image(field: Option<&mut Value>, images: &[ImageSpec]) {
-    let Some(field) = field else { return };
-    let Some(mut current) = field.as_str().map(str::to_string) else {
-        return;
-    };
-    // One transformer per entry, run in order, as kustomize does.
-    for spec in images {
-        if let Some(new) = new_image(&current, spec) {
-            current = new;
-        }
+fn set_image(field: &mut Value, image: &ImageSpec) {
+    if let Some(new) = field.as_str().and_then(|current| new_image(current, image)) {
+        *field = Value::String(new);
     }
-    *field = Value::String(current);
 }
 
-/// Rewrites container images in all containers and init containers (and at `specs`).
+/// Rewrites container images as kustomize's image transformer does, one entry after the other:
+/// first in every `containers` and `initContainers` list, then at `specs` (kustomize's
+/// defaults cover pod specs again, so a tag suffix lands twice there, as in kustomize).
+/// CustomResourceDefinitions are left alone.
 pub fn set_images(resources: &mut [Resource], images: &[ImageSpec], specs: &[FieldSpec]) {
-    if images.is_empty() {
-        return;
-    }
-    for res in resources.iter_mut() {
-        update_containers(res.obj.value_mut(), images);
-        for spec in specs {
-            fieldspec::visit::<()>(
-                &mut res.obj,
-                &FieldSpec {
+    for image in images {
+        for res in resources.iter_mut() {
+            if res.obj.kind() == "CustomResourceDefinition" {
+                continue;
+            }
+            update_containers(res.obj.value_mut(), image);
+            for spec in specs {
+                let spec = FieldSpec {
                     create: false,
                     ..spec.clone()
-                },
-                &mut |v| {
-                    set_image(Some(v), images);
+                };
+                fieldspec::visit::<()>(&mut res.obj, &spec, &mut |v| {
+                    set_image(v, image);
                     Ok(())
-                },
-            )
-            .ok();
+                })
+                .ok();
+            }
         }
     }
 }
@@ -271,6 +307,7 @@ mod tests {
             new_name: new_name.map(Into::into),
             new_tag: tag.map(Into::into),
             digest: digest.map(Into::into),
+            tag_suffix: None,
         }
     }
 
@@ -302,5 +339,27 @@ mod tests {
         );
         let n = spec("nginx", Some("x/nginx"), None, None);
         assert_eq!(new_image("nginx:1.0", &n).as_deref(), Some("x/nginx:1.0"));
+    }
+
+    #[test]
+    fn tag_suffix_extends_the_tag_unless_a_tag_or_digest_is_set() {
+        let suffixed = |tag: Option<&str>, digest: Option<&str>| ImageSpec {
+            tag_suffix: Some("-alpine".into()),
+            ..spec("nginx", None, tag, digest)
+        };
+        let s = suffixed(None, None);
+        assert_eq!(
+            new_image("nginx:1.25", &s).as_deref(),
+            Some("nginx:1.25-alpine")
+        );
+        assert_eq!(new_image("nginx", &s).as_deref(), Some("nginx:-alpine"));
+        assert_eq!(
+            new_image("nginx:1@sha256:ab", &s).as_deref(),
+            Some("nginx:1-alpine")
+        );
+        let t = suffixed(Some("2"), None);
+        assert_eq!(new_image("nginx:1", &t).as_deref(), Some("nginx:2"));
+        let d = suffixed(None, Some("sha256:ff"));
+        assert_eq!(new_image("nginx:1", &d).as_deref(), Some("nginx@sha256:ff"));
     }
 }

@@ -38,8 +38,12 @@ pub struct Document {
 /// Parses a YAML stream into documents, skipping empty ones. JSON files are read as YAML too,
 /// as kustomize does (so a trailing comma is accepted).
 pub fn parse(text: &str, file: &str) -> Result<Vec<Document>, BuildError> {
-    let docs: Vec<Spanned<Value>> = serde_saphyr::from_str_multiple_with_options(text, options())
-        .map_err(|e| yaml_error(&e, file))?;
+    let mut docs: Vec<Spanned<Value>> =
+        serde_saphyr::from_str_multiple_with_options(text, options())
+            .map_err(|e| yaml_error(&e, file))?;
+    if !text.ends_with(['\n', '\r']) {
+        unbreak_last_block_scalar(text, &mut docs);
+    }
     Ok(docs
         .into_iter()
         .filter(|d| !d.value.is_null())
@@ -52,6 +56,120 @@ pub fn parse(text: &str, file: &str) -> Result<Vec<Document>, BuildError> {
             value: d.value,
         })
         .collect())
+}
+
+/// One step of the way to a node: a mapping key or a sequence index.
+#[derive(Debug, Clone, PartialEq)]
+enum Step {
+    Key(Option<String>),
+    Index(usize),
+}
+
+/// A block scalar (`|` or `>`) on the last line of a text without a final line break has no
+/// final line break either, as libyaml (and so kustomize) reads it; the parser adds one, as the
+/// YAML test suite expects. Finds that scalar again with the libyaml reading and puts its value
+/// in place.
+fn unbreak_last_block_scalar(text: &str, docs: &mut [Spanned<Value>]) {
+    let Some((doc, path, value)) = last_block_scalar(text) else {
+        return;
+    };
+    let mut slot = docs.get_mut(doc).map(|d| &mut d.value);
+    for step in &path {
+        slot = match (step, slot) {
+            (Step::Key(Some(k)), Some(Value::Object(m))) => m.get_mut(k),
+            (Step::Index(i), Some(Value::Array(items))) => items.get_mut(*i),
+            _ => None,
+        };
+    }
+    if let Some(slot) = slot {
+        let read_with_break = slot
+            .as_str()
+            .is_some_and(|s| s.len() > value.len() && s.starts_with(&value));
+        if read_with_break {
+            *slot = Value::String(value);
+        }
+    }
+}
+
+/// The document index, path and libyaml value of the last scalar value of a YAML stream, when it
+/// is a block scalar.
+fn last_block_scalar(text: &str) -> Option<(usize, Vec<Step>, String)> {
+    use granit_parser::{Event, Parser, ScalarStyle};
+    let options = granit_parser::options! { block_scalar_eof_without_line_feed: true };
+    let mut stack: Vec<(Step, Frame)> = Vec::new();
+    let (mut doc, mut last) = (0, None);
+    for event in Parser::new_from_str_with_options(text, options) {
+        let (event, _) = event.ok()?;
+        match event {
+            Event::DocumentEnd => doc += 1,
+            Event::Scalar(value, style, _, _) => {
+                if matches!(stack.last(), Some((_, Frame::Map(None)))) {
+                    finish(&mut stack, Some(value.to_string()));
+                    continue;
+                }
+                last = matches!(style, ScalarStyle::Literal | ScalarStyle::Folded).then(|| {
+                    let mut path: Vec<Step> =
+                        stack.iter().skip(1).map(|(s, _)| s.clone()).collect();
+                    if let Some((_, frame)) = stack.last() {
+                        path.push(frame.step());
+                    }
+                    (doc, path, value.to_string())
+                });
+                finish(&mut stack, None);
+            }
+            Event::SequenceStart(..) | Event::MappingStart(..) => {
+                let step = stack
+                    .last()
+                    .map(|(_, f)| f.step())
+                    .unwrap_or(Step::Key(None));
+                let frame = match event {
+                    Event::SequenceStart(..) => Frame::Seq(0),
+                    _ => Frame::Map(None),
+                };
+                stack.push((step, frame));
+                last = None;
+            }
+            Event::SequenceEnd | Event::MappingEnd => {
+                stack.pop();
+                finish(&mut stack, None);
+            }
+            Event::Alias(_) => {
+                finish(&mut stack, None);
+                last = None;
+            }
+            _ => {}
+        }
+    }
+    last
+}
+
+/// A collection being read: the next index of a sequence, or for a mapping None while a key is
+/// expected and the key (None when not a plain scalar) while its value is.
+enum Frame {
+    Seq(usize),
+    Map(Option<Option<String>>),
+}
+
+impl Frame {
+    /// The step to the node that starts now in this collection.
+    fn step(&self) -> Step {
+        match self {
+            Frame::Seq(i) => Step::Index(*i),
+            Frame::Map(Some(key)) => Step::Key(key.clone()),
+            Frame::Map(None) => Step::Key(None),
+        }
+    }
+}
+
+/// Moves past a node that ended in the innermost collection (`key`: its text, when it was a
+/// mapping key).
+fn finish(stack: &mut [(Step, Frame)], key: Option<String>) {
+    match stack.last_mut() {
+        Some((_, Frame::Seq(i))) => *i += 1,
+        Some((_, Frame::Map(state @ None))) => *state = Some(key),
+        Some((_, Frame::Map(state))) => *state = None,
+        None => {}
+    }
 }
 
 /// Floats with an integral value become integers, as they do in kustomize's JSON round trip
@@ -69,6 +187,72 @@ fn normalize_numbers(v: &mut Value) {
         Value::Array(items) => items.iter_mut().for_each(normalize_numbers),
         Value::Object(map) => map.values_mut().for_each(normalize_numbers),
         _ => {}
+    }
+}
+
+/// What YAML reads `text` as when it is written without quotes (YAML 1.2 core schema, with Go's
+/// integer syntax as kustomize reads it): null, a boolean, a number, or the string itself.
+pub fn plain_scalar(text: &str) -> Value {
+    match text {
+        "" | "~" | "null" | "Null" | "NULL" => return Value::Null,
+        "true" | "True" | "TRUE" => return Value::Bool(true),
+        "false" | "False" | "FALSE" => return Value::Bool(false),
+        _ => {}
+    }
+    let plain = text.replace('_', "");
+    if let Some(n) = go_integer(&plain) {
+        return n;
+    }
+    let float = plain.strip_prefix(['-', '+']).unwrap_or(&plain);
+    let (mantissa, exponent) = match float.split_once(['e', 'E']) {
+        Some((m, e)) => (m, Some(e.strip_prefix(['-', '+']).unwrap_or(e))),
+        None => (float, None),
+    };
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let mantissa_ok = match mantissa.split_once('.') {
+        Some((int, frac)) => {
+            (int.is_empty() && digits(frac)) || (digits(int) && (frac.is_empty() || digits(frac)))
+        }
+        None => digits(mantissa),
+    };
+    if mantissa_ok
+        && exponent.is_none_or(digits)
+        && let Ok(f) = plain.parse::<f64>()
+    {
+        let mut v = Value::from(f);
+        normalize_numbers(&mut v);
+        return v;
+    }
+    Value::String(text.to_string())
+}
+
+/// An integer in Go's syntax with prefixes (`0x`, `0o`, `0b`, a leading `0` for octal).
+fn go_integer(s: &str) -> Option<Value> {
+    let (negative, body) = match s.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, s.strip_prefix('+').unwrap_or(s)),
+    };
+    let lower = body.to_ascii_lowercase();
+    let (radix, digits) = if let Some(d) = lower.strip_prefix("0x") {
+        (16, d)
+    } else if let Some(d) = lower.strip_prefix("0o") {
+        (8, d)
+    } else if let Some(d) = lower.strip_prefix("0b") {
+        (2, d)
+    } else if lower.len() > 1 && lower.starts_with('0') {
+        (8, &lower[1..])
+    } else {
+        (10, lower.as_str())
+    };
+    if digits.is_empty() || !digits.chars().all(|c| c.is_digit(radix)) {
+        return None;
+    }
+    let magnitude = u64::from_str_radix(digits, radix).ok()?;
+    if negative {
+        let n = i64::try_from(magnitude).ok()?;
+        Some(Value::from(-n))
+    } else {
+        Some(Value::from(magnitude))
     }
 }
 
@@ -184,6 +368,35 @@ mod tests {
         }
         let err = parse(&text, "bomb.yaml").unwrap_err().to_string();
         assert!(err.starts_with("bomb.yaml:"), "{err}");
+    }
+
+    #[test]
+    fn block_scalar_at_end_without_line_break_keeps_its_text() {
+        let docs = parse("a:\n  b: |\n    one\n    two", "f.yaml").unwrap();
+        assert_eq!(docs[0].value, json!({"a": {"b": "one\ntwo"}}));
+        let docs = parse("x: 1\n---\nl:\n- k: v\n- >\n  folded\n  text", "f.yaml").unwrap();
+        assert_eq!(docs[1].value, json!({"l": [{"k": "v"}, "folded text"]}));
+        // With a final line break, or a comment after the scalar, the break stays.
+        let docs = parse("a: |\n  one\n", "f.yaml").unwrap();
+        assert_eq!(docs[0].value, json!({"a": "one\n"}));
+        let docs = parse("a: |\n  one\n# end", "f.yaml").unwrap();
+        assert_eq!(docs[0].value, json!({"a": "one\n"}));
+        let docs = parse("? [k]\n: v\nb: |+\n  kept", "f.yaml");
+        assert!(docs.is_err() || docs.unwrap()[0].value["b"] == "kept");
+    }
+
+    #[test]
+    fn plain_scalars_resolve_as_yaml_reads_them() {
+        assert_eq!(plain_scalar("8080"), json!(8080));
+        assert_eq!(plain_scalar("-3"), json!(-3));
+        assert_eq!(plain_scalar("0x1f"), json!(31));
+        assert_eq!(plain_scalar("1.5"), json!(1.5));
+        assert_eq!(plain_scalar("1e3"), json!(1000));
+        assert_eq!(plain_scalar("true"), json!(true));
+        assert_eq!(plain_scalar(""), json!(null));
+        for s in ["TCP", "1.2.3", "0x", "yes", "1e", ".", "web-1"] {
+            assert_eq!(plain_scalar(s), json!(s), "{s}");
+        }
     }
 
     #[test]

@@ -84,6 +84,7 @@ fn image(s: &str) -> anyhow::Result<ImageSpec> {
         new_name: owned(Some(new_name)),
         new_tag: owned(tag),
         digest: owned(digest),
+        tag_suffix: None,
     })
 }
 
