@@ -225,3 +225,75 @@ async fn drift_on_settled_objects_is_corrected() {
     assert_eq!(fourth.count(Action::Unchanged), 8, "{fourth}");
     ns.cleanup(&client).await;
 }
+
+/// An identity that may read and apply its objects by name but not list their kind (a Role with
+/// `resourceNames`) still settles them: its reads fall back from the LIST to one GET each.
+#[tokio::test]
+async fn objects_an_identity_may_not_list_are_read_one_by_one() {
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+    use support::agent;
+
+    let client = support::client().await;
+    let ns = support::TestNamespace::new(&client, "drift-nolist").await;
+    let n = ns.name();
+    let set: Vec<Value> = objects(n).into_iter().take(6).collect();
+    Applier::new(client.clone())
+        .apply(set.clone(), &options())
+        .await
+        .unwrap();
+
+    let names: Vec<String> = (0..6).map(|i| format!("cm-{i}")).collect();
+    Api::<ServiceAccount>::namespaced(client.clone(), n)
+        .create(
+            &Default::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "narrow"}})).unwrap(),
+        )
+        .await
+        .unwrap();
+    Api::<Role>::namespaced(client.clone(), n)
+        .create(
+            &Default::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "narrow"},
+                "rules": [{"apiGroups": [""], "resources": ["configmaps"],
+                    "resourceNames": names, "verbs": ["get", "patch"]}]}))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    Api::<RoleBinding>::namespaced(client.clone(), n)
+        .create(
+            &Default::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "narrow"},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "narrow"},
+                "subjects": [{"kind": "ServiceAccount", "name": "narrow", "namespace": n}]}))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+
+    let narrow = agent::service_account_config(&agent::admin_config().await, n, "narrow").await;
+    let narrow = Applier::new(Client::try_from(narrow).unwrap());
+
+    let again = narrow.apply(set.clone(), &options()).await.unwrap();
+    assert_eq!(again.count(Action::Unchanged), 6, "{again}");
+
+    api(&client, n, "v1", "ConfigMap")
+        .patch(
+            "cm-3",
+            &PatchParams {
+                field_manager: Some("someone".into()),
+                ..Default::default()
+            },
+            &Patch::Merge(json!({"data": {"i": "changed"}})),
+        )
+        .await
+        .unwrap();
+    let corrected = narrow.apply(set, &options()).await.unwrap();
+    assert_eq!(
+        action_of(&corrected, "cm-3", "ConfigMap"),
+        Action::Configured,
+        "{corrected}"
+    );
+    assert_eq!(corrected.count(Action::Unchanged), 5, "{corrected}");
+}

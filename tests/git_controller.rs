@@ -21,9 +21,8 @@ fn start_agent(
     ns: &str,
 ) -> tokio::task::JoinHandle<()> {
     let settings = sluice::source::controller::Settings {
-        storage: storage.to_owned(),
         namespace: Some(ns.to_owned()),
-        max_artifact_size: sluice::source::artifact::DEFAULT_MAX_SIZE,
+        ..sluice::source::controller::Settings::new(storage.to_owned())
     };
     tokio::spawn(sluice::source::controller::run(client.clone(), settings))
 }

@@ -24,6 +24,7 @@ fn spec(url: &str, r: RefSpec, credentials: Credentials) -> SourceSpec {
         timeout: Duration::from_secs(30),
         ignore: None,
         verification: None,
+        insecure: false,
     }
 }
 
@@ -66,6 +67,7 @@ fn current(a: &Artifact) -> Current {
     Current {
         revision: a.revision.clone(),
         path: a.path.clone(),
+        verified_with: None,
     }
 }
 
@@ -366,6 +368,36 @@ async fn artifacts_are_deterministic_filtered_and_bounded() {
         .map(|d| d.count())
         .unwrap_or(0);
     assert_eq!(published, 0);
+
+    // Too many files, too deep: refused while walking, nothing published.
+    for (store, expected) in [
+        (
+            ArtifactStore {
+                max_files: 2,
+                ..ArtifactStore::new(dir.path().join("e"))
+            },
+            "more than the limit of 2 files",
+        ),
+        (
+            ArtifactStore {
+                max_depth: 0,
+                ..ArtifactStore::new(dir.path().join("f"))
+            },
+            "nested deeper than the limit of 0 directories",
+        ),
+    ] {
+        let mut ws = Workspace::under(&dir.path().join("g"));
+        ws.store = store;
+        let err = sync::poll(
+            &spec(&url, branch("main"), Credentials::default()),
+            &ws,
+            None,
+        )
+        .await
+        .unwrap_err();
+        assert!(err.to_string().contains(expected), "{err}");
+        assert!(!ws.store.root.exists() || std::fs::read_dir(&ws.store.root).unwrap().count() == 0);
+    }
 }
 
 #[tokio::test]
@@ -494,17 +526,43 @@ async fn https_with_basic_auth_bearer_token_and_custom_ca() {
     assert_eq!(a.revision.to_string(), format!("main@sha1:{sha}"));
     assert_eq!(read(&a, "deploy/app.yaml"), "over: https\n");
 
-    // Plain HTTP with the same credentials.
+    // Plain HTTP with the same credentials: refused unless the spec opts in.
     let plain = Credentials {
         basic: good.basic.clone(),
         ..Default::default()
     };
-    let h = fetch(
-        &spec(&server.http_url("app.git"), branch("main"), plain),
-        &Workspace::under(&dir.path().join("h")),
-    )
-    .await;
+    let mut in_clear = spec(&server.http_url("app.git"), branch("main"), plain.clone());
+    let err = sync::poll(&in_clear, &Workspace::under(&dir.path().join("h")), None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, SyncError::Git(GitError::InsecureCredentials { .. })),
+        "{err}"
+    );
+    assert!(err.to_string().contains("spec.insecure"), "{err}");
+    in_clear.insecure = true;
+    let h = fetch(&in_clear, &Workspace::under(&dir.path().join("h"))).await;
     assert_eq!(h.digest, a.digest);
+
+    // A redirect to another host name never carries the credentials there.
+    let seen_before = server.access_log().lines().count();
+    let mut redirected = spec(&server.redirect_url("app.git"), branch("main"), plain);
+    redirected.insecure = true;
+    let err = sync::poll(&redirected, &Workspace::under(&dir.path().join("r")), None)
+        .await
+        .unwrap_err();
+    let log = server.access_log();
+    let after: Vec<&str> = log.lines().skip(seen_before).collect();
+    assert!(
+        after.iter().any(|l| l.contains("/redirect/")),
+        "the redirect was not asked for: {after:?}"
+    );
+    assert!(
+        !after
+            .iter()
+            .any(|l| l.contains(&format!(" - {} [", server.username))),
+        "credentials followed the redirect ({err}): {after:#?}"
+    );
     let err = sync::poll(
         &spec(
             &server.http_url("app.git"),

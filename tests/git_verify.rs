@@ -70,6 +70,7 @@ fn spec(url: &str, r: RefSpec, mode: VerifyMode, keys: TrustedKeys) -> SourceSpe
         timeout: Duration::from_secs(30),
         ignore: None,
         verification: Some(Verification { mode, keys }),
+        insecure: false,
     }
 }
 
@@ -158,6 +159,10 @@ fn publish(daemon: &GitDaemon, k: &Keys) -> String {
     w.git(&["checkout", "-q", "gpg-good"]);
     w.annotated_tag("v2.0.0", &Signing::Gpg(k.good.clone()));
     w.push(&["--tags"]);
+
+    // A downgrade: the old signed tag object of v1.0.0 under the new name v3.0.0.
+    let old_tag = w.git(&["rev-parse", "refs/tags/v1.0.0"]);
+    w.push(&[&format!("{}:refs/tags/v3.0.0", old_tag.trim())]);
 
     // A bad signature: the good commit's signature over different content.
     w.git(&["checkout", "-q", "gpg-good"]);
@@ -282,6 +287,18 @@ async fn openpgp_and_ssh_signatures_in_every_mode() {
         untrusted(&mode(branch("gpg-good"), VerifyMode::Tag)).await,
         Untrusted::NotATag
     ));
+    // A signed tag moved to a new name is not a signed release of that name: semver would
+    // pick v3.0.0, whose tag object says it is v1.0.0.
+    let any = RefSpec {
+        semver: Some(">=1.0.0".into()),
+        ..Default::default()
+    };
+    let moved = untrusted(&mode(any, VerifyMode::Tag)).await;
+    assert!(
+        matches!(&moved, Untrusted::TagMismatch { name, signed_name, .. } if name == "v3.0.0" && signed_name == "v1.0.0"),
+        "{moved}"
+    );
+
     // TagAndHEAD: a signed tag on an unsigned commit is not enough; both signed is.
     assert!(matches!(
         untrusted(&mode(tag("v1.0.0"), VerifyMode::TagAndHead)).await,
@@ -362,7 +379,30 @@ async fn untrusted_revision_keeps_the_previous_artifact() {
     let cur = Current {
         revision: artifact.revision.clone(),
         path: artifact.path.clone(),
+        verified_with: s.verification.as_ref().map(|v| v.fingerprint()),
     };
+
+    // The same revision is served as verified only under the keys it was verified with: after
+    // the keys change it is verified again (here: found untrusted), and the old keys still
+    // accept it without a fetch.
+    let other_keys =
+        TrustedKeys::from_entries([("else.asc".to_owned(), k.gpg.export(&k.other))]).unwrap();
+    let rekeyed = spec(&url, branch("main"), VerifyMode::Head, other_keys);
+    let err = sync::poll(&rekeyed, &ws, Some(&cur)).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            SyncError::Untrusted {
+                reason: Untrusted::UnknownKey { .. },
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(matches!(
+        sync::poll(&s, &ws, Some(&cur)).await.unwrap(),
+        PollOutcome::Unchanged(_)
+    ));
 
     w.write("app.yaml", "v: 2\n");
     w.commit("unsigned", &Signing::None);

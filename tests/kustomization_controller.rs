@@ -384,16 +384,18 @@ impl Env {
             .await
             .unwrap();
         let settings = sluice::source::controller::Settings {
-            storage: storage.path().to_owned(),
             namespace: Some(ns.name().to_owned()),
-            max_artifact_size: sluice::source::artifact::DEFAULT_MAX_SIZE,
+            ..sluice::source::controller::Settings::new(storage.path().to_owned())
         };
         let sources = tokio::spawn(sluice::source::controller::run(client.clone(), settings));
         let kustomizations = tokio::spawn(sluice::kustomization::controller::run(
             client.clone(),
             config,
-            storage.path().to_owned(),
-            Some(ns.name().to_owned()),
+            sluice::kustomization::controller::Settings {
+                storage: storage.path().to_owned(),
+                namespace: Some(ns.name().to_owned()),
+                ..Default::default()
+            },
         ));
         let daemon = GitDaemon::start();
         daemon.create_repo("app.git");

@@ -203,3 +203,120 @@ async fn a_namespaced_object_without_namespace_is_refused_before_the_inventory_c
     );
     ns.cleanup(&client).await;
 }
+
+#[tokio::test]
+async fn namespaces_holding_objects_of_others_are_not_pruned_without_consent() {
+    use k8s_openapi::api::core::v1::Namespace;
+    let client = support::client().await;
+    let ns = support::TestNamespace::new(&client, "reconcile-guard").await;
+    let n = ns.name();
+    let applier = Applier::new(client.clone());
+    let store = ConfigMapStore::new(client.clone(), n, "guard");
+    let owner = ReconcileOptions {
+        owner: Owner {
+            name: "guard".into(),
+            namespace: n.into(),
+        },
+        ..options(true)
+    };
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let namespace = |name: &str, annotations: Value| {
+        json!({"apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": name, "annotations": annotations, "labels": {"sluice.dev/test": "true"}}})
+    };
+    let (held, empty, consent) = (
+        format!("{n}-held"),
+        format!("{n}-empty"),
+        format!("{n}-consent"),
+    );
+    // Three namespaces of ours, each with a ConfigMap of ours; one with a role whose name holds
+    // `_` (legal for RBAC objects), and a ConfigMap made by hand in two of them.
+    let role = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+        "metadata": {"name": "system:reader_x", "namespace": empty}, "rules": []});
+    let mut first = vec![
+        namespace(&held, json!({})),
+        namespace(&empty, json!({})),
+        namespace(&consent, json!({"sluice.dev/prune": "delete-contents"})),
+        role,
+    ];
+    for ns in [&held, &empty, &consent] {
+        first.push(config_map(ns, "ours", json!({})));
+    }
+    let report = reconcile(&applier, &store, first, &owner).await.unwrap();
+    assert_eq!(
+        report.applied.count(Action::Created),
+        7,
+        "{}",
+        report.applied
+    );
+    let inventory = store.load().await.unwrap();
+    assert!(
+        inventory
+            .entries
+            .iter()
+            .any(|e| e.object_id().is_some_and(|id| id.name == "system:reader_x")),
+        "{inventory:?}"
+    );
+    for ns in [&held, &consent] {
+        let hand_made: ConfigMap =
+            serde_json::from_value(json!({"metadata": {"name": "hand-made"}, "data": {"k": "v"}}))
+                .unwrap();
+        Api::<ConfigMap>::namespaced(client.clone(), ns)
+            .create(&Default::default(), &hand_made)
+            .await
+            .unwrap();
+    }
+    // An entry nobody can read back: kept as it is, never dropped.
+    let mut with_garbage = inventory.clone();
+    with_garbage
+        .entries
+        .push(sluice::apply::inventory::InventoryEntry {
+            id: "not-a-key".into(),
+            v: "v1".into(),
+        });
+    store.save(&with_garbage).await.unwrap();
+
+    // Everything leaves the set but one ConfigMap elsewhere.
+    let report = reconcile(
+        &applier,
+        &store,
+        vec![config_map(n, "stay", json!({}))],
+        &owner,
+    )
+    .await
+    .unwrap();
+    let deleting = |name: String| {
+        let namespaces = namespaces.clone();
+        async move {
+            namespaces
+                .get_opt(&name)
+                .await
+                .unwrap()
+                .is_none_or(|ns| ns.metadata.deletion_timestamp.is_some())
+        }
+    };
+    assert!(
+        !deleting(held.clone()).await,
+        "a namespace holding a hand-made ConfigMap was pruned"
+    );
+    assert!(deleting(empty.clone()).await, "{}", report.pruned);
+    assert!(deleting(consent.clone()).await, "{}", report.pruned);
+    assert_eq!(report.guarded.len(), 1, "{:?}", report.guarded);
+    assert!(
+        report.guarded[0].1.contains("ConfigMap") && report.guarded[0].1.contains("hand-made"),
+        "{:?}",
+        report.guarded
+    );
+    let inventory = store.load().await.unwrap();
+    let kept: Vec<&str> = inventory.entries.iter().map(|e| e.id.as_str()).collect();
+    assert!(kept.contains(&"not-a-key"), "{kept:?}");
+    assert!(
+        kept.contains(&format!("_{held}__Namespace").as_str()),
+        "{kept:?}"
+    );
+    assert_eq!(report.unreadable.len(), 1);
+    for name in [held, empty, consent] {
+        let _ = namespaces.delete(&name, &Default::default()).await;
+    }
+    ns.cleanup(&client).await;
+}

@@ -34,9 +34,11 @@ pub struct GitRepositorySpec {
     pub url: String,
     /// How often to poll, e.g. `1m`.
     #[serde(default = "default_interval")]
+    #[schemars(pattern(super::duration::PATTERN))]
     pub interval: String,
     /// Timeout of Git operations (default `60s`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(super::duration::PATTERN))]
     pub timeout: Option<String>,
     /// The reference to check out; the default branch `main` when empty.
     #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
@@ -53,6 +55,10 @@ pub struct GitRepositorySpec {
     /// Stop polling while true.
     #[serde(default)]
     pub suspend: bool,
+    /// Allow the Secret's username/password or bearer token over plain `http://` or `git://`,
+    /// where anyone on the path can read them. Refused unless set.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub insecure: bool,
 }
 
 fn default_interval() -> String {
@@ -123,6 +129,10 @@ pub struct ArtifactStatus {
     pub size: u64,
     /// RFC 3339 time the artifact was stored.
     pub last_update_time: String,
+    /// `sha256:<hex>` of the verification mode and keys the revision's signature was verified
+    /// with; a change of either verifies it again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified_with: Option<String>,
 }
 
 impl ReconcileStatus for GitRepositoryStatus {

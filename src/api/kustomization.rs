@@ -39,12 +39,15 @@ pub struct KustomizationSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
     /// How often to reconcile, e.g. `10m`.
+    #[schemars(pattern(super::duration::PATTERN))]
     pub interval: String,
     /// How soon to retry after a failure (default: `interval`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(super::duration::PATTERN))]
     pub retry_interval: Option<String>,
     /// Timeout of apply and health checks (default: `interval`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(super::duration::PATTERN))]
     pub timeout: Option<String>,
     /// Delete objects that left the source.
     #[serde(default)]

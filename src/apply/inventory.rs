@@ -48,15 +48,20 @@ impl ObjectId {
         )
     }
 
+    /// Reads a key back. Namespaces (DNS labels), groups (DNS subdomains) and kinds never hold
+    /// `_`, but names may (RBAC objects such as `system:controller_x`): the namespace is cut at
+    /// the first `_`, kind and group at the last two, and the name is what lies between.
     pub fn parse_key(key: &str) -> Option<ObjectId> {
-        let mut parts = key.split('_');
+        let (namespace, rest) = key.split_once('_')?;
+        let (rest, kind) = rest.rsplit_once('_')?;
+        let (name, group) = rest.rsplit_once('_')?;
         let id = ObjectId {
-            namespace: parts.next()?.to_string(),
-            name: parts.next()?.to_string(),
-            group: parts.next()?.to_string(),
-            kind: parts.next()?.to_string(),
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+            group: group.to_string(),
+            kind: kind.to_string(),
         };
-        (parts.next().is_none() && !id.name.is_empty() && !id.kind.is_empty()).then_some(id)
+        (!id.name.is_empty() && !id.kind.is_empty()).then_some(id)
     }
 
     /// `Kind/namespace/name`, or `Kind/name` for cluster-scoped objects: how people read it.
@@ -140,12 +145,25 @@ mod tests {
         for id in [
             id("apps", "web", "apps", "Deployment"),
             id("", "apps", "", "Namespace"),
+            id(
+                "team",
+                "system:controller_x",
+                "rbac.authorization.k8s.io",
+                "Role",
+            ),
+            id("", "__a__b__", "rbac.authorization.k8s.io", "ClusterRole"),
+            id("team", "_", "", "ConfigMap"),
         ] {
-            assert_eq!(ObjectId::parse_key(&id.to_key()), Some(id.clone()));
+            assert_eq!(
+                ObjectId::parse_key(&id.to_key()),
+                Some(id.clone()),
+                "{id:?}"
+            );
         }
         assert_eq!(id("", "apps", "", "Namespace").to_key(), "_apps__Namespace");
         assert_eq!(ObjectId::parse_key("a_b_c"), None);
-        assert_eq!(ObjectId::parse_key("a_b_c_d_e"), None);
+        assert_eq!(ObjectId::parse_key("a__c_d"), None, "no name");
+        assert_eq!(ObjectId::parse_key("a_b_c_"), None, "no kind");
     }
 
     #[test]

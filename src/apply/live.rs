@@ -1,6 +1,7 @@
 //! Reading the live objects an apply compares against: one LIST per kind and namespace where
 //! several objects of the set share them (read page by page, keeping only the set's objects), one
-//! GET each otherwise, so that a reconcile of many objects reads in a few requests. Reads only.
+//! GET each otherwise (and where the identity may not list), so that a reconcile of many objects
+//! reads in a few requests. Reads only.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -46,7 +47,13 @@ impl Applier {
         let mut singles = Vec::new();
         for members in groups.into_values() {
             if members.len() >= LIST_FROM {
-                self.list_into(desired, &members, &mut live).await?;
+                match self.list_into(desired, &members, &mut live).await {
+                    Ok(()) => {}
+                    // An identity allowed to get its objects but not to list their kind (a Role
+                    // with resourceNames) reads them one by one.
+                    Err(e) if is_forbidden(&e) => singles.extend(members),
+                    Err(e) => return Err(e),
+                }
             } else {
                 singles.extend(members);
             }
@@ -121,4 +128,10 @@ impl Applier {
             })?;
         Ok(found.map(|o| serde_json::to_value(o).expect("objects serialize")))
     }
+}
+
+/// Whether a read failed because the identity may not make it (HTTP 403).
+fn is_forbidden(error: &ApplyError) -> bool {
+    matches!(error, ApplyError::Read { source, .. }
+        if matches!(source.as_ref(), kube::Error::Api(status) if status.code == 403))
 }

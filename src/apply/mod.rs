@@ -1,9 +1,11 @@
 //! The applier: the only code that writes to the API server. Decisions live in pure files
-//! (`order`, `plan`, `unchanged`, `inventory`, `changeset`, the guard and decision of `prune`); `discovery`,
-//! `desired`, `validate`, `live`, `applier`, `prune`, `store` and `reconcile` do the I/O.
+//! (`order`, `plan`, `unchanged`, `inventory`, `changeset`, the guard and decision of `prune`,
+//! `contents::foreign`); `discovery`, `desired`, `validate`, `live`, `applier`, `prune`, `store`
+//! and `reconcile` do the I/O.
 
 pub mod applier;
 pub mod changeset;
+pub mod contents;
 pub mod desired;
 pub mod diff;
 pub mod discovery;

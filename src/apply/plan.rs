@@ -44,6 +44,9 @@ pub struct Policy {
     pub ssa: SsaMode,
     pub reconcile_disabled: bool,
     pub prune_disabled: bool,
+    /// `prune: delete-contents`: prune a Namespace or CustomResourceDefinition even when it
+    /// still holds objects this owner does not own.
+    pub prune_contents: bool,
     pub force: bool,
 }
 
@@ -89,6 +92,7 @@ impl Policy {
             ssa,
             reconcile_disabled: is("reconcile", "disabled"),
             prune_disabled: is("prune", "disabled"),
+            prune_contents: is("prune", "delete-contents"),
             force: is("force", "enabled"),
         }
     }

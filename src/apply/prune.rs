@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use super::applier::{OWNER_NAME_LABEL, OWNER_NAMESPACE_LABEL, Owner};
 use super::changeset::{Action, ChangeSet};
+use super::contents;
 use super::discovery::{Discovery, DiscoveryError};
 use super::inventory::{Inventory, InventoryEntry, ObjectId};
 use super::plan::Policy;
@@ -65,12 +66,26 @@ pub fn decide(live: Option<&Value>, owner: &Owner) -> Decision {
     Decision::Delete
 }
 
-/// The outcome of pruning: the ChangeSet, and the entries that must stay in the inventory
-/// because their deletion failed (they will be tried again).
+/// The outcome of pruning: the ChangeSet, the entries that must stay in the inventory (their
+/// deletion failed or was held back: they are tried again), the containers held back because
+/// they hold objects of others (each worth a warning), and inventory entries that could not be
+/// read (kept as they are, never dropped).
 #[derive(Debug, Default)]
 pub struct Pruned {
     pub changeset: ChangeSet,
     pub kept: Vec<InventoryEntry>,
+    pub guarded: Vec<(ObjectId, String)>,
+    pub unreadable: Vec<InventoryEntry>,
+}
+
+/// What happened to one stale entry.
+enum Step {
+    /// Nothing to do any more: forget the entry.
+    Forget,
+    /// Done (deleted, or skipped for good): record it and forget the entry.
+    Done(Action, Option<String>),
+    /// A container still holding objects of others: skipped with a warning, entry kept.
+    Guarded(String),
 }
 
 /// Deletes the stale objects that `decide` says are ours, with background propagation.
@@ -83,16 +98,25 @@ pub async fn prune(
     let mut pruned = Pruned::default();
     for entry in stale {
         let Some(id) = entry.object_id() else {
+            pruned.kept.push(entry.clone());
+            pruned.unreadable.push(entry.clone());
             continue;
         };
         match prune_one(client, discovery, entry, &id, owner).await {
-            Ok(Some((action, message))) => {
+            Ok(Step::Done(action, message)) => {
                 pruned.changeset.push(id, action, message);
                 if action == Action::Deleted {
                     crate::runtime::crash::point("after-delete");
                 }
             }
-            Ok(None) => {}
+            Ok(Step::Forget) => {}
+            Ok(Step::Guarded(reason)) => {
+                pruned
+                    .changeset
+                    .push(id.clone(), Action::Skipped, Some(reason.clone()));
+                pruned.guarded.push((id, reason));
+                pruned.kept.push(entry.clone());
+            }
             Err(message) => {
                 pruned.changeset.push(id, Action::Failed, Some(message));
                 pruned.kept.push(entry.clone());
@@ -108,11 +132,11 @@ async fn prune_one(
     entry: &InventoryEntry,
     id: &ObjectId,
     owner: &Owner,
-) -> Result<Option<(Action, Option<String>)>, String> {
+) -> Result<Step, String> {
     let resolved = match discovery.resolve(&id.group, &entry.v, &id.kind).await {
         Ok(resolved) => resolved,
         // The kind is gone (its CRD was deleted), and with it every object of the kind.
-        Err(DiscoveryError::UnknownKind { .. }) => return Ok(None),
+        Err(DiscoveryError::UnknownKind { .. }) => return Ok(Step::Forget),
         Err(err) => return Err(err.to_string()),
     };
     let api = resolved.api(client.clone(), &id.namespace);
@@ -122,13 +146,29 @@ async fn prune_one(
         .map_err(|e| format!("reading it failed: {e}"))?;
     let live = live.map(|o| serde_json::to_value(o).expect("objects serialize"));
     match decide(live.as_ref(), owner) {
-        Decision::Gone => Ok(None),
-        Decision::Keep(reason) => Ok(Some((Action::Skipped, Some(reason)))),
-        Decision::Delete => match api.delete(&id.name, &DeleteParams::background()).await {
-            Ok(_) => Ok(Some((Action::Deleted, None))),
-            Err(kube::Error::Api(status)) if status.code == 404 => Ok(None),
-            Err(err) => Err(format!("deleting it failed: {err}")),
-        },
+        Decision::Gone => Ok(Step::Forget),
+        Decision::Keep(reason) => Ok(Step::Done(Action::Skipped, Some(reason))),
+        Decision::Delete => {
+            let live = live.expect("Delete implies a live object");
+            if contents::is_container(id) && !Policy::of(&live).prune_contents {
+                let held = contents::find_foreign(client, id, &live, owner).await;
+                let reason = match held {
+                    Ok(None) => None,
+                    Ok(Some(what)) => Some(format!("it still holds {what}, which is not ours")),
+                    Err(e) => Some(format!("what it holds cannot be checked: {e}")),
+                };
+                if let Some(reason) = reason {
+                    return Ok(Step::Guarded(format!(
+                        "not deleted: {reason}; annotate it sluice.dev/prune: delete-contents to delete it with everything it holds"
+                    )));
+                }
+            }
+            match api.delete(&id.name, &DeleteParams::background()).await {
+                Ok(_) => Ok(Step::Done(Action::Deleted, None)),
+                Err(kube::Error::Api(status)) if status.code == 404 => Ok(Step::Forget),
+                Err(err) => Err(format!("deleting it failed: {err}")),
+            }
+        }
     }
 }
 

@@ -27,6 +27,10 @@ pub struct Report {
     pub applied: ChangeSet,
     pub pruned: ChangeSet,
     pub inventory: Inventory,
+    /// Namespaces and CRDs not pruned because they hold objects of others, and why.
+    pub guarded: Vec<(ObjectId, String)>,
+    /// Inventory entries that could not be read: kept in the inventory, never pruned.
+    pub unreadable: Vec<InventoryEntry>,
 }
 
 impl Report {
@@ -92,6 +96,7 @@ pub async fn reconcile(
 
     let mut kept: Vec<InventoryEntry> = Vec::new();
     let mut pruned = ChangeSet::default();
+    let (mut guarded, mut unreadable) = (Vec::new(), Vec::new());
     if options.prune {
         let stale = previous.stale_against(&next);
         let result = prune::prune(
@@ -103,6 +108,8 @@ pub async fn reconcile(
         .await;
         pruned = result.changeset;
         kept = result.kept;
+        guarded = result.guarded;
+        unreadable = result.unreadable;
         crash::point("after-prune");
     } else {
         // Without pruning, objects that left the set stay ours: keep them in the inventory so a
@@ -117,5 +124,7 @@ pub async fn reconcile(
         applied,
         pruned,
         inventory,
+        guarded,
+        unreadable,
     })
 }

@@ -5,7 +5,6 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use super::BuildError;
 use super::builtin;
 use super::config::{self, TransformerConfig};
 use super::fieldspec;
@@ -18,6 +17,7 @@ use super::patch;
 use super::plain;
 use super::source::{Source, is_within};
 use super::transform::{self, SubjectMode};
+use super::{BuildError, Cap};
 
 /// A kustomization file being rendered: where it is and its text, for messages.
 pub(crate) struct KFile {
@@ -41,7 +41,10 @@ impl KFile {
 
 pub(crate) struct Ctx<'a> {
     pub src: &'a Source,
-    stack: Vec<PathBuf>,
+    /// The kustomizations being rendered, outermost first: (directory, file as shown). Every kind
+    /// of include (resources, bases, components) is on it, so a cycle through any of them is
+    /// found, and its length is capped.
+    stack: Vec<(PathBuf, String)>,
     /// The transformer configuration of each kustomization being rendered, innermost last:
     /// its own `configurations` and those of everything it included so far.
     configs: Vec<TransformerConfig>,
@@ -62,12 +65,13 @@ pub fn build_top(
 ) -> Result<Vec<Resource>, BuildError> {
     let mut ctx = Ctx {
         src,
-        stack: vec![dir.to_path_buf()],
+        stack: vec![(dir.to_path_buf(), src.display(dir))],
         configs: vec![TransformerConfig::default()],
     };
     let mut acc = Vec::new();
     match ctx.find(dir)? {
         Some(kf) => {
+            ctx.stack[0].1 = kf.file.clone();
             // A Component at the top renders like a Kustomization, as kustomize does.
             let mut k = kustomization::parse(&kf.text, &kf.file)?;
             flux.merge_into(&mut k);
@@ -172,14 +176,34 @@ impl Ctx<'_> {
         }
     }
 
-    /// Renders a kustomization directory named in `resources`.
-    fn build_dir(&mut self, dir: &Path, at: &Loc) -> Result<Vec<Resource>, BuildError> {
-        if self.stack.iter().any(|d| d == dir) {
-            return Err(BuildError::Kustomization {
+    /// Puts a kustomization on the include stack, refusing a cycle (named by the chain of files
+    /// that leads back to it) and nesting beyond the cap. `leave` takes it off again.
+    fn enter(&mut self, dir: &Path, file: &str, at: &Loc) -> Result<(), BuildError> {
+        if let Some(pos) = self.stack.iter().position(|(d, _)| d == dir) {
+            let mut chain: Vec<String> = self.stack[pos..].iter().map(|(_, f)| f.clone()).collect();
+            chain.push(file.to_string());
+            return Err(BuildError::Cycle {
                 at: at.clone(),
-                message: format!("cycle: {} includes itself", self.src.display(dir)),
+                chain,
             });
         }
+        let max = self.src.limits().max_depth;
+        if self.stack.len() >= max {
+            return Err(BuildError::Limit {
+                at: at.clone(),
+                cap: Cap::Depth(max),
+            });
+        }
+        self.stack.push((dir.to_path_buf(), file.to_string()));
+        Ok(())
+    }
+
+    fn leave(&mut self) {
+        self.stack.pop();
+    }
+
+    /// Renders a kustomization directory named in `resources`.
+    fn build_dir(&mut self, dir: &Path, at: &Loc) -> Result<Vec<Resource>, BuildError> {
         let Some(kf) = self.find(dir)? else {
             return Err(BuildError::Kustomization {
                 at: at.clone(),
@@ -196,11 +220,11 @@ impl Ctx<'_> {
                 message: format!("{} is a Component: list it under components", kf.file),
             });
         }
-        self.stack.push(dir.to_path_buf());
+        self.enter(dir, &kf.file, at)?;
         self.configs.push(TransformerConfig::default());
         let mut acc = Vec::new();
         let result = self.accumulate(&kf, &k, &mut acc);
-        self.stack.pop();
+        self.leave();
         let config = self.configs.pop().unwrap_or_default();
         if let Some(parent) = self.configs.last_mut() {
             parent.merge(&config);
@@ -300,7 +324,10 @@ impl Ctx<'_> {
                     message: format!("{} must have kind: Component", ckf.file),
                 });
             }
-            self.accumulate(&ckf, &ck, acc)?;
+            self.enter(&real, &ckf.file, &at)?;
+            let result = self.accumulate(&ckf, &ck, acc);
+            self.leave();
+            result?;
         }
         self.transform(kf, k, acc)
     }
@@ -420,5 +447,129 @@ impl Ctx<'_> {
             builtin::run(self, kf, entry, acc)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::build::{BuildError, BuildOptions, Cap, render};
+
+    fn tree(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for (path, text) in files {
+            let path = dir.path().join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        }
+        dir
+    }
+
+    fn error(dir: &tempfile::TempDir, path: &str, opts: &BuildOptions) -> String {
+        render(dir.path(), std::path::Path::new(path), opts)
+            .map(|o| format!("built {} objects", o.len()))
+            .unwrap_or_else(|e| e.to_string())
+    }
+
+    const RESOURCE: &str = "resources: [cm.yaml]\n";
+    const CM: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n";
+
+    #[test]
+    fn a_base_that_includes_itself_is_a_cycle() {
+        let dir = tree(&[("app/kustomization.yaml", "resources: [.]\n")]);
+        let err = error(&dir, "app", &BuildOptions::default());
+        assert!(
+            err.ends_with("cycle: app/kustomization.yaml -> app/kustomization.yaml"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_base_cycle_through_several_directories_names_each_file() {
+        let dir = tree(&[
+            ("a/kustomization.yaml", "resources: [../b]\n"),
+            ("b/kustomization.yaml", "resources: [../c]\n"),
+            ("c/kustomization.yaml", "resources: [../a]\n"),
+        ]);
+        let err = error(&dir, "a", &BuildOptions::default());
+        assert!(
+            err.ends_with(
+                "cycle: a/kustomization.yaml -> b/kustomization.yaml -> c/kustomization.yaml -> a/kustomization.yaml"
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_component_that_includes_itself_is_a_cycle_not_a_crash() {
+        let component =
+            "apiVersion: kustomize.config.k8s.io/v1alpha1\nkind: Component\ncomponents: [.]\n";
+        let dir = tree(&[
+            (
+                "app/kustomization.yaml",
+                "resources: [cm.yaml]\ncomponents: [../comp]\n",
+            ),
+            ("app/cm.yaml", CM),
+            ("comp/kustomization.yaml", component),
+        ]);
+        let err = error(&dir, "app", &BuildOptions::default());
+        assert!(
+            err.ends_with("cycle: comp/kustomization.yaml -> comp/kustomization.yaml"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn components_including_each_other_are_a_cycle() {
+        let component = |next: &str| {
+            format!(
+                "apiVersion: kustomize.config.k8s.io/v1alpha1\nkind: Component\ncomponents: [../{next}]\n"
+            )
+        };
+        let dir = tree(&[
+            ("app/kustomization.yaml", "components: [../c1]\n"),
+            ("c1/kustomization.yaml", &component("c2")),
+            ("c2/kustomization.yaml", &component("c1")),
+        ]);
+        let err = error(&dir, "app", &BuildOptions::default());
+        assert!(
+            err.ends_with(
+                "c1/kustomization.yaml -> c2/kustomization.yaml -> c1/kustomization.yaml"
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn include_depth_is_capped() {
+        let mut files = vec![("k0/cm.yaml".to_string(), CM.to_string())];
+        files.push(("k0/kustomization.yaml".into(), RESOURCE.into()));
+        for i in 1..10 {
+            files.push((
+                format!("k{i}/kustomization.yaml"),
+                format!("resources: [../k{}]\n", i - 1),
+            ));
+        }
+        let refs: Vec<(&str, &str)> = files
+            .iter()
+            .map(|(a, b)| (a.as_str(), b.as_str()))
+            .collect();
+        let dir = tree(&refs);
+        assert_eq!(
+            error(&dir, "k9", &BuildOptions::default()),
+            "built 1 objects"
+        );
+        let mut opts = BuildOptions::default();
+        opts.limits.max_depth = 4;
+        let err = render(dir.path(), std::path::Path::new("k9"), &opts).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                BuildError::Limit {
+                    cap: Cap::Depth(4),
+                    ..
+                }
+            ),
+            "{err}"
+        );
     }
 }

@@ -25,7 +25,9 @@ mod transform;
 mod yaml;
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::path::Path;
+use std::time::Duration;
 
 pub use flux::{FluxOptions, from_spec as flux_options_from_spec};
 pub use kustomization::{ImageSpec, PatchSpec, TargetSpec};
@@ -72,6 +74,30 @@ pub enum BuildError {
     Transform { at: Loc, message: String },
     #[error("{at}: {message}")]
     Substitute { at: Loc, message: String },
+    #[error("{at}: cycle: {}", .chain.join(" -> "))]
+    Cycle { at: Loc, chain: Vec<String> },
+    #[error("{at}: the build is over its limit of {cap}")]
+    Limit { at: Loc, cap: Cap },
+}
+
+/// A cap of one build that was reached, with its value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cap {
+    Objects(usize),
+    Bytes(u64),
+    Time(Duration),
+    Depth(usize),
+}
+
+impl fmt::Display for Cap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Cap::Objects(n) => write!(f, "{n} objects"),
+            Cap::Bytes(n) => write!(f, "{n} bytes read"),
+            Cap::Time(d) => write!(f, "{}s of build time", d.as_secs_f64()),
+            Cap::Depth(n) => write!(f, "{n} nested directories or kustomizations"),
+        }
+    }
 }
 
 fn hint(detail: &str) -> String {
@@ -98,6 +124,8 @@ impl BuildError {
             | BuildError::Generate { at, .. }
             | BuildError::Transform { at, .. }
             | BuildError::Substitute { at, .. }
+            | BuildError::Cycle { at, .. }
+            | BuildError::Limit { at, .. }
             | BuildError::Duplicate { at, .. } => at,
         }
     }
@@ -106,11 +134,39 @@ impl BuildError {
 /// The default largest file a build reads.
 pub const DEFAULT_MAX_FILE_SIZE: u64 = 32 * 1024 * 1024;
 
+/// The caps of one build, so that no repository can make a build run away with the agent's
+/// memory or time. Reaching one is an error that names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Objects rendered (files' objects as they are read, and the final set).
+    pub max_objects: usize,
+    /// Bytes of all files read together.
+    pub max_bytes: u64,
+    /// Wall-clock time of the whole build, checked at every file and directory read.
+    pub max_time: Duration,
+    /// Directories nested in a plain directory, and kustomizations (resources and components)
+    /// included in one another.
+    pub max_depth: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_objects: 20_000,
+            max_bytes: 256 * 1024 * 1024,
+            max_time: Duration::from_secs(120),
+            max_depth: 64,
+        }
+    }
+}
+
 /// How to build: limits, and the Flux Kustomization fields applied on top of the directory.
 #[derive(Debug, Clone)]
 pub struct BuildOptions {
     /// Files larger than this are an error.
     pub max_file_size: u64,
+    /// Caps of the whole build.
+    pub limits: Limits,
     /// Flux Kustomization extras (targetNamespace, prefix/suffix, patches, images, commonMetadata).
     pub flux: FluxOptions,
     /// postBuild.substitute and the resolved postBuild.substituteFrom, merged by the caller
@@ -122,6 +178,7 @@ impl Default for BuildOptions {
     fn default() -> Self {
         Self {
             max_file_size: DEFAULT_MAX_FILE_SIZE,
+            limits: Limits::default(),
             flux: FluxOptions::default(),
             substitute: None,
         }
@@ -179,7 +236,7 @@ pub fn apply_replacements(objects: &[Object], text: &str) -> Result<Vec<Object>,
 /// The Flux extras are merged into the top kustomization as Flux does, then variables are
 /// substituted. The result is in kustomize's order; use [`apply_order`] to sort for applying.
 pub fn render(root: &Path, path: &Path, opts: &BuildOptions) -> Result<Vec<Object>, BuildError> {
-    let source = source::Source::new(root, opts.max_file_size)?;
+    let source = source::Source::new(root, opts.max_file_size, opts.limits)?;
     let top = if path.is_absolute() {
         path.to_path_buf()
     } else {
@@ -194,6 +251,13 @@ pub fn render(root: &Path, path: &Path, opts: &BuildOptions) -> Result<Vec<Objec
         });
     }
     let resources = kustomize::build_top(&source, &top, &opts.flux)?;
+    // Generators and patches make objects too: the final set is held to the same cap.
+    if resources.len() > opts.limits.max_objects {
+        return Err(BuildError::Limit {
+            at: source.loc(&top, 0),
+            cap: Cap::Objects(opts.limits.max_objects),
+        });
+    }
     let mut objects = Vec::with_capacity(resources.len());
     for res in resources {
         match &opts.substitute {

@@ -1,20 +1,28 @@
-//! Reading files for a build, confined to a source root and a size limit. The only I/O of the
-//! build module: everything else works on what this returns.
+//! Reading files for a build, confined to a source root, a size limit per file and the caps of
+//! one build (bytes read, objects, time). The only I/O of the build module: everything else works
+//! on what this returns.
 
+use std::cell::Cell;
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
-use super::BuildError;
 use super::object::Loc;
+use super::{BuildError, Cap, Limits};
 
-/// The tree a build may read: every file and symlink target must resolve inside `root`.
+/// The tree a build may read: every file and symlink target must resolve inside `root`. It also
+/// keeps the build's budget, so every read is counted against the caps.
 #[derive(Debug, Clone)]
 pub struct Source {
     root: PathBuf,
     max_file_size: u64,
+    limits: Limits,
+    started: Instant,
+    bytes_read: Cell<u64>,
+    objects: Cell<usize>,
 }
 
 impl Source {
-    pub fn new(root: &Path, max_file_size: u64) -> Result<Self, BuildError> {
+    pub fn new(root: &Path, max_file_size: u64, limits: Limits) -> Result<Self, BuildError> {
         let root = root.canonicalize().map_err(|source| BuildError::Read {
             at: Loc::new(root.display().to_string(), 0),
             source,
@@ -22,7 +30,50 @@ impl Source {
         Ok(Self {
             root,
             max_file_size,
+            limits,
+            started: Instant::now(),
+            bytes_read: Cell::new(0),
+            objects: Cell::new(0),
         })
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Fails once the build has run longer than its time cap.
+    pub fn check_time(&self, at: &Loc) -> Result<(), BuildError> {
+        if self.started.elapsed() > self.limits.max_time {
+            return Err(BuildError::Limit {
+                at: at.clone(),
+                cap: Cap::Time(self.limits.max_time),
+            });
+        }
+        Ok(())
+    }
+
+    /// Fails when `n` more objects would not fit under the object cap (counts nothing).
+    pub fn check_room_for(&self, n: usize, at: &Loc) -> Result<(), BuildError> {
+        if self.objects.get().saturating_add(n) > self.limits.max_objects {
+            return Err(BuildError::Limit {
+                at: at.clone(),
+                cap: Cap::Objects(self.limits.max_objects),
+            });
+        }
+        Ok(())
+    }
+
+    /// Counts `n` more objects against the object cap.
+    pub fn count_objects(&self, n: usize, at: &Loc) -> Result<(), BuildError> {
+        let total = self.objects.get().saturating_add(n);
+        self.objects.set(total);
+        if total > self.limits.max_objects {
+            return Err(BuildError::Limit {
+                at: at.clone(),
+                cap: Cap::Objects(self.limits.max_objects),
+            });
+        }
+        Ok(())
     }
 
     pub fn root(&self) -> &Path {
@@ -73,6 +124,15 @@ impl Source {
                 limit: self.max_file_size,
             });
         }
+        self.check_time(&at)?;
+        let total = self.bytes_read.get().saturating_add(meta.len());
+        self.bytes_read.set(total);
+        if total > self.limits.max_bytes {
+            return Err(BuildError::Limit {
+                at,
+                cap: Cap::Bytes(self.limits.max_bytes),
+            });
+        }
         std::fs::read(path).map_err(|source| BuildError::Read { at, source })
     }
 
@@ -88,6 +148,7 @@ impl Source {
     /// The entries of a directory, sorted by name.
     pub fn list_dir(&self, dir: &Path) -> Result<Vec<PathBuf>, BuildError> {
         let at = self.loc(dir, 0);
+        self.check_time(&at)?;
         let entries = std::fs::read_dir(dir).map_err(|source| BuildError::Read {
             at: at.clone(),
             source,

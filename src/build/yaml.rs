@@ -13,9 +13,11 @@ fn options() -> serde_saphyr::Options {
         legacy_octal_numbers: true,
         with_snippet: false,
         budget: serde_saphyr::budget! {
-            max_documents: 1_000_000,
-            max_nodes: 20_000_000,
-            max_events: 50_000_000,
+            // One file: far beyond real manifests, small enough that parsing cannot take the
+            // agent's memory (a node costs tens of bytes once it is a value).
+            max_documents: 100_000,
+            max_nodes: 1_000_000,
+            max_events: 3_000_000,
             max_aliases: 10_000,
             max_recorded_anchor_events: 100_000,
             max_recorded_anchor_bytes: 4 * 1024 * 1024,

@@ -102,6 +102,12 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         Err(err) => return Err(err.into()),
     };
     print!("{}{}", report.applied, report.pruned);
+    for entry in &report.unreadable {
+        eprintln!(
+            "warning: inventory entry {:?} cannot be read; it stays in the inventory and nothing was pruned for it",
+            entry.id
+        );
+    }
 
     if args.wait {
         let ids: Vec<(ObjectId, String)> = report.applied_objects();

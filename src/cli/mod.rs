@@ -1,7 +1,7 @@
 //! The command line: one file per subcommand, each exposing `Args` and `run`. No I/O here besides
 //! dispatch and printing the final error.
 
-mod agent;
+pub mod agent;
 mod apply;
 mod build;
 pub mod crds;

@@ -39,6 +39,9 @@ pub struct RevisionArgs {
     /// Directory holding credentials as Secret keys.
     #[arg(long)]
     pub auth: Option<PathBuf>,
+    /// Send basic auth or a bearer token over plain http:// or git:// (refused otherwise).
+    #[arg(long)]
+    pub insecure: bool,
     /// Network timeout in seconds.
     #[arg(long, default_value_t = 60)]
     pub timeout: u64,
@@ -57,6 +60,9 @@ pub struct PullArgs {
     /// Directory holding credentials as Secret keys (username, password, bearerToken, ca.crt, identity, known_hosts).
     #[arg(long)]
     pub auth: Option<PathBuf>,
+    /// Send basic auth or a bearer token over plain http:// or git:// (refused otherwise).
+    #[arg(long)]
+    pub insecure: bool,
     /// Ignore patterns (gitignore syntax) replacing the default exclusions.
     #[arg(long)]
     pub ignore: Option<String>,
@@ -90,6 +96,7 @@ async fn revision(args: RevisionArgs) -> anyhow::Result<ExitCode> {
         url,
         credentials,
         timeout: Duration::from_secs(args.timeout),
+        insecure: args.insecure,
     };
     let refs = remote
         .list_refs()
@@ -124,6 +131,7 @@ async fn pull(args: PullArgs) -> anyhow::Result<ExitCode> {
         timeout: Duration::from_secs(args.timeout),
         ignore: args.ignore,
         verification: None,
+        insecure: args.insecure,
     };
     let parent = args
         .to

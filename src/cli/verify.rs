@@ -36,6 +36,9 @@ pub struct Args {
     /// Directory holding credentials as Secret keys (username, password, bearerToken, ca.crt, identity, known_hosts).
     #[arg(long)]
     pub auth: Option<PathBuf>,
+    /// Send basic auth or a bearer token over plain http:// or git:// (refused otherwise).
+    #[arg(long)]
+    pub insecure: bool,
     /// Network timeout in seconds.
     #[arg(long, default_value_t = 60)]
     pub timeout: u64,
@@ -75,6 +78,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             url,
             credentials,
             timeout: Duration::from_secs(args.timeout),
+            insecure: args.insecure,
         };
         let (selection, resolved) = match remote.list_refs().await? {
             Some(refs) if !matches!(selection, Selection::Commit { .. }) => {
@@ -90,7 +94,8 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             resolved,
             previous_commit: None,
         };
-        let fetched = remote.fetch(scratch.path(), plan).await?;
+        let lock = git::CacheLock::acquire(scratch.path(), remote.timeout).await?;
+        let fetched = remote.fetch(scratch.path(), plan, &lock).await?;
         (scratch.path().to_owned(), fetched.commit, fetched.local_ref)
     };
     let objects = git::read_signed_objects(&repo_path, &commit, refname.as_deref()).await?;

@@ -4,14 +4,14 @@
 //! `runtime::controller` scaffold, which writes the status and Events it plans. Talks to the API
 //! server and reads the artifact storage; decisions come from `status::plan` and `depends`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use kube::api::{Api, ListParams};
+use kube::api::Api;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
@@ -21,6 +21,7 @@ use sha2::{Digest, Sha256};
 use super::depends::{self, DependencyState, Key};
 use super::status::{self, KustomizationReason as Reason, Outcome};
 use super::store::StatusStore;
+use super::tenancy::{Tenancy, service_account_user};
 use crate::api::condition::{self, READY, RECONCILING};
 use crate::api::duration;
 use crate::api::git_repository::{ArtifactStatus, GitRepository};
@@ -35,6 +36,7 @@ use crate::build::{self, BuildOptions};
 use crate::runtime::conditions::{Common, Stamp};
 use crate::runtime::controller::{Attempt, Plan, Reconciler, Scaffold, patch_status};
 use crate::runtime::text::error_chain;
+use crate::source::sync::artifact_path;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ControllerError {
@@ -44,34 +46,78 @@ pub enum ControllerError {
     NoNamespace,
 }
 
+/// How the controller runs (`sluice agent`'s flags).
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    /// Directory holding the artifacts (written by the GitRepository controller).
+    pub storage: PathBuf,
+    /// Watch only this namespace: no cluster-wide list or watch anywhere.
+    pub namespace: Option<String>,
+    /// Reconcile only Kustomizations (and watch only sources) whose labels match.
+    pub label_selector: Option<String>,
+    /// Which identity a reconcile acts as; whether references may leave the namespace.
+    pub tenancy: Tenancy,
+}
+
 /// The Kustomization reconciler.
 pub struct Kustomizations {
     client: Client,
     /// The agent's own client configuration, the base of impersonating clients.
     config: kube::Config,
     storage: PathBuf,
+    tenancy: Tenancy,
     /// Discovery shared by every reconcile.
     discovery: Arc<Discovery>,
+    /// One client per impersonated ServiceAccount, made once.
+    clients: Mutex<HashMap<String, Client>>,
 }
 
 impl Kustomizations {
-    pub fn new(client: Client, config: kube::Config, storage: PathBuf) -> Kustomizations {
+    pub fn new(
+        client: Client,
+        config: kube::Config,
+        storage: PathBuf,
+        tenancy: Tenancy,
+    ) -> Kustomizations {
         Kustomizations {
             discovery: Arc::new(Discovery::new(client.clone())),
             client,
             config,
             storage,
+            tenancy,
+            clients: Mutex::default(),
         }
+    }
+
+    /// The client of the identity `obj`'s reconcile acts as: its ServiceAccount (named, or the
+    /// agent's default), or the agent itself when neither is set. Everything the reconcile reads
+    /// or writes goes through it, except the Kustomization's own status and Events and a source
+    /// in its own namespace.
+    fn tenant_client(&self, obj: &Kustomization) -> Result<Client, String> {
+        let Some(account) = self.tenancy.service_account(&obj.spec) else {
+            return Ok(self.client.clone());
+        };
+        let user = service_account_user(&obj.namespace().unwrap_or_default(), account);
+        let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(client) = clients.get(&user) {
+            return Ok(client.clone());
+        }
+        let mut config = self.config.clone();
+        config.auth_info.impersonate = Some(user.clone());
+        let client = Client::try_from(config).map_err(|e| format!("impersonating {user}: {e}"))?;
+        clients.insert(user, client.clone());
+        Ok(client)
     }
 }
 
-/// Runs until a shutdown signal. `namespace` limits the watch to one namespace.
-pub async fn run(
-    client: Client,
-    config: kube::Config,
-    storage: PathBuf,
-    namespace: Option<String>,
-) {
+/// Runs until a shutdown signal.
+pub async fn run(client: Client, config: kube::Config, settings: Settings) {
+    let Settings {
+        storage,
+        namespace,
+        label_selector,
+        tenancy,
+    } = settings;
     let (kustomizations, sources): (Api<Kustomization>, Api<GitRepository>) = match &namespace {
         Some(ns) => (
             Api::namespaced(client.clone(), ns),
@@ -79,13 +125,12 @@ pub async fn run(
         ),
         None => (Api::all(client.clone()), Api::all(client.clone())),
     };
-    let reconciler = Kustomizations::new(client.clone(), config, storage);
-    let controller = Scaffold::new(
-        reconciler,
-        client,
-        kustomizations,
-        watcher::Config::default(),
-    );
+    let selected = match &label_selector {
+        Some(selector) => watcher::Config::default().labels(selector),
+        None => watcher::Config::default(),
+    };
+    let reconciler = Kustomizations::new(client.clone(), config, storage, tenancy);
+    let controller = Scaffold::new(reconciler, client, kustomizations, selected);
     let store = controller.store();
     // A new artifact of a source wakes the Kustomizations built from it.
     let built_from = move |source: GitRepository| {
@@ -132,7 +177,29 @@ impl Reconciler for Kustomizations {
     const REPORTER: &'static str = "sluice-kustomize";
 
     async fn inputs(&self, obj: &Kustomization) -> SourceArtifact {
-        SourceArtifact(read_artifact(obj, &self.client).await)
+        let ns = obj.namespace().unwrap_or_default();
+        // A reference the agent forbids is not read at all (the reconcile says why).
+        if self.tenancy.check_references(&obj.spec, &ns).is_err() {
+            return SourceArtifact(Ok(None));
+        }
+        // A source in another namespace is read as the tenant: only one whose identity may read
+        // it can build from it. The agent reads sources of the Kustomization's own namespace
+        // (which it watches anyway), so tenants need no rights on them.
+        let other_namespace = obj
+            .spec
+            .source_ref
+            .namespace
+            .as_deref()
+            .is_some_and(|source_ns| source_ns != ns);
+        let client = if other_namespace {
+            match self.tenant_client(obj) {
+                Ok(client) => client,
+                Err(message) => return SourceArtifact(Err(message)),
+            }
+        } else {
+            self.client.clone()
+        };
+        SourceArtifact(read_artifact(obj, &client).await)
     }
 
     async fn reconcile(
@@ -248,8 +315,24 @@ impl Kustomizations {
                 };
             }
         };
+        if let Err(message) = self.tenancy.check_references(spec, ns) {
+            return Outcome::Stalled {
+                reason: Reason::AccessDenied,
+                message,
+            };
+        }
+        // From here on, everything is read and written as the tenant.
+        let client = match self.tenant_client(obj) {
+            Ok(client) => client,
+            Err(message) => {
+                return Outcome::Waiting {
+                    reason: Reason::ReconciliationFailed,
+                    message,
+                };
+            }
+        };
         if !spec.depends_on.is_empty()
-            && let Some(outcome) = self.dependencies(obj, ns).await
+            && let Some(outcome) = self.dependencies(obj, ns, &client).await
         {
             return outcome;
         }
@@ -290,11 +373,25 @@ impl Kustomizations {
             message,
         };
 
-        // Build.
-        let objects = match self
-            .build_objects(spec, ns, &self.storage.join(&artifact.path))
-            .await
-        {
+        // Build, from where the storage layout and the digest say (never a path from a status).
+        let source_ns = spec.source_ref.namespace.as_deref().unwrap_or(ns);
+        let root = match artifact_path(
+            &self.storage,
+            source_ns,
+            &spec.source_ref.name,
+            &artifact.digest,
+        ) {
+            Ok(root) => root,
+            Err(e) => return failed("", Reason::ArtifactFailed, e.to_string()),
+        };
+        if !tokio::fs::try_exists(&root).await.unwrap_or(false) {
+            let message = format!(
+                "artifact {} of GitRepository {source_ns}/{} is not in storage",
+                artifact.digest, spec.source_ref.name
+            );
+            return failed("", Reason::ArtifactFailed, message);
+        }
+        let objects = match self.build_objects(spec, ns, &root, &client).await {
             Ok(objects) => objects,
             Err(message) => return failed("", Reason::BuildFailed, message),
         };
@@ -303,25 +400,7 @@ impl Kustomizations {
             Sha256::digest(serde_json::to_vec(&objects).expect("objects serialize"))
         );
 
-        // Apply and prune, as the service account when one is named.
-        let client = match &spec.service_account_name {
-            None => self.client.clone(),
-            Some(account) => {
-                let mut config = self.config.clone();
-                config.auth_info.impersonate =
-                    Some(format!("system:serviceaccount:{ns}:{account}"));
-                match Client::try_from(config) {
-                    Ok(client) => client,
-                    Err(e) => {
-                        return failed(
-                            &digest,
-                            Reason::ReconciliationFailed,
-                            format!("impersonating {account}: {e}"),
-                        );
-                    }
-                }
-            }
-        };
+        // Apply and prune, as the tenant.
         let applier = Applier::with_discovery(client.clone(), self.discovery.clone());
         let store = StatusStore::new(Api::namespaced(self.client.clone(), ns), ns, name);
         let owner = Owner {
@@ -344,6 +423,17 @@ impl Kustomizations {
         };
         let mut summary = changes(&report.applied);
         summary.push_str(&changes(&report.pruned));
+        let mut warnings: Vec<String> = report
+            .guarded
+            .iter()
+            .map(|(id, reason)| format!("{id} {reason}"))
+            .collect();
+        warnings.extend(report.unreadable.iter().map(|entry| {
+            format!(
+                "inventory entry {:?} cannot be read: it is kept in the inventory and nothing is pruned for it",
+                entry.id
+            )
+        }));
 
         // Health.
         let checks: Vec<(ObjectId, String)> = if spec.wait {
@@ -385,23 +475,20 @@ impl Kustomizations {
             digest,
             summary: summary.trim_end().to_string(),
             checked_health: !checks.is_empty(),
+            warnings,
         }
     }
 
-    /// `None` when every dependency is ready; otherwise the outcome that says why not.
-    async fn dependencies(&self, obj: &Kustomization, ns: &str) -> Option<Outcome> {
-        let all: Api<Kustomization> = Api::all(self.client.clone());
-        let list = match all.list(&ListParams::default()).await {
-            Ok(list) => list.items,
-            Err(e) => {
-                return Some(Outcome::Waiting {
-                    reason: Reason::DependencyNotReady,
-                    message: format!("listing Kustomizations: {e}"),
-                });
-            }
-        };
-        let key_of =
-            |k: &Kustomization| -> Key { (k.namespace().unwrap_or_default(), k.name_any()) };
+    /// `None` when every dependency is ready; otherwise the outcome that says why not. The
+    /// dependency graph is walked with gets as the tenant (no cluster-wide list), up to
+    /// `MAX_DEPENDENCY_GRAPH` Kustomizations; a transitive one the tenant cannot read ends its
+    /// branch of the walk.
+    async fn dependencies(
+        &self,
+        obj: &Kustomization,
+        ns: &str,
+        client: &Client,
+    ) -> Option<Outcome> {
         let deps_of = |k: &Kustomization| -> Vec<Key> {
             let own = k.namespace().unwrap_or_default();
             k.spec
@@ -415,8 +502,39 @@ impl Kustomizations {
                 })
                 .collect()
         };
-        let edges: BTreeMap<Key, Vec<Key>> = list.iter().map(|k| (key_of(k), deps_of(k))).collect();
         let me = (ns.to_string(), obj.name_any());
+        let direct = deps_of(obj);
+        let mut edges: BTreeMap<Key, Vec<Key>> = BTreeMap::from([(me.clone(), direct.clone())]);
+        let mut found: BTreeMap<Key, Kustomization> = BTreeMap::new();
+        let mut queue: VecDeque<Key> = direct.iter().cloned().collect();
+        while let Some(key) = queue.pop_front() {
+            if edges.contains_key(&key) || edges.len() >= MAX_DEPENDENCY_GRAPH {
+                continue;
+            }
+            let got = Api::<Kustomization>::namespaced(client.clone(), &key.0)
+                .get_opt(&key.1)
+                .await;
+            match got {
+                Ok(Some(k)) => {
+                    let next = deps_of(&k);
+                    queue.extend(next.iter().cloned());
+                    edges.insert(key.clone(), next);
+                    found.insert(key, k);
+                }
+                Ok(None) => {
+                    edges.insert(key, Vec::new());
+                }
+                Err(e) if direct.contains(&key) => {
+                    return Some(Outcome::Waiting {
+                        reason: Reason::DependencyNotReady,
+                        message: format!("reading dependency {}/{}: {e}", key.0, key.1),
+                    });
+                }
+                Err(_) => {
+                    edges.insert(key, Vec::new());
+                }
+            }
+        }
         if let Some(cycle) = depends::cycle_through(&me, &edges) {
             let path: Vec<String> = cycle.iter().map(|(n, k)| format!("{n}/{k}")).collect();
             return Some(Outcome::Stalled {
@@ -425,7 +543,10 @@ impl Kustomizations {
             });
         }
         let mut states = BTreeMap::new();
-        for k in list.iter().filter(|k| deps_of(obj).contains(&key_of(k))) {
+        for key in &direct {
+            let Some(k) = found.get(key) else {
+                continue;
+            };
             let status = k.status.clone().unwrap_or_default();
             let ready = condition::is_true(&status.conditions, READY)
                 && status.observed_generation == k.metadata.generation;
@@ -436,7 +557,7 @@ impl Kustomizations {
                 .clone()
                 .or_else(|| k.namespace())
                 .unwrap_or_default();
-            let source = Api::<GitRepository>::namespaced(self.client.clone(), &source_ns)
+            let source = Api::<GitRepository>::namespaced(client.clone(), &source_ns)
                 .get_opt(&k.spec.source_ref.name)
                 .await;
             let source_revision = source
@@ -445,7 +566,7 @@ impl Kustomizations {
                 .and_then(|s| s.status?.artifact)
                 .map(|a| a.revision);
             states.insert(
-                key_of(k),
+                key.clone(),
                 DependencyState {
                     ready,
                     last_applied_revision: status.last_applied_revision,
@@ -453,7 +574,7 @@ impl Kustomizations {
                 },
             );
         }
-        depends::check(&deps_of(obj), &states)
+        depends::check(&direct, &states)
             .err()
             .map(|message| Outcome::Waiting {
                 reason: Reason::DependencyNotReady,
@@ -467,6 +588,7 @@ impl Kustomizations {
         spec: &KustomizationSpec,
         ns: &str,
         root: &std::path::Path,
+        client: &Client,
     ) -> Result<Vec<Value>, String> {
         let spec_value = serde_json::to_value(spec).expect("specs serialize");
         let (flux, substitute) =
@@ -477,7 +599,7 @@ impl Kustomizations {
             for reference in &post_build.substitute_from {
                 merged.extend(
                     substitute_from(
-                        &self.client,
+                        client,
                         ns,
                         &reference.kind,
                         &reference.name,
@@ -555,6 +677,9 @@ async fn substitute_from(
         )),
     }
 }
+
+/// The most Kustomizations a dependency walk reads.
+const MAX_DEPENDENCY_GRAPH: usize = 1000;
 
 /// The lines of a ChangeSet that changed something.
 fn changes(changeset: &ChangeSet) -> String {

@@ -24,6 +24,11 @@ reasons! {
         DependencyCycle,
         /// The source or its artifact cannot be read (yet).
         ArtifactFailed,
+        /// A reference leaves the Kustomization's namespace on an agent that forbids it.
+        AccessDenied,
+        /// Event: applied, but a Namespace or CRD that left the set was not pruned because it
+        /// holds objects of others (or an inventory entry could not be read).
+        PruneSkipped,
     }
 }
 
@@ -58,6 +63,8 @@ pub enum Outcome {
         digest: String,
         summary: String,
         checked_health: bool,
+        /// What was held back and needs a person: each is said in a Warning Event.
+        warnings: Vec<String>,
     },
 }
 
@@ -137,6 +144,7 @@ pub fn plan(ctx: &Context<'_>, outcome: Outcome) -> Plan<KustomizationStatus> {
             digest,
             summary,
             checked_health,
+            warnings,
         } => {
             condition::remove(conditions, STALLED);
             let message = format!("Applied revision: {revision}");
@@ -163,17 +171,29 @@ pub fn plan(ctx: &Context<'_>, outcome: Outcome) -> Plan<KustomizationStatus> {
                 digest,
                 Common::Succeeded.as_str(),
             );
-            // An Event for every reconcile that changed something, and for every new revision.
-            let event = (new_revision || !summary.is_empty()).then(|| EventPlan {
-                warning: false,
-                reason: succeeded.as_str(),
-                message: if summary.is_empty() {
-                    message
-                } else {
-                    format!("{message}\n{summary}")
-                },
-                action,
-            });
+            // An Event for every reconcile that changed something, for every new revision, and
+            // (a Warning) for every reconcile that held something back.
+            let mut text = message;
+            for part in std::iter::once(&summary).chain(&warnings) {
+                if !part.is_empty() {
+                    text = format!("{text}\n{part}");
+                }
+            }
+            let event = if warnings.is_empty() {
+                (new_revision || !summary.is_empty()).then(|| EventPlan {
+                    warning: false,
+                    reason: succeeded.as_str(),
+                    message: text,
+                    action,
+                })
+            } else {
+                Some(EventPlan {
+                    warning: true,
+                    reason: KustomizationReason::PruneSkipped.as_str(),
+                    message: text,
+                    action,
+                })
+            };
             (event, Requeue::After(ctx.interval))
         }
     };
@@ -263,6 +283,7 @@ mod tests {
             digest: "d".into(),
             summary: String::new(),
             checked_health: false,
+            warnings: vec![],
         }
     }
 
@@ -274,6 +295,7 @@ mod tests {
             digest: "sha256:1".into(),
             summary: "ConfigMap/a/b created".into(),
             checked_health: true,
+            warnings: vec![],
         };
         let plan = plan(&ctx(&current), outcome);
         let status = plan.status.unwrap();
@@ -288,6 +310,32 @@ mod tests {
         assert_eq!(status.history[0].result, "Succeeded");
         assert!(plan.event.unwrap().message.contains("created"));
         assert_eq!(plan.requeue, Requeue::After(Duration::from_secs(600)));
+    }
+
+    #[test]
+    fn a_held_back_prune_is_a_warning_every_time_while_ready_stays_true() {
+        let current = KustomizationStatus {
+            last_applied_revision: Some("main@sha1:ab".into()),
+            ..Default::default()
+        };
+        let outcome = Outcome::Applied {
+            revision: "main@sha1:ab".into(),
+            digest: "d".into(),
+            summary: String::new(),
+            checked_health: false,
+            warnings: vec!["Namespace/shop not deleted: it still holds Secret shop/db".into()],
+        };
+        let plan = plan(&ctx(&current), outcome);
+        let event = plan.event.unwrap();
+        assert!(event.warning);
+        assert_eq!(event.reason, "PruneSkipped");
+        assert!(
+            event.message.contains("Secret shop/db"),
+            "{}",
+            event.message
+        );
+        let status = plan.status.unwrap();
+        assert_eq!(ready(&status).unwrap().status, ConditionStatus::True);
     }
 
     #[test]

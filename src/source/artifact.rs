@@ -12,11 +12,29 @@ use super::revision::Revision;
 pub const DEFAULT_KEEP: usize = 3;
 /// Largest artifact accepted unless configured otherwise: 512 MiB.
 pub const DEFAULT_MAX_SIZE: u64 = 512 * 1024 * 1024;
+/// Most files (and symlinks) an artifact may hold unless configured otherwise.
+pub const DEFAULT_MAX_FILES: usize = 50_000;
+/// Deepest directory nesting an artifact may hold.
+pub const DEFAULT_MAX_DEPTH: usize = 64;
+/// Largest `.sourceignore` file read.
+pub const MAX_SOURCEIGNORE_SIZE: u64 = 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ArtifactError {
     #[error("artifact would be {size} bytes, more than the limit of {limit} bytes")]
     TooLarge { size: u64, limit: u64 },
+    #[error("artifact would hold more than the limit of {limit} files")]
+    TooManyFiles { limit: usize },
+    #[error("{path} is nested deeper than the limit of {limit} directories")]
+    TooDeep { path: PathBuf, limit: usize },
+    #[error("{path} is {size} bytes, more than the limit of {limit} bytes for ignore files")]
+    IgnoreFileTooLarge {
+        path: PathBuf,
+        size: u64,
+        limit: u64,
+    },
+    #[error("exporting the artifact took longer than the timeout of {timeout:?}")]
+    Timeout { timeout: std::time::Duration },
     #[error("writing the artifact at {path} failed")]
     Write {
         path: PathBuf,
@@ -113,12 +131,14 @@ impl ContentDigest {
     }
 }
 
-/// Where a source's artifacts live and how many are kept.
+/// Where a source's artifacts live, how many are kept, and the caps of one artifact.
 #[derive(Debug, Clone)]
 pub struct ArtifactStore {
     pub root: PathBuf,
     pub keep: usize,
     pub max_size: u64,
+    pub max_files: usize,
+    pub max_depth: usize,
 }
 
 impl ArtifactStore {
@@ -127,6 +147,8 @@ impl ArtifactStore {
             root: root.into(),
             keep: DEFAULT_KEEP,
             max_size: DEFAULT_MAX_SIZE,
+            max_files: DEFAULT_MAX_FILES,
+            max_depth: DEFAULT_MAX_DEPTH,
         }
     }
 
@@ -269,9 +291,9 @@ mod tests {
     fn store_keeps_a_few_and_never_the_current_one() {
         let dir = tempfile::tempdir().unwrap();
         let store = ArtifactStore {
-            root: dir.path().to_owned(),
             keep: 2,
             max_size: 10,
+            ..ArtifactStore::new(dir.path())
         };
         let mut published = Vec::new();
         for i in 0..4 {

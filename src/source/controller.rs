@@ -4,7 +4,7 @@
 //! `status::plan`.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
@@ -37,6 +37,23 @@ pub struct Settings {
     pub namespace: Option<String>,
     /// Artifacts larger than this many bytes are refused.
     pub max_artifact_size: u64,
+    /// Artifacts with more files than this are refused.
+    pub max_artifact_files: usize,
+    /// Reconcile only GitRepositories whose labels match.
+    pub label_selector: Option<String>,
+}
+
+impl Settings {
+    /// The defaults of `sluice agent` for a storage directory: every namespace, default caps.
+    pub fn new(storage: PathBuf) -> Settings {
+        Settings {
+            storage,
+            namespace: None,
+            max_artifact_size: super::artifact::DEFAULT_MAX_SIZE,
+            max_artifact_files: super::artifact::DEFAULT_MAX_FILES,
+            label_selector: None,
+        }
+    }
 }
 
 /// The GitRepository reconciler.
@@ -44,6 +61,7 @@ pub struct Sources {
     client: Client,
     storage: PathBuf,
     max_artifact_size: u64,
+    max_artifact_files: usize,
 }
 
 impl Reconciler for Sources {
@@ -85,17 +103,24 @@ pub async fn run(client: Client, settings: Settings) {
         storage,
         namespace,
         max_artifact_size,
+        max_artifact_files,
+        label_selector,
     } = settings;
     let api: Api<GitRepository> = match &namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
+    let selected = match &label_selector {
+        Some(selector) => watcher::Config::default().labels(selector),
+        None => watcher::Config::default(),
+    };
     let sources = Sources {
         client: client.clone(),
         storage: storage.clone(),
         max_artifact_size,
+        max_artifact_files,
     };
-    let controller = Scaffold::new(sources, client.clone(), api, watcher::Config::default());
+    let controller = Scaffold::new(sources, client.clone(), api, selected);
     let sweeper = async {
         loop {
             tokio::time::sleep(SWEEP_INTERVAL).await;
@@ -112,11 +137,6 @@ pub async fn run(client: Client, settings: Settings) {
 
 /// How often storage of deleted GitRepositories is removed.
 pub const SWEEP_INTERVAL: Duration = Duration::from_secs(600);
-
-/// Where a GitRepository's cache and artifacts live under the storage directory.
-pub fn workspace_root(storage: &Path, ns: &str, name: &str) -> PathBuf {
-    storage.join("gitrepository").join(ns).join(name)
-}
 
 impl Sources {
     /// Reads the spec and Secrets, polls, and says how it went.
@@ -205,11 +225,12 @@ impl Sources {
             timeout,
             ignore: spec.ignore.clone(),
             verification,
+            insecure: spec.insecure,
         };
 
-        let root = workspace_root(&self.storage, ns, name);
-        let mut ws = Workspace::under(&root);
+        let mut ws = Workspace::of_source(&self.storage, ns, name);
         ws.store.max_size = self.max_artifact_size;
+        ws.store.max_files = self.max_artifact_files;
         let status = obj.status.clone().unwrap_or_default();
         // After a spec change the current artifact is re-checked against the new spec.
         let spec_unchanged = status.observed_generation == obj.metadata.generation;
@@ -220,7 +241,8 @@ impl Sources {
             .and_then(|a| {
                 Some(Current {
                     revision: Revision::parse(&a.revision).ok()?,
-                    path: self.storage.join(&a.path),
+                    path: sync::artifact_path(&self.storage, ns, name, &a.digest).ok()?,
+                    verified_with: a.verified_with.clone(),
                 })
             });
 
@@ -229,7 +251,11 @@ impl Sources {
                 revision: rev.to_string(),
                 verified: verify_enabled,
             },
-            Ok(PollOutcome::Updated { artifact, signers }) => {
+            Ok(PollOutcome::Updated {
+                artifact,
+                signers,
+                verified_with,
+            }) => {
                 let path = artifact
                     .path
                     .strip_prefix(&self.storage)
@@ -254,6 +280,7 @@ impl Sources {
                         path,
                         size: artifact.size,
                         last_update_time: k8s_openapi::jiff::Timestamp::now().to_string(),
+                        verified_with,
                     },
                     verified,
                 }

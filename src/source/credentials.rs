@@ -101,6 +101,29 @@ pub fn from_secret_data(
     Ok(creds)
 }
 
+/// What of `creds` would travel in the clear to `url`: basic auth or a bearer token over plain
+/// `http://` or `git://`. `None` when nothing would (or the transport encrypts).
+pub fn sent_in_clear(url: &RemoteUrl, creds: &Credentials) -> Option<&'static str> {
+    if !matches!(url.scheme, Scheme::Http | Scheme::Git) {
+        return None;
+    }
+    if creds.basic.is_some() {
+        Some("username and password")
+    } else if creds.bearer_token.is_some() {
+        Some("bearer token")
+    } else {
+        None
+    }
+}
+
+/// Whether `other` (a URL libgit2 is about to send credentials to, after a redirect for
+/// instance) is on the same host and port as `url`.
+pub fn same_host(url: &RemoteUrl, other: &str) -> bool {
+    RemoteUrl::parse(other).is_ok_and(|o| {
+        o.host.eq_ignore_ascii_case(&url.host) && o.effective_port() == url.effective_port()
+    })
+}
+
 /// Reads a directory whose file names are Secret keys.
 pub fn read_dir(dir: &std::path::Path) -> std::io::Result<BTreeMap<String, Vec<u8>>> {
     let mut data = BTreeMap::new();
@@ -159,6 +182,43 @@ mod tests {
         )
         .unwrap();
         assert!(c.ssh.is_some());
+    }
+
+    #[test]
+    fn credentials_in_the_clear_and_other_hosts_are_spotted() {
+        let basic = Credentials {
+            basic: Some(("u".into(), "p".into())),
+            ..Default::default()
+        };
+        let bearer = Credentials {
+            bearer_token: Some("t".into()),
+            ..Default::default()
+        };
+        let url = |u: &str| RemoteUrl::parse(u).unwrap();
+        assert_eq!(
+            sent_in_clear(&url("http://h/r"), &basic),
+            Some("username and password")
+        );
+        assert_eq!(
+            sent_in_clear(&url("git://h/r"), &bearer),
+            Some("bearer token")
+        );
+        assert_eq!(sent_in_clear(&url("https://h/r"), &basic), None);
+        assert_eq!(
+            sent_in_clear(&url("http://h/r"), &Credentials::default()),
+            None
+        );
+        let origin = url("https://git.example.com/org/app.git");
+        assert!(same_host(
+            &origin,
+            "https://GIT.example.com/org/app.git/info/refs"
+        ));
+        assert!(!same_host(&origin, "https://evil.example.com/org/app.git"));
+        assert!(!same_host(
+            &origin,
+            "https://git.example.com:8443/org/app.git"
+        ));
+        assert!(!same_host(&origin, "not a url"));
     }
 
     #[test]

@@ -68,13 +68,22 @@ impl IgnoreRules {
             None => compile(root, "default exclusions", &DEFAULT_EXCLUDES.join("\n"))?,
         };
         layers.push(base);
+        let mut rules = IgnoreRules { layers };
         let mut sorted: Vec<&(PathBuf, String)> = sourceignores.iter().collect();
         sorted.sort_by_key(|(dir, _)| dir.components().count());
         for (dir, text) in sorted {
-            let origin = dir.join(SOURCEIGNORE).display().to_string();
-            layers.push(compile(&root.join(dir), &origin, text)?);
+            rules.add_sourceignore(dir, text)?;
         }
-        Ok(IgnoreRules { layers })
+        Ok(rules)
+    }
+
+    /// Adds the `.sourceignore` of `dir` (relative to the root). A directory's file must come
+    /// after its parents' (as a walk from the root down adds them).
+    pub fn add_sourceignore(&mut self, dir: &Path, text: &str) -> Result<(), IgnoreError> {
+        let origin = dir.join(SOURCEIGNORE).display().to_string();
+        self.layers
+            .push(compile(&Path::new("/").join(dir), &origin, text)?);
+        Ok(())
     }
 
     /// Whether a path (relative to the root) or one of its parent directories is ignored.

@@ -34,6 +34,8 @@ reasons! {
         EmailNotAllowed,
         LightweightTag,
         NotATag,
+        /// A signed tag whose own headers name another tag or commit.
+        TagMismatch,
     }
 }
 
@@ -201,6 +203,7 @@ pub fn untrusted_reason(u: &Untrusted) -> SourceReason {
         Untrusted::EmailNotAllowed { .. } => SourceReason::EmailNotAllowed,
         Untrusted::LightweightTag(_) => SourceReason::LightweightTag,
         Untrusted::NotATag => SourceReason::NotATag,
+        Untrusted::TagMismatch { .. } => SourceReason::TagMismatch,
     }
 }
 
@@ -231,6 +234,7 @@ mod tests {
             path: "p".into(),
             size: 1,
             last_update_time: "t".into(),
+            verified_with: None,
         }
     }
 

@@ -301,6 +301,9 @@ impl HttpsGit {
                    auth_basic_user_file {s}/htpasswd;
                    {basic}
                  }}
+                 location ~ ^/redirect(/.*)$ {{
+                   return 302 http://localhost:{http_port}/git$1$is_args$args;
+                 }}
                  location ~ ^/bearer(/.*)$ {{
                    if ($http_authorization != \"Bearer {token}\") {{ return 401; }}
                    {bearer}
@@ -352,6 +355,16 @@ impl HttpsGit {
     /// Plain-HTTP URL for basic auth.
     pub fn http_url(&self, name: &str) -> String {
         format!("http://127.0.0.1:{}/git/{name}", self.http_port)
+    }
+
+    /// Plain-HTTP URL that redirects to the basic-auth URL on another host name (`localhost`).
+    pub fn redirect_url(&self, name: &str) -> String {
+        format!("http://127.0.0.1:{}/redirect/{name}", self.http_port)
+    }
+
+    /// The access log (combined format: the basic-auth user of each request is in it).
+    pub fn access_log(&self) -> String {
+        std::fs::read_to_string(self.root.path().join(".state/access.log")).unwrap_or_default()
     }
 
     /// URL for bearer-token auth.

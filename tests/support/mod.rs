@@ -3,6 +3,7 @@
 //! of its own that is deleted afterwards. Does I/O (processes, the API server).
 #![allow(dead_code)] // each test binary uses a different part of this module
 
+pub mod agent;
 pub mod git_servers;
 pub mod git_signing;
 pub mod node;

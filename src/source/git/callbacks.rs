@@ -19,8 +19,19 @@ impl GitRemote {
         let creds = self.credentials.clone();
         let attempts = Arc::new(AtomicUsize::new(0));
         let url_for_creds = self.url.to_string();
+        let origin = self.url.clone();
         let fail_creds = failure.clone();
-        cb.credentials(move |_url, username_from_url, allowed| {
+        cb.credentials(move |url, username_from_url, allowed| {
+            // libgit2 asks again with the new URL after a redirect: only the URL's own host
+            // gets the Secret's credentials.
+            if !crate::source::credentials::same_host(&origin, url) {
+                let message = format!("{url_for_creds} redirected to {url}");
+                fail_creds.set(GitError::CrossHostCredentials {
+                    url: url_for_creds.clone(),
+                    to: url.to_owned(),
+                });
+                return Err(git2::Error::from_str(&message));
+            }
             // libgit2 asks again after a rejection; one try per kind is enough.
             if attempts.fetch_add(1, Ordering::SeqCst) >= 2 {
                 let message = "the server rejected the credentials".to_owned();

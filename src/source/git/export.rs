@@ -1,32 +1,40 @@
 //! Writing the tree of a fetched commit into the artifact store. Disk I/O under `spawn_blocking`.
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
-use git2::{Oid, Repository};
+use git2::{ObjectType, Oid, Repository};
 
 use super::GitError;
 use crate::source::artifact::{
-    Artifact, ArtifactError, ArtifactStore, ContentDigest, EntryKind, is_safe_relative,
-    symlink_stays_inside,
+    Artifact, ArtifactError, ArtifactStore, ContentDigest, EntryKind, MAX_SOURCEIGNORE_SIZE,
+    is_safe_relative, symlink_stays_inside,
 };
-use crate::source::ignore::IgnoreRules;
+use crate::source::ignore::{IgnoreRules, SOURCEIGNORE};
 use crate::source::revision::Revision;
 
 /// Writes the tree of `commit` from the cache into the store, leaving out ignored entries,
-/// submodules and symlinks that leave the tree, and returns the published artifact.
+/// submodules and symlinks that leave the tree, and returns the published artifact. The store's
+/// caps (files, depth, size) are checked while walking the tree, before anything is read in
+/// full, and the whole export must finish within `timeout`.
 pub async fn export_artifact(
     cache: &Path,
     revision: Revision,
     store: &ArtifactStore,
     spec_ignore: Option<&str>,
+    timeout: Duration,
 ) -> Result<Artifact, ExportError> {
     let (cache, store, spec_ignore) = (
         cache.to_owned(),
         store.clone(),
         spec_ignore.map(str::to_owned),
     );
+    let deadline = Deadline {
+        at: Instant::now() + timeout,
+        timeout,
+    };
     tokio::task::spawn_blocking(move || {
-        export_blocking(&cache, revision, &store, spec_ignore.as_deref())
+        export_blocking(&cache, revision, &store, spec_ignore.as_deref(), deadline)
     })
     .await
     .map_err(|e| ExportError::Git(GitError::Join(e)))?
@@ -46,11 +54,130 @@ struct Entry {
     oid: Oid,
 }
 
+#[derive(Clone, Copy)]
+struct Deadline {
+    at: Instant,
+    timeout: Duration,
+}
+
+impl Deadline {
+    fn check(&self) -> Result<(), ArtifactError> {
+        if Instant::now() > self.at {
+            return Err(ArtifactError::Timeout {
+                timeout: self.timeout,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The entries of the tree to export, in path order, with their total size: ignored
+/// directories are not entered, and every cap is checked as the walk goes (no recursion: an
+/// explicit stack of trees).
+fn collect(
+    repo: &Repository,
+    odb: &git2::Odb<'_>,
+    root: Oid,
+    mut rules: IgnoreRules,
+    store: &ArtifactStore,
+    deadline: Deadline,
+) -> Result<(Vec<Entry>, u64), ExportError> {
+    let read_err = |oid: Oid| {
+        move |source| GitError::ReadObject {
+            oid: oid.to_string(),
+            source,
+        }
+    };
+    let mut entries = Vec::new();
+    let mut size = 0u64;
+    let mut counted = 0usize;
+    let mut trees = vec![(PathBuf::new(), root, 0usize)];
+    while let Some((dir, oid, depth)) = trees.pop() {
+        deadline.check()?;
+        let tree = repo.find_tree(oid).map_err(read_err(oid))?;
+        // The directory's own .sourceignore applies to everything in it: read it first, after
+        // checking its size.
+        if let Some(e) = tree
+            .get_name(SOURCEIGNORE)
+            .filter(|e| e.kind() == Some(ObjectType::Blob))
+        {
+            let path = dir.join(SOURCEIGNORE);
+            let (len, _) = odb.read_header(e.id()).map_err(read_err(e.id()))?;
+            if len as u64 > MAX_SOURCEIGNORE_SIZE {
+                return Err(ArtifactError::IgnoreFileTooLarge {
+                    path,
+                    size: len as u64,
+                    limit: MAX_SOURCEIGNORE_SIZE,
+                }
+                .into());
+            }
+            let blob = odb.read(e.id()).map_err(read_err(e.id()))?;
+            rules
+                .add_sourceignore(&dir, &String::from_utf8_lossy(blob.data()))
+                .map_err(ArtifactError::from)?;
+        }
+        for e in tree.iter() {
+            let Ok(name) = e.name() else {
+                continue;
+            };
+            let path = dir.join(name);
+            if !is_safe_relative(&path) {
+                return Err(GitError::ReadObject {
+                    oid: oid.to_string(),
+                    source: git2::Error::from_str(&format!("unsafe path {path:?} in tree")),
+                }
+                .into());
+            }
+            let kind = match e.filemode() {
+                0o040000 => {
+                    if rules.is_ignored(&path, true) {
+                        continue;
+                    }
+                    if depth + 1 > store.max_depth {
+                        return Err(ArtifactError::TooDeep {
+                            path,
+                            limit: store.max_depth,
+                        }
+                        .into());
+                    }
+                    trees.push((path, e.id(), depth + 1));
+                    continue;
+                }
+                0o100644 | 0o100664 => EntryKind::File { executable: false },
+                0o100755 => EntryKind::File { executable: true },
+                0o120000 => EntryKind::Symlink,
+                _ => continue,
+            };
+            if rules.is_ignored(&path, false) {
+                continue;
+            }
+            counted += 1;
+            if counted > store.max_files {
+                return Err(ArtifactError::TooManyFiles {
+                    limit: store.max_files,
+                }
+                .into());
+            }
+            let (len, _) = odb.read_header(e.id()).map_err(read_err(e.id()))?;
+            size += len as u64;
+            store.check_size(size)?;
+            entries.push(Entry {
+                path,
+                kind,
+                oid: e.id(),
+            });
+        }
+    }
+    entries.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok((entries, size))
+}
+
 fn export_blocking(
     cache: &Path,
     revision: Revision,
     store: &ArtifactStore,
     spec_ignore: Option<&str>,
+    deadline: Deadline,
 ) -> Result<Artifact, ExportError> {
     let repo = Repository::open(cache).map_err(|source| GitError::Cache {
         path: cache.to_owned(),
@@ -62,71 +189,14 @@ fn export_blocking(
         .find_commit(commit_oid)
         .and_then(|c| c.tree())
         .map_err(read_err(revision.sha.clone()))?;
-
-    let mut entries = Vec::new();
-    let mut walk_err = None;
-    tree.walk(git2::TreeWalkMode::PreOrder, |dir, e| {
-        let Ok(name) = e.name() else {
-            return git2::TreeWalkResult::Skip;
-        };
-        let path = Path::new(dir).join(name);
-        let kind = match e.filemode() {
-            0o100644 | 0o100664 => EntryKind::File { executable: false },
-            0o100755 => EntryKind::File { executable: true },
-            0o120000 => EntryKind::Symlink,
-            0o160000 => EntryKind::Submodule,
-            _ => return git2::TreeWalkResult::Ok,
-        };
-        if !is_safe_relative(&path) {
-            walk_err.get_or_insert_with(|| path.display().to_string());
-            return git2::TreeWalkResult::Abort;
-        }
-        entries.push(Entry {
-            path,
-            kind,
-            oid: e.id(),
-        });
-        git2::TreeWalkResult::Ok
-    })
-    .map_err(read_err(tree.id().to_string()))
-    .or_else(|e| if walk_err.is_some() { Ok(()) } else { Err(e) })?;
-    if let Some(path) = walk_err {
-        return Err(GitError::ReadObject {
-            oid: tree.id().to_string(),
-            source: git2::Error::from_str(&format!("unsafe path {path:?} in tree")),
-        }
-        .into());
-    }
-
     let odb = repo.odb().map_err(read_err(tree.id().to_string()))?;
-    let mut sourceignores = Vec::new();
-    for e in entries.iter().filter(|e| {
-        e.path.file_name() == Some(std::ffi::OsStr::new(crate::source::ignore::SOURCEIGNORE))
-    }) {
-        let blob = odb.read(e.oid).map_err(read_err(e.oid.to_string()))?;
-        let dir = e.path.parent().unwrap_or(Path::new("")).to_owned();
-        sourceignores.push((dir, String::from_utf8_lossy(blob.data()).into_owned()));
-    }
-    let rules = IgnoreRules::new(spec_ignore, &sourceignores).map_err(ArtifactError::from)?;
-
-    let mut keep = Vec::new();
-    let mut size = 0u64;
-    for e in entries {
-        let is_dir = false;
-        if e.kind == EntryKind::Submodule || rules.is_ignored(&e.path, is_dir) {
-            continue;
-        }
-        let (len, _) = odb
-            .read_header(e.oid)
-            .map_err(read_err(e.oid.to_string()))?;
-        size += len as u64;
-        keep.push(e);
-    }
-    store.check_size(size)?;
+    let rules = IgnoreRules::new(spec_ignore, &[]).map_err(ArtifactError::from)?;
+    let (keep, size) = collect(&repo, &odb, tree.id(), rules, store, deadline)?;
 
     let staging = store.staging()?;
     let mut digest = ContentDigest::default();
     for e in &keep {
+        deadline.check()?;
         let blob = odb.read(e.oid).map_err(read_err(e.oid.to_string()))?;
         let dest = staging.path().join(&e.path);
         let write_err = |source| ArtifactError::Write {

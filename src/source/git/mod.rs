@@ -1,9 +1,10 @@
 //! Talking to Git remotes and the local object cache through libgit2: listing refs and fetching.
 //! Does network and disk I/O; every libgit2 call in `git/` runs under `spawn_blocking`.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, LazyLock, Mutex, OnceLock};
 use std::time::Duration;
 
 use git2::{Direction, FetchOptions, Oid, Repository};
@@ -18,7 +19,9 @@ mod objects;
 
 use callbacks::CallbackFailure;
 pub use export::{ExportError, export_artifact};
-pub use objects::{SignedObjects, SignedPayload, TagObject, list_local_refs, read_signed_objects};
+pub use objects::{
+    SignedObjects, SignedPayload, TagHeaders, TagObject, list_local_refs, read_signed_objects,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum GitError {
@@ -73,6 +76,75 @@ pub enum GitError {
     },
     #[error("the blocking Git task stopped unexpectedly")]
     Join(#[source] tokio::task::JoinError),
+    #[error(
+        "the Git object cache at {path} is still in use by an earlier operation after {timeout:?}"
+    )]
+    CacheBusy { path: PathBuf, timeout: Duration },
+    #[error(
+        "refusing to send the {what} of the Secret to {url} in the clear; use https:// or ssh://, or set spec.insecure: true to allow it"
+    )]
+    InsecureCredentials { url: String, what: &'static str },
+    #[error("{url} redirected to {to}; credentials are only sent to the URL's own host")]
+    CrossHostCredentials { url: String, to: String },
+    #[error("setting libgit2's network timeouts failed")]
+    Configure(#[source] git2::Error),
+}
+
+/// How long libgit2 waits for a connection, and for data on an open connection, unless
+/// [`configure_network_timeouts`] said otherwise first. Without them a server that accepts and
+/// then stays silent holds a blocking thread (and the cache it writes) forever.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+pub const READ_TIMEOUT: Duration = Duration::from_secs(60);
+
+static NETWORK_TIMEOUTS: OnceLock<Result<(), String>> = OnceLock::new();
+
+/// Sets libgit2's process-wide connect and read timeouts, once: the first call wins (the first
+/// network operation makes it with the defaults). Later calls return the first call's result.
+pub fn configure_network_timeouts(connect: Duration, read: Duration) -> Result<(), GitError> {
+    NETWORK_TIMEOUTS
+        .get_or_init(|| set_network_timeouts(connect, read).map_err(|e| e.message().to_owned()))
+        .clone()
+        .map_err(|message| GitError::Configure(git2::Error::from_str(&message)))
+}
+
+#[allow(unsafe_code)]
+fn set_network_timeouts(connect: Duration, read: Duration) -> Result<(), git2::Error> {
+    let ms = |d: Duration| i32::try_from(d.as_millis()).unwrap_or(i32::MAX).max(1);
+    // SAFETY: git_libgit2_opts writes process-wide settings that are not synchronised with
+    // network operations in flight. This runs exactly once (behind the OnceLock above), before
+    // the first network operation of the process, which calls it.
+    unsafe {
+        git2::opts::set_server_connect_timeout_in_milliseconds(ms(connect))?;
+        git2::opts::set_server_timeout_in_milliseconds(ms(read))?;
+    }
+    Ok(())
+}
+
+/// One lock per cache directory, shared by every operation of the process on it.
+static CACHE_LOCKS: LazyLock<Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>> =
+    LazyLock::new(Mutex::default);
+
+/// Exclusive use of one Git object cache. A blocking Git call keeps a clone until it really
+/// ends, so a fetch that outlived its timeout still holds the cache and a later poll waits
+/// instead of working in a cache that is being written.
+#[derive(Clone)]
+pub struct CacheLock(#[allow(dead_code)] Arc<tokio::sync::OwnedMutexGuard<()>>);
+
+impl CacheLock {
+    /// Waits up to `timeout` for the cache at `path`.
+    pub async fn acquire(path: &Path, timeout: Duration) -> Result<CacheLock, GitError> {
+        let mutex = {
+            let mut locks = CACHE_LOCKS.lock().unwrap_or_else(|e| e.into_inner());
+            locks.entry(path.to_owned()).or_default().clone()
+        };
+        match tokio::time::timeout(timeout, mutex.lock_owned()).await {
+            Ok(guard) => Ok(CacheLock(Arc::new(guard))),
+            Err(_) => Err(GitError::CacheBusy {
+                path: path.to_owned(),
+                timeout,
+            }),
+        }
+    }
 }
 
 impl GitError {
@@ -80,7 +152,11 @@ impl GitError {
     pub fn is_auth(&self) -> bool {
         matches!(
             self,
-            GitError::Authenticate { .. } | GitError::HostKey { .. } | GitError::Certificate { .. }
+            GitError::Authenticate { .. }
+                | GitError::HostKey { .. }
+                | GitError::Certificate { .. }
+                | GitError::InsecureCredentials { .. }
+                | GitError::CrossHostCredentials { .. }
         )
     }
 }
@@ -137,6 +213,8 @@ pub struct GitRemote {
     pub url: RemoteUrl,
     pub credentials: Credentials,
     pub timeout: Duration,
+    /// Send basic auth and bearer tokens over plain `http://` and `git://` too.
+    pub insecure: bool,
 }
 
 impl GitRemote {
@@ -153,17 +231,36 @@ impl GitRemote {
     }
 
     /// Fetches into the bare cache repository at `cache`, shallow where the ref kind allows.
-    pub async fn fetch(&self, cache: &Path, plan: FetchPlan) -> Result<Fetched, GitError> {
+    /// `lock` is the caller's hold on the cache; the blocking fetch keeps it until it ends.
+    pub async fn fetch(
+        &self,
+        cache: &Path,
+        plan: FetchPlan,
+        lock: &CacheLock,
+    ) -> Result<Fetched, GitError> {
         let this = self.clone();
         let cache = cache.to_owned();
-        self.run(move |cancel| this.fetch_blocking(&cache, &plan, &cancel))
-            .await
+        let lock = lock.clone();
+        self.run(move |cancel| {
+            let _held = lock;
+            this.fetch_blocking(&cache, &plan, &cancel)
+        })
+        .await
     }
 
     async fn run<T: Send + 'static>(
         &self,
         work: impl FnOnce(Arc<AtomicBool>) -> Result<T, GitError> + Send + 'static,
     ) -> Result<T, GitError> {
+        configure_network_timeouts(CONNECT_TIMEOUT, READ_TIMEOUT)?;
+        if let Some(what) = super::credentials::sent_in_clear(&self.url, &self.credentials)
+            && !self.insecure
+        {
+            return Err(GitError::InsecureCredentials {
+                url: self.url.to_string(),
+                what,
+            });
+        }
         let cancel = Arc::new(AtomicBool::new(false));
         let task = tokio::task::spawn_blocking({
             let cancel = cancel.clone();
@@ -300,6 +397,10 @@ impl GitRemote {
         let mut opts = FetchOptions::new();
         opts.remote_callbacks(self.callbacks(cancel.clone(), failure.clone())?);
         opts.download_tags(git2::AutotagOption::None);
+        if self.credentials.basic.is_some() || self.credentials.bearer_token.is_some() {
+            // A header or password must never follow a redirect to another host.
+            opts.follow_redirects(git2::RemoteRedirect::None);
+        }
         if shallow {
             opts.depth(1);
         }

@@ -58,9 +58,40 @@ pub struct SignedPayload {
 /// What the fetched reference points at, for tag verification.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TagObject {
-    Annotated(SignedPayload),
+    Annotated {
+        payload: SignedPayload,
+        /// The tag object's own `object` and `tag` headers: what it was signed for.
+        headers: TagHeaders,
+    },
     Lightweight,
     NotATag,
+}
+
+/// The `object` and `tag` headers of an annotated tag: the object it tags and its name, as
+/// signed. A signed tag is only good for that object under that name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TagHeaders {
+    pub object: Option<String>,
+    pub tag: Option<String>,
+}
+
+impl TagHeaders {
+    /// Reads the headers (the lines before the first empty line) of a raw tag object.
+    pub fn parse(raw: &[u8]) -> TagHeaders {
+        let mut headers = TagHeaders::default();
+        for line in raw.split(|&b| b == b'\n') {
+            if line.is_empty() {
+                break;
+            }
+            let text = String::from_utf8_lossy(line);
+            if let Some(v) = text.strip_prefix("object ") {
+                headers.object.get_or_insert_with(|| v.to_owned());
+            } else if let Some(v) = text.strip_prefix("tag ") {
+                headers.tag.get_or_insert_with(|| v.to_owned());
+            }
+        }
+        headers
+    }
 }
 
 /// The commit and (if any) tag objects of a fetched revision.
@@ -133,7 +164,10 @@ fn read_signed_blocking(
                     .find_tag(target)
                     .ok()
                     .and_then(|t| t.tagger().and_then(|s| s.email().ok().map(str::to_owned)));
-                TagObject::Annotated(split_tag_signature(obj.data(), tagger))
+                TagObject::Annotated {
+                    payload: split_tag_signature(obj.data(), tagger),
+                    headers: TagHeaders::parse(obj.data()),
+                }
             } else {
                 TagObject::Lightweight
             }
@@ -145,21 +179,27 @@ fn read_signed_blocking(
     })
 }
 
-/// Splits a raw tag object into the signed part and the trailing signature.
+/// Splits a raw tag object into the signed part and the trailing signature. As git does, the
+/// signature starts at the last line that opens an armour block: a message that quotes an
+/// armour line cannot move what the signature covers.
 fn split_tag_signature(raw: &[u8], email: Option<String>) -> SignedPayload {
     const MARKERS: [&[u8]; 3] = [
         b"-----BEGIN PGP SIGNATURE-----",
         b"-----BEGIN SSH SIGNATURE-----",
         b"-----BEGIN PGP MESSAGE-----",
     ];
-    let start = MARKERS
-        .iter()
-        .filter_map(|m| {
-            raw.windows(m.len())
-                .position(|w| w == *m)
-                .filter(|&i| i == 0 || raw[i - 1] == b'\n')
-        })
-        .min();
+    let mut start = None;
+    let mut line_start = 0;
+    while line_start < raw.len() {
+        let line = &raw[line_start..];
+        if MARKERS.iter().any(|m| line.starts_with(m)) {
+            start = Some(line_start);
+        }
+        line_start = match line.iter().position(|&b| b == b'\n') {
+            Some(end) => line_start + end + 1,
+            None => raw.len(),
+        };
+    }
     match start {
         Some(i) => SignedPayload {
             signature: Some(raw[i..].to_vec()),
@@ -190,5 +230,35 @@ mod tests {
         );
         let unsigned = split_tag_signature(b"object abc\n\nmsg\n", None);
         assert_eq!(unsigned.signature, None);
+    }
+
+    #[test]
+    fn the_last_armour_block_is_the_signature() {
+        let raw = b"object abc\ntag v1\n\nmsg quoting\n-----BEGIN PGP SIGNATURE-----\nfake\n-----END PGP SIGNATURE-----\nmore\n-----BEGIN PGP SIGNATURE-----\nreal\n-----END PGP SIGNATURE-----\n";
+        let p = split_tag_signature(raw, None);
+        assert!(
+            p.signed_data.ends_with(b"more\n"),
+            "{:?}",
+            String::from_utf8_lossy(&p.signed_data)
+        );
+        assert_eq!(
+            p.signature.unwrap(),
+            b"-----BEGIN PGP SIGNATURE-----\nreal\n-----END PGP SIGNATURE-----\n"
+        );
+        // An armour line in the middle of a line is not one.
+        let p = split_tag_signature(b"object a\n\nsay -----BEGIN PGP SIGNATURE-----\n", None);
+        assert_eq!(p.signature, None);
+    }
+
+    #[test]
+    fn tag_headers_are_read_from_the_header_block_only() {
+        let raw = b"object 0123\ntype commit\ntag v1.0.0\ntagger A <a@x> 1 +0000\n\ntag v9\nobject 9999\n";
+        assert_eq!(
+            TagHeaders::parse(raw),
+            TagHeaders {
+                object: Some("0123".into()),
+                tag: Some("v1.0.0".into())
+            }
+        );
     }
 }

@@ -7,7 +7,7 @@ mod ssh;
 
 use std::fmt;
 
-use super::git::{SignedObjects, SignedPayload, TagObject};
+use super::git::{SignedObjects, SignedPayload, TagHeaders, TagObject};
 
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyError {
@@ -185,6 +185,32 @@ pub enum Untrusted {
     LightweightTag(String),
     #[error("the reference is not a tag; modes Tag and TagAndHEAD need a tag or semver reference")]
     NotATag,
+    #[error(
+        "tag {name} was signed as tag {signed_name:?} of object {signed_object:?}, not as {name} of commit {commit}; a signed tag is only good for the name and commit it was made for"
+    )]
+    TagMismatch {
+        name: String,
+        commit: String,
+        signed_name: String,
+        signed_object: String,
+    },
+}
+
+/// Whether an annotated tag's own headers say it tags `commit` under `name` (pure). Otherwise
+/// an old signed tag moved to a new name (or a new name pointed at an old signed tag object)
+/// would pass as a signed release.
+pub fn tag_binding(headers: &TagHeaders, name: &str, commit: &str) -> Result<(), Untrusted> {
+    let object = headers.object.as_deref().unwrap_or_default();
+    let tag = headers.tag.as_deref().unwrap_or_default();
+    if object == commit && tag == name {
+        return Ok(());
+    }
+    Err(Untrusted::TagMismatch {
+        name: name.to_owned(),
+        commit: commit.to_owned(),
+        signed_name: tag.to_owned(),
+        signed_object: object.to_owned(),
+    })
 }
 
 /// A good signature by a trusted key.
@@ -210,7 +236,10 @@ pub async fn verify(
         match &objects.tag {
             TagObject::NotATag => return Ok(Err(Untrusted::NotATag)),
             TagObject::Lightweight => return Ok(Err(Untrusted::LightweightTag(tag))),
-            TagObject::Annotated(payload) => {
+            TagObject::Annotated { payload, headers } => {
+                if let Err(u) = tag_binding(headers, &tag, commit) {
+                    return Ok(Err(u));
+                }
                 match verify_payload(payload, Subject::Tag(tag), keys).await? {
                     Ok(s) => signers.push(s),
                     Err(u) => return Ok(Err(u)),
@@ -298,6 +327,22 @@ mod tests {
             VerifyMode::TagAndHead
         );
         assert!(VerifyMode::parse("strict").is_err());
+    }
+
+    #[test]
+    fn a_tag_is_bound_to_its_signed_name_and_commit() {
+        let headers = |object: &str, tag: &str| TagHeaders {
+            object: Some(object.into()),
+            tag: Some(tag.into()),
+        };
+        assert!(tag_binding(&headers("abc", "v1.0.0"), "v1.0.0", "abc").is_ok());
+        let renamed = tag_binding(&headers("abc", "v1.0.0"), "v2.0.0", "abc").unwrap_err();
+        assert!(
+            renamed.to_string().contains("signed as tag \"v1.0.0\""),
+            "{renamed}"
+        );
+        assert!(tag_binding(&headers("abc", "v1.0.0"), "v1.0.0", "def").is_err());
+        assert!(tag_binding(&TagHeaders::default(), "v1.0.0", "abc").is_err());
     }
 
     #[test]
