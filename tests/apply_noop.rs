@@ -23,8 +23,8 @@ const RESOURCES: &[&str] = &[
     "podtemplates",
 ];
 
-/// Requests per (verb, resource) for the resources above, main resource only, real (not dry-run).
-/// Server-side apply counts as verb APPLY.
+/// Requests per (verb, resource) for the resources above, main resource only. Server-side apply
+/// counts as verb APPLY; dry runs count under their verb with a `DRYRUN-` prefix.
 async fn requests(client: &Client) -> BTreeMap<(String, String), f64> {
     let request = http::Request::get("/metrics").body(Vec::new()).unwrap();
     let text = client.request_text(request).await.expect("GET /metrics");
@@ -41,10 +41,11 @@ async fn requests(client: &Client) -> BTreeMap<(String, String), f64> {
         let (Some(verb), Some(resource)) = (label("verb"), label("resource")) else {
             continue;
         };
-        if RESOURCES.contains(&resource.as_str())
-            && label("dry_run").as_deref() == Some("")
-            && label("subresource").as_deref() == Some("")
-        {
+        if RESOURCES.contains(&resource.as_str()) && label("subresource").as_deref() == Some("") {
+            let verb = match label("dry_run").as_deref() {
+                Some("") | None => verb,
+                Some(_) => format!("DRYRUN-{verb}"),
+            };
             *counts.entry((verb, resource)).or_insert(0.0) += value.parse::<f64>().unwrap();
         }
     }
@@ -130,6 +131,24 @@ async fn a_no_op_apply_makes_zero_write_requests() {
         .map(|(v, r)| format!("{v} {r}: {}", delta(v, r)))
         .collect();
     assert!(made.is_empty(), "the no-op apply wrote: {made:?}");
+    // Nor does it ask for dry runs: every object's live state already holds its manifest.
+    let asked: Vec<String> = RESOURCES
+        .iter()
+        .flat_map(|r| ["DRYRUN-APPLY", "DRYRUN-PATCH"].map(|v| (v, *r)))
+        .filter(|(v, r)| delta(v, r) > 0.0)
+        .map(|(v, r)| format!("{v} {r}: {}", delta(v, r)))
+        .collect();
+    assert!(asked.is_empty(), "the no-op apply dry-ran: {asked:?}");
+    // In all: one LIST for each kind with several objects, one GET for each other object, one
+    // for the inventory.
+    let total: f64 = after
+        .iter()
+        .map(|(k, v)| v - before.get(k).copied().unwrap_or(0.0))
+        .sum();
+    assert!(
+        total <= 8.0,
+        "{total} requests for a no-op of 25 objects: {after:?} / {before:?}"
+    );
     // And it reads little: the ten ConfigMaps and ten Secrets are listed, not fetched one by one
     // (the one ConfigMap GET is the inventory).
     let reads = format!(

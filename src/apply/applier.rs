@@ -1,7 +1,8 @@
-//! Server-side apply of a set of objects: validate everything the API server can validate with a
-//! dry run before the first write, then apply in stages (definitions, classes, the rest),
+//! Server-side apply of a set of objects: decide every object the API server can validate before
+//! the first write (settled from what was read when the live object already holds the manifest,
+//! validated with a dry run otherwise), then apply in stages (definitions, classes, the rest),
 //! concurrently within a stage, writing only objects whose dry-run result differs from the live
-//! object. Does I/O (the API server); the decisions come from `plan` and `order`.
+//! object. Does I/O (the API server); the decisions come from `plan`, `unchanged` and `order`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -14,12 +15,13 @@ use kube::{Api, Client};
 use serde_json::Value;
 
 use super::changeset::{Action, ChangeSet};
-use super::desired::Desired;
+use super::desired::{Desired, Verdict, Yielded};
 use super::discovery::{Discovery, DiscoveryError};
 use super::handoff::HandoffRef;
 use super::inventory::ObjectId;
 use super::order::{Stage, rank_of, stage_of};
-use super::plan::{self, FIELD_MANAGER, SsaMode};
+use super::plan::{self, FIELD_MANAGER};
+use super::validate::DryRun;
 use crate::runtime::crash;
 use crate::runtime::metrics::count_apply;
 
@@ -176,11 +178,12 @@ impl Applier {
         objects: Vec<Value>,
         options: &ApplyOptions,
     ) -> Result<ChangeSet, ApplyFailure> {
-        // Everything the API server can validate now is validated before the first write. The
-        // rest (kinds from CRDs and namespaces created by this very set) is validated at its
-        // stage, before that stage writes anything.
+        // Everything the API server can validate now is decided (settled from what was read, or
+        // validated with a dry run) before the first write. The rest (kinds from CRDs and
+        // namespaces created by this very set) is decided at its stage, before that stage writes
+        // anything.
         let mut desired = self
-            .validated_up_front(objects, options)
+            .decided_up_front(objects, options)
             .await
             .map_err(ApplyFailure::before_any_write)?;
 
@@ -209,21 +212,20 @@ impl Applier {
             let pending: Vec<usize> = indices
                 .iter()
                 .copied()
-                .filter(|&i| desired[i].dry_run.is_none())
+                .filter(|&i| desired[i].verdict.is_none())
                 .collect();
-            self.validate(&mut desired, &pending, options)
+            let mut live = self
+                .read_live_set(&desired, &pending)
+                .await
+                .map_err(|e| fail(&changeset, e))?;
+            self.decide(&mut desired, &pending, &mut live, options)
                 .await
                 .map_err(|e| fail(&changeset, e))?;
 
-            let mut listed = self
-                .list_live(&desired, &indices)
-                .await
-                .map_err(|e| fail(&changeset, e))?;
             let results: Vec<(usize, Outcome)> = stream::iter(indices.iter().copied())
                 .map(|i| {
                     let d = &desired[i];
-                    let prefetched = listed.remove(&i);
-                    async move { (i, self.apply_one(d, prefetched, options).await) }
+                    async move { (i, self.apply_one(d, options).await) }
                 })
                 .buffer_unordered(options.concurrency.max(1))
                 .collect()
@@ -263,32 +265,29 @@ impl Applier {
         Ok(changeset)
     }
 
-    /// Applies one object; `prefetched` is its live state when already read (listed).
-    async fn apply_one(
-        &self,
-        d: &Desired,
-        prefetched: Option<Option<Value>>,
-        options: &ApplyOptions,
-    ) -> Outcome {
-        if d.policy.reconcile_disabled {
-            return Ok((
-                Action::Skipped,
-                Some("reconcile disabled by annotation".into()),
-            ));
-        }
-        if d.policy.ssa == SsaMode::Ignore {
-            return Ok((Action::Skipped, Some("ssa: Ignore".into())));
-        }
-        let live = match prefetched {
-            Some(live) => live,
-            None => self.read_live(d).await?,
+    /// Writes one decided object, if its verdict asks for a write, and tells the hand-off (if
+    /// any) what was applied.
+    async fn apply_one(&self, d: &Desired, options: &ApplyOptions) -> Outcome {
+        let handoff = options.handoff.as_ref();
+        let (mut action, exists, fresh, takeover, yielded) = match d.verdict.clone() {
+            Some(Verdict::Settled(action, message)) => {
+                if let (Action::Unchanged, Some(handoff)) = (action, handoff) {
+                    handoff.handed(&d.id, &d.object, None);
+                }
+                return Ok((action, message));
+            }
+            Some(Verdict::Validated {
+                action,
+                exists,
+                fresh,
+                takeover,
+                yielded,
+            }) => (action, exists, fresh, takeover, yielded),
+            None => unreachable!("every object is decided before its stage writes"),
         };
         let api = self.api(d);
-        if d.policy.ssa == SsaMode::IfNotPresent && live.is_some() {
-            return Ok((Action::Skipped, Some("exists; ssa: IfNotPresent".into())));
-        }
         let params = PatchParams::apply(FIELD_MANAGER).force();
-        if d.recreate && live.is_some() {
+        if d.recreate && exists {
             self.delete_and_wait(&api, d, options).await?;
             count_apply(
                 "apply",
@@ -304,50 +303,39 @@ impl Applier {
                 Some("recreated: immutable fields changed".into()),
             ));
         }
-        let mut took_over = false;
-        if d.policy.ssa == SsaMode::Override
-            && let Some(live) = &live
-        {
-            let managed = live
-                .pointer("/metadata/managedFields")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default();
-            if let Some(fields) = plan::takeover(&managed) {
-                let patch = serde_json::json!([
-                    { "op": "test", "path": "/metadata/resourceVersion", "value": live.pointer("/metadata/resourceVersion") },
-                    { "op": "replace", "path": "/metadata/managedFields", "value": fields },
-                ]);
-                let patch: json_patch::Patch =
-                    serde_json::from_value(patch).expect("a valid JSON patch");
-                count_apply(
-                    "takeover",
-                    api.patch(
-                        &d.id.name,
-                        &PatchParams::default(),
-                        &Patch::<()>::Json(patch),
-                    )
-                    .await,
-                )
-                .map_err(|source| ApplyError::Takeover {
-                    id: d.id.clone(),
-                    source: Box::new(source),
-                })?;
-                took_over = true;
-            }
-        }
         // Fields an autoscaler or the analyzer owns stay theirs: the manifest without them.
-        let (object, yielded) = match &live {
-            Some(live) => self.yielding(d, live, options),
-            None => (d.object.clone(), Vec::new()),
+        let object = match &yielded {
+            Some(yielded) => &yielded.object,
+            None => &d.object,
         };
-        let dry_run = if yielded.is_empty() {
-            self.current_dry_run(d, live.as_ref()).await?
-        } else {
-            self.fresh_dry_run(d, &object).await?
-        };
-        let action = plan::decide(&dry_run, live.as_ref());
-        let handoff = options.handoff.as_ref();
+        if !fresh {
+            // Someone (a controller adding an annotation, say) changed the object between our
+            // read and the dry run: compare a fresh dry run with a fresh read.
+            action = self.redecide(d, object).await?;
+        }
+        let mut took_over = false;
+        if let Some((fields, version)) = takeover {
+            let patch = serde_json::json!([
+                { "op": "test", "path": "/metadata/resourceVersion", "value": version },
+                { "op": "replace", "path": "/metadata/managedFields", "value": fields },
+            ]);
+            let patch: json_patch::Patch =
+                serde_json::from_value(patch).expect("a valid JSON patch");
+            count_apply(
+                "takeover",
+                api.patch(
+                    &d.id.name,
+                    &PatchParams::default(),
+                    &Patch::<()>::Json(patch),
+                )
+                .await,
+            )
+            .map_err(|source| ApplyError::Takeover {
+                id: d.id.clone(),
+                source: Box::new(source),
+            })?;
+            took_over = true;
+        }
         if action == Action::Unchanged && !took_over {
             if let Some(handoff) = handoff {
                 handoff.handed(&d.id, &d.object, None);
@@ -356,7 +344,7 @@ impl Applier {
         }
         let written = count_apply(
             "apply",
-            api.patch(&d.id.name, &params, &Patch::Apply(&object)).await,
+            api.patch(&d.id.name, &params, &Patch::Apply(object)).await,
         )
         .map_err(|source| ApplyError::Apply {
             id: d.id.clone(),
@@ -366,8 +354,7 @@ impl Applier {
             let written = serde_json::to_value(written).expect("objects serialize");
             handoff.handed(&d.id, &d.object, Some(&written));
         }
-        let left =
-            (!yielded.is_empty()).then(|| format!("left {} to their owner", yielded.join(", ")));
+        let left = yielded.map(|y| format!("left {} to their owner", y.fields.join(", ")));
         Ok(match action {
             Action::Unchanged => (
                 Action::Configured,
@@ -377,21 +364,42 @@ impl Applier {
         })
     }
 
-    /// The manifest without the fields of `live` that an autoscaler (through the `scale`
-    /// subresource) or the controller the hand-off names owns at another value; and which.
-    fn yielding(&self, d: &Desired, live: &Value, options: &ApplyOptions) -> (Value, Vec<String>) {
+    /// The action of a dry run of `object` (`d`'s manifest, perhaps without yielded fields)
+    /// made now against the object as it is now.
+    async fn redecide(&self, d: &Desired, object: &Value) -> Result<Action, ApplyError> {
+        let live = self.read_live(d).await?;
+        match self.dry_run_of(d, object).await {
+            DryRun::Accepted(merged) => Ok(plan::decide(&merged, live.as_ref())),
+            DryRun::Immutable(reason) | DryRun::Rejected(reason) => {
+                Err(ApplyError::Rejected(vec![Rejection {
+                    id: d.id.clone(),
+                    reason,
+                }]))
+            }
+        }
+    }
+
+    /// The fields of `live` that an autoscaler (through the `scale` subresource) or the
+    /// controller the hand-off names owns at another value, and the manifest without them;
+    /// `None` when there are none.
+    pub(super) fn yielding(
+        &self,
+        d: &Desired,
+        live: &Value,
+        options: &ApplyOptions,
+    ) -> Option<Yielded> {
         let mut object = d.object.clone();
         let other = options
             .handoff
             .as_ref()
             .and_then(|handoff| handoff.yields_to(&d.id));
-        let yielded = plan::yield_fields(&mut object, live, |entry| {
+        let fields = plan::yield_fields(&mut object, live, |entry| {
             plan::is_autoscaler(entry)
                 || other.is_some_and(|manager| {
                     entry.get("manager").and_then(Value::as_str) == Some(manager)
                 })
         });
-        (object, yielded)
+        (!fields.is_empty()).then_some(Yielded { object, fields })
     }
 
     async fn delete_and_wait(

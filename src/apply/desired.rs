@@ -8,21 +8,57 @@ use kube::Api;
 use serde_json::Value;
 
 use super::applier::{Applier, ApplyError, ApplyOptions, OWNER_NAME_LABEL, OWNER_NAMESPACE_LABEL};
+use super::changeset::Action;
 use super::discovery::{DiscoveryError, Resolved};
 use super::inventory::{Inventory, InventoryEntry, ObjectId};
+use super::live::LiveSet;
 use super::plan::Policy;
+use super::unchanged;
 
 /// One object to apply, with what the applier has learnt about it so far.
 pub(super) struct Desired {
     pub(super) id: ObjectId,
     pub(super) version: String,
+    /// The manifest as it is applied: owner labels and digest on.
     pub(super) object: Value,
+    /// The digest stamped on `object` (see `unchanged`).
+    pub(super) digest: String,
     pub(super) policy: Policy,
     pub(super) resolved: Option<Resolved>,
-    /// The dry-run result, once validated.
-    pub(super) dry_run: Option<Value>,
+    /// What reading (and, where needed, a dry run) decided; `None` until then.
+    pub(super) verdict: Option<Verdict>,
     /// Immutable fields changed and force is allowed: delete, then create.
     pub(super) recreate: bool,
+}
+
+/// What the applier decided for one object before writing anything. Only what the write needs
+/// is kept (not the live object or the dry-run result), so memory stays small on large sets.
+#[derive(Clone, Debug)]
+pub(super) enum Verdict {
+    /// Nothing to write: the action (`Unchanged`, `Skipped`) and why.
+    Settled(Action, Option<String>),
+    /// Validated by a dry run: what applying will do, and what it needs.
+    Validated {
+        action: Action,
+        /// The object exists.
+        exists: bool,
+        /// The dry run saw the object as it was read; otherwise it changed in between, and the
+        /// write looks again.
+        fresh: bool,
+        /// kubectl's fields to take over first (`managedFields` to write, and the
+        /// resourceVersion they were read at).
+        takeover: Option<(Vec<Value>, Value)>,
+        /// Fields left to an autoscaler or the hand-off's controller, and the manifest without
+        /// them, which is what was validated and is applied.
+        yielded: Option<Yielded>,
+    },
+}
+
+/// The manifest without the fields another owner keeps, and which fields those are.
+#[derive(Clone, Debug)]
+pub(super) struct Yielded {
+    pub(super) object: Value,
+    pub(super) fields: Vec<String>,
 }
 
 impl Applier {
@@ -110,12 +146,21 @@ impl Applier {
         Ok(())
     }
 
-    /// The namespaces of `desired` that exist. A namespace the caller may not read (a tenant's
-    /// service account rarely can) counts as existing: the dry run will say if it is not.
+    /// The namespaces of `desired` that exist. Namespaces of the set already read (in `live`)
+    /// are not read again. A namespace the caller may not read (a tenant's service account rarely
+    /// can) counts as existing: the dry run will say if it is not.
     pub(super) async fn existing_namespaces(
         &self,
         desired: &[Desired],
+        live: &LiveSet,
     ) -> Result<BTreeSet<String>, ApplyError> {
+        let mut known: HashMap<&str, bool> = HashMap::new();
+        for (i, found) in live {
+            let d = &desired[*i];
+            if d.id.group.is_empty() && d.id.kind == "Namespace" {
+                known.insert(d.id.name.as_str(), found.is_some());
+            }
+        }
         let names: BTreeSet<&str> = desired
             .iter()
             .map(|d| d.id.namespace.as_str())
@@ -124,6 +169,12 @@ impl Applier {
         let api: Api<Namespace> = Api::all(self.client.clone());
         let mut existing = BTreeSet::new();
         for name in names {
+            if let Some(found) = known.get(name) {
+                if *found {
+                    existing.insert(name.to_string());
+                }
+                continue;
+            }
             let found = match api.get_opt(name).await {
                 Ok(found) => found.is_some(),
                 Err(kube::Error::Api(status)) if status.code == 403 => true,
@@ -160,7 +211,8 @@ pub(super) fn validatable(desired: &[Desired], existing: &BTreeSet<String>) -> V
         .collect()
 }
 
-/// Reads identities and policies, rejects duplicates and puts the owner labels on.
+/// Reads identities and policies, rejects duplicates, puts the owner labels on and stamps the
+/// digest.
 pub(super) fn prepare(
     objects: Vec<Value>,
     options: &ApplyOptions,
@@ -181,13 +233,16 @@ pub(super) fn prepare(
             labels[OWNER_NAMESPACE_LABEL] = Value::from(owner.namespace.as_str());
         }
         let policy = Policy::of(&object);
+        let digest = unchanged::digest(&object);
+        unchanged::stamp(&mut object, &digest);
         desired.push(Desired {
             id,
             version,
             object,
+            digest,
             policy,
             resolved: None,
-            dry_run: None,
+            verdict: None,
             recreate: false,
         });
     }

@@ -1,9 +1,11 @@
-//! Reading the live objects a stage will compare against: one LIST per kind and namespace where
-//! several objects of the set share them, so a reconcile of many objects reads in a few requests
-//! instead of one GET each, and one GET otherwise. Reads only.
+//! Reading the live objects an apply compares against: one LIST per kind and namespace where
+//! several objects of the set share them (read page by page, keeping only the set's objects), one
+//! GET each otherwise (and where the identity may not list), so that a reconcile of many objects
+//! reads in a few requests. Reads only.
 
 use std::collections::{BTreeMap, HashMap};
 
+use futures::{StreamExt, stream};
 use kube::api::ListParams;
 use serde_json::Value;
 
@@ -12,19 +14,25 @@ use super::desired::Desired;
 
 /// From this many objects of one kind in one namespace on, a LIST replaces their GETs.
 const LIST_FROM: usize = 4;
+/// Objects per page of a LIST.
+const PAGE: u32 = 500;
+/// GETs in flight at once.
+const GETS_AT_ONCE: usize = 8;
+
+/// The live state of each object read, by index into the desired set (`None`: not there).
+pub(super) type LiveSet = HashMap<usize, Option<Value>>;
 
 impl Applier {
-    /// The live objects of `indices` that share a kind and namespace with enough others to be
-    /// listed, by index (`None`: not there). Objects missing from the map are read one by one.
-    pub(super) async fn list_live(
+    /// Reads the live state of the objects at `indices` (resolved ones; others are left out).
+    pub(super) async fn read_live_set(
         &self,
         desired: &[Desired],
         indices: &[usize],
-    ) -> Result<HashMap<usize, Option<Value>>, ApplyError> {
+    ) -> Result<LiveSet, ApplyError> {
         let mut groups: BTreeMap<(String, String, String, String), Vec<usize>> = BTreeMap::new();
         for &i in indices {
             let d = &desired[i];
-            if let (Some(resolved), false) = (&d.resolved, d.policy.never_applied()) {
+            if let Some(resolved) = &d.resolved {
                 let r = &resolved.resource;
                 let key = (
                     r.group.clone(),
@@ -35,37 +43,77 @@ impl Applier {
                 groups.entry(key).or_default().push(i);
             }
         }
-        let mut live = HashMap::new();
-        for members in groups.values().filter(|m| m.len() >= LIST_FROM) {
-            let first = &desired[members[0]];
-            let api = self.api(first);
-            let list =
-                api.list(&ListParams::default())
-                    .await
-                    .map_err(|source| ApplyError::Read {
-                        id: first.id.clone(),
-                        source: Box::new(source),
-                    })?;
-            // Items of a list carry no apiVersion and kind; a GET's object does.
-            let resource = &first
-                .resolved
-                .as_ref()
-                .expect("grouped objects are resolved")
-                .resource;
-            let by_name_entry = |o: kube::api::DynamicObject| {
-                let name = o.metadata.name.clone()?;
-                let mut value = serde_json::to_value(o).ok()?;
-                value["apiVersion"] = Value::from(resource.api_version.as_str());
-                value["kind"] = Value::from(resource.kind.as_str());
-                Some((name, value))
-            };
-            let mut by_name: HashMap<String, Value> =
-                list.items.into_iter().filter_map(by_name_entry).collect();
-            for &i in members {
-                live.insert(i, by_name.remove(&desired[i].id.name));
+        let mut live = LiveSet::new();
+        let mut singles = Vec::new();
+        for members in groups.into_values() {
+            if members.len() >= LIST_FROM {
+                match self.list_into(desired, &members, &mut live).await {
+                    Ok(()) => {}
+                    // An identity allowed to get its objects but not to list their kind (a Role
+                    // with resourceNames) reads them one by one.
+                    Err(e) if is_forbidden(&e) => singles.extend(members),
+                    Err(e) => return Err(e),
+                }
+            } else {
+                singles.extend(members);
             }
         }
+        let read: Vec<(usize, Result<Option<Value>, ApplyError>)> = stream::iter(singles)
+            .map(|i| async move { (i, self.read_live(&desired[i]).await) })
+            .buffer_unordered(GETS_AT_ONCE)
+            .collect()
+            .await;
+        for (i, result) in read {
+            live.insert(i, result?);
+        }
         Ok(live)
+    }
+
+    /// Lists the kind and namespace `members` share, page by page, keeping only their objects.
+    async fn list_into(
+        &self,
+        desired: &[Desired],
+        members: &[usize],
+        live: &mut LiveSet,
+    ) -> Result<(), ApplyError> {
+        let first = &desired[members[0]];
+        let api = self.api(first);
+        let resource = &first
+            .resolved
+            .as_ref()
+            .expect("grouped objects are resolved")
+            .resource;
+        let mut wanted: HashMap<&str, usize> = members
+            .iter()
+            .map(|&i| (desired[i].id.name.as_str(), i))
+            .collect();
+        let mut params = ListParams::default().limit(PAGE);
+        loop {
+            let page = api.list(&params).await.map_err(|source| ApplyError::Read {
+                id: first.id.clone(),
+                source: Box::new(source),
+            })?;
+            for item in page.items {
+                let Some(i) = item.metadata.name.as_deref().and_then(|n| wanted.remove(n)) else {
+                    continue;
+                };
+                let mut value = serde_json::to_value(item).expect("objects serialize");
+                // Items of a list carry no apiVersion and kind; a GET's object does.
+                value["apiVersion"] = Value::from(resource.api_version.as_str());
+                value["kind"] = Value::from(resource.kind.as_str());
+                live.insert(i, Some(value));
+            }
+            match page.metadata.continue_ {
+                Some(token) if !token.is_empty() && !wanted.is_empty() => {
+                    params = params.continue_token(&token);
+                }
+                _ => break,
+            }
+        }
+        for i in wanted.into_values() {
+            live.insert(i, None);
+        }
+        Ok(())
     }
 
     /// The live state of one object, read by itself.
@@ -80,4 +128,10 @@ impl Applier {
             })?;
         Ok(found.map(|o| serde_json::to_value(o).expect("objects serialize")))
     }
+}
+
+/// Whether a read failed because the identity may not make it (HTTP 403).
+fn is_forbidden(error: &ApplyError) -> bool {
+    matches!(error, ApplyError::Read { source, .. }
+        if matches!(source.as_ref(), kube::Error::Api(status) if status.code == 403))
 }

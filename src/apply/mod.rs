@@ -1,6 +1,7 @@
 //! The applier: the only code that writes to the API server. Decisions live in pure files
-//! (`order`, `plan`, `inventory`, `changeset`, the guard and decision of `prune`, `contents::foreign`); `discovery`,
-//! `desired`, `validate`, `live`, `applier`, `prune`, `store` and `reconcile` do the I/O.
+//! (`order`, `plan`, `unchanged`, `inventory`, `changeset`, the guard and decision of `prune`,
+//! `contents::foreign`); `discovery`, `desired`, `validate`, `live`, `applier`, `prune`, `store`
+//! and `reconcile` do the I/O.
 
 pub mod applier;
 pub mod changeset;
@@ -17,4 +18,5 @@ pub mod plan;
 pub mod prune;
 pub mod reconcile;
 pub mod store;
+pub mod unchanged;
 pub mod validate;

@@ -1,5 +1,9 @@
-//! Server-side dry runs: the validation of a whole set before anything is written, and the
-//! preview `sluice diff` prints. Writes nothing.
+//! Deciding what applying each object will do before anything is written: objects whose live
+//! state already holds the manifest are settled from what was read (`unchanged`), the rest are
+//! validated with server-side dry runs, and `sluice diff` previews the same decisions. Writes
+//! nothing.
+
+use std::collections::HashMap;
 
 use futures::{StreamExt, stream};
 use kube::api::{Patch, PatchParams};
@@ -7,10 +11,12 @@ use serde_json::Value;
 
 use super::applier::{Applier, ApplyError, ApplyOptions, Rejection};
 use super::changeset::Action;
-use super::desired::{Desired, prepare, validatable};
+use super::desired::{Desired, Verdict, Yielded, prepare, validatable};
 use super::inventory::ObjectId;
+use super::live::LiveSet;
 use super::order::rank_of;
 use super::plan::{self, FIELD_MANAGER, SsaMode};
+use super::unchanged;
 
 /// What applying one object would do: the action, the live object and the server's dry-run
 /// result (the manifest itself where the server could not dry-run it yet: its namespace or kind
@@ -30,31 +36,122 @@ pub(super) enum DryRun {
     Rejected(String),
 }
 
+/// The verdict that needs no dry run, if any: objects never applied, `IfNotPresent` objects that
+/// exist, and objects whose live state already holds the manifest.
+pub(super) fn settle(d: &Desired, live: Option<&Value>) -> Option<Verdict> {
+    if d.policy.reconcile_disabled {
+        return Some(Verdict::Settled(
+            Action::Skipped,
+            Some("reconcile disabled by annotation".into()),
+        ));
+    }
+    if d.policy.ssa == SsaMode::Ignore {
+        return Some(Verdict::Settled(
+            Action::Skipped,
+            Some("ssa: Ignore".into()),
+        ));
+    }
+    let live = live?;
+    if d.policy.ssa == SsaMode::IfNotPresent {
+        return Some(Verdict::Settled(
+            Action::Skipped,
+            Some("exists; ssa: IfNotPresent".into()),
+        ));
+    }
+    if !d.recreate && unchanged::unchanged(&d.object, &d.digest, live, d.policy.ssa) {
+        return Some(Verdict::Settled(Action::Unchanged, None));
+    }
+    None
+}
+
+/// The verdict of a dry run (of the manifest, or of `yielded`'s object) accepted for an object
+/// whose live state is `live`.
+fn validated(
+    d: &Desired,
+    dry_run: &Value,
+    live: Option<&Value>,
+    yielded: Option<Yielded>,
+) -> Verdict {
+    let version = |v: &Value| v.pointer("/metadata/resourceVersion").cloned();
+    let takeover = match live {
+        Some(live) if d.policy.ssa == SsaMode::Override => {
+            let managed = live
+                .pointer("/metadata/managedFields")
+                .and_then(Value::as_array)
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            plan::takeover(managed).map(|fields| (fields, version(live).unwrap_or(Value::Null)))
+        }
+        _ => None,
+    };
+    Verdict::Validated {
+        action: plan::decide(dry_run, live),
+        exists: live.is_some(),
+        fresh: live.is_none_or(|live| version(live) == version(dry_run)),
+        takeover,
+        yielded,
+    }
+}
+
 impl Applier {
-    /// Dry-runs the given objects concurrently. Any rejection fails the whole set, naming every
-    /// rejected object; immutable-field changes are allowed only where force is on.
-    pub(super) async fn validate(
+    /// Settles what needs no dry run and dry-runs the rest of `indices` concurrently, comparing
+    /// each result with the object's state in `live` (entries are consumed). Any rejection fails
+    /// the whole set, naming every rejected object; immutable-field changes are allowed only where
+    /// force is on.
+    pub(super) async fn decide(
         &self,
         desired: &mut [Desired],
         indices: &[usize],
+        live: &mut LiveSet,
         options: &ApplyOptions,
     ) -> Result<(), ApplyError> {
-        let outcomes: Vec<(usize, DryRun)> = stream::iter(indices.iter().copied())
+        let mut to_validate = Vec::new();
+        for &i in indices {
+            let found = live.get(&i).and_then(Option::as_ref);
+            match settle(&desired[i], found) {
+                Some(verdict) => {
+                    desired[i].verdict = Some(verdict);
+                    live.remove(&i);
+                }
+                None => to_validate.push(i),
+            }
+        }
+        // Fields an autoscaler or the hand-off's controller owns are left out of what is
+        // validated and applied.
+        let yielded: HashMap<usize, Yielded> = to_validate
+            .iter()
+            .filter_map(|&i| {
+                let found = live.get(&i).and_then(Option::as_ref)?;
+                Some((i, self.yielding(&desired[i], found, options)?))
+            })
+            .collect();
+        let outcomes: Vec<(usize, DryRun)> = stream::iter(to_validate)
             .map(|i| {
                 let d = &desired[i];
-                async move { (i, self.dry_run(d).await) }
+                let object = yielded.get(&i).map_or(&d.object, |y| &y.object);
+                async move { (i, self.dry_run_of(d, object).await) }
             })
             .buffer_unordered(options.concurrency.max(1))
             .collect()
             .await;
         let mut rejected = Vec::new();
         for (i, outcome) in outcomes {
+            let found = live.remove(&i).flatten();
             let d = &mut desired[i];
             match outcome {
-                DryRun::Accepted(result) => d.dry_run = Some(result),
+                DryRun::Accepted(result) => {
+                    let yielded = yielded.get(&i).cloned();
+                    d.verdict = Some(validated(d, &result, found.as_ref(), yielded));
+                }
                 DryRun::Immutable(_) if options.force || d.policy.force => {
                     d.recreate = true;
-                    d.dry_run = Some(d.object.clone());
+                    d.verdict = Some(Verdict::Validated {
+                        action: Action::Configured,
+                        exists: found.is_some(),
+                        fresh: true,
+                        takeover: None,
+                        yielded: None,
+                    });
                 }
                 DryRun::Immutable(reason) => rejected.push(Rejection {
                     id: d.id.clone(),
@@ -76,7 +173,7 @@ impl Applier {
     }
 
     /// A dry run of `object` in place of `d`'s manifest.
-    async fn dry_run_of(&self, d: &Desired, object: &Value) -> DryRun {
+    pub(super) async fn dry_run_of(&self, d: &Desired, object: &Value) -> DryRun {
         if d.policy.never_applied() {
             return DryRun::Accepted(object.clone());
         }
@@ -117,57 +214,31 @@ impl Applier {
             Err(other) => DryRun::Rejected(other.to_string()),
         }
     }
-}
 
-impl Applier {
-    /// The dry-run result to compare with `live`: the one from validation when it was made from
-    /// this very version of the object, a fresh one when someone (a controller adding an
-    /// annotation, say) changed the object since.
-    pub(super) async fn current_dry_run(
-        &self,
-        d: &Desired,
-        live: Option<&Value>,
-    ) -> Result<Value, ApplyError> {
-        let validated = d.dry_run.clone().expect("validated before apply");
-        let version = |v: &Value| v.pointer("/metadata/resourceVersion").cloned();
-        let Some(live) = live else {
-            return Ok(validated);
-        };
-        if d.recreate || version(live) == version(&validated) {
-            return Ok(validated);
-        }
-        self.fresh_dry_run(d, &d.object).await
-    }
-
-    /// A new dry run of `object` (the manifest of `d`, perhaps without yielded fields).
-    pub(super) async fn fresh_dry_run(
-        &self,
-        d: &Desired,
-        object: &Value,
-    ) -> Result<Value, ApplyError> {
-        match self.dry_run_of(d, object).await {
-            DryRun::Accepted(fresh) => Ok(fresh),
-            DryRun::Immutable(reason) | DryRun::Rejected(reason) => {
-                Err(ApplyError::Rejected(vec![Rejection {
-                    id: d.id.clone(),
-                    reason,
-                }]))
-            }
-        }
-    }
-
-    /// Reads identities and policies, resolves kinds, and dry-runs every object the API server
-    /// can validate now (kind known, namespace existing): the start of both `apply` and `preview`.
-    pub(super) async fn validated_up_front(
+    /// Reads identities and policies, resolves kinds, reads the live objects and decides every
+    /// object the API server can validate now (kind known, namespace existing): the start of
+    /// `apply`. Cluster-scoped objects are read first, so that namespaces of the set need no read
+    /// of their own.
+    pub(super) async fn decided_up_front(
         &self,
         objects: Vec<Value>,
         options: &ApplyOptions,
     ) -> Result<Vec<Desired>, ApplyError> {
         let mut desired = prepare(objects, options)?;
         self.resolve_known(&mut desired).await?;
-        let existing = self.existing_namespaces(&desired).await?;
+        let (cluster, namespaced): (Vec<usize>, Vec<usize>) = (0..desired.len())
+            .filter(|&i| desired[i].resolved.is_some())
+            .partition(|&i| desired[i].id.namespace.is_empty());
+        let mut live = self.read_live_set(&desired, &cluster).await?;
+        let existing = self.existing_namespaces(&desired, &live).await?;
         let ready = validatable(&desired, &existing);
-        self.validate(&mut desired, &ready, options).await?;
+        let readable: Vec<usize> = namespaced
+            .into_iter()
+            .filter(|&i| existing.contains(&desired[i].id.namespace))
+            .collect();
+        live.extend(self.read_live_set(&desired, &readable).await?);
+        self.decide(&mut desired, &ready, &mut live, options)
+            .await?;
         Ok(desired)
     }
 
@@ -178,36 +249,43 @@ impl Applier {
         objects: Vec<Value>,
         options: &ApplyOptions,
     ) -> Result<Vec<Preview>, ApplyError> {
-        let mut desired = self.validated_up_front(objects, options).await?;
+        let mut desired = prepare(objects, options)?;
+        self.resolve_known(&mut desired).await?;
         desired.sort_by_key(|d| (rank_of(&d.id.group, &d.id.kind), d.id.clone()));
         let all: Vec<usize> = (0..desired.len()).collect();
-        let mut listed = self.list_live(&desired, &all).await?;
+        let mut live = self.read_live_set(&desired, &all).await?;
+        let existing = self.existing_namespaces(&desired, &live).await?;
+        let ready = validatable(&desired, &existing);
         let mut previews = Vec::with_capacity(desired.len());
-        for (i, d) in desired.into_iter().enumerate() {
-            let live = match (listed.remove(&i), &d.resolved) {
-                _ if d.policy.never_applied() => None,
-                (Some(live), _) => live,
-                (None, Some(_)) => self.read_live(&d).await?,
-                (None, None) => None,
-            };
-            let (action, merged) = match (&d.dry_run, &live) {
-                _ if d.policy.never_applied() => (Action::Skipped, d.object),
-                (_, Some(_)) if d.policy.ssa == SsaMode::IfNotPresent => {
-                    (Action::Skipped, d.object)
-                }
-                _ if d.recreate => (Action::Configured, d.object),
-                (Some(_), live) => {
-                    let merged = self.current_dry_run(&d, live.as_ref()).await?;
-                    (plan::decide(&merged, live.as_ref()), merged)
-                }
-                (None, _) => (Action::Created, d.object),
+        let mut rejected = Vec::new();
+        for (i, d) in desired.iter().enumerate() {
+            let live = live.remove(&i).flatten();
+            let (action, merged) = match settle(d, live.as_ref()) {
+                Some(Verdict::Settled(action, _)) => (action, d.object.clone()),
+                _ if !ready.contains(&i) => (Action::Created, d.object.clone()),
+                _ => match self.dry_run(d).await {
+                    DryRun::Accepted(merged) => (plan::decide(&merged, live.as_ref()), merged),
+                    DryRun::Immutable(_) if options.force || d.policy.force => {
+                        (Action::Configured, d.object.clone())
+                    }
+                    DryRun::Immutable(reason) | DryRun::Rejected(reason) => {
+                        rejected.push(Rejection {
+                            id: d.id.clone(),
+                            reason,
+                        });
+                        continue;
+                    }
+                },
             };
             previews.push(Preview {
-                id: d.id,
+                id: d.id.clone(),
                 action,
                 live,
                 merged,
             });
+        }
+        if !rejected.is_empty() {
+            return Err(ApplyError::Rejected(rejected));
         }
         Ok(previews)
     }

@@ -43,6 +43,10 @@ pub struct Args {
     /// How long --wait waits (and CRDs may take to be Established), e.g. 90s or 5m.
     #[arg(long, default_value = "5m", value_parser = duration::parse)]
     pub timeout: Duration,
+
+    /// API requests the applier keeps in flight at once (dry runs, reads, applies).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub concurrency: u16,
 }
 
 /// Who owns the applied objects: `sluice apply` and `sluice diff` name the set alike.
@@ -87,6 +91,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         apply: ApplyOptions {
             force: args.force,
             crd_timeout: args.timeout,
+            concurrency: args.concurrency.into(),
             ..Default::default()
         },
         owner: args.owner.owner(),
