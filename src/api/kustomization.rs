@@ -76,6 +76,9 @@ pub struct KustomizationSpec {
     /// Patches applied after the build (strategic merge or JSON 6902), with optional targets.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub patches: Vec<PatchReference>,
+    /// Kustomize Components added to the build, as paths relative to `path`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub components: Vec<String>,
     /// Image overrides applied after the build.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub images: Vec<ImageOverride>,

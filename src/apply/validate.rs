@@ -3,8 +3,6 @@
 //! validated with server-side dry runs, and `sluice diff` previews the same decisions. Writes
 //! nothing.
 
-use std::collections::HashMap;
-
 use futures::{StreamExt, stream};
 use kube::api::{Patch, PatchParams};
 use serde_json::Value;
@@ -35,6 +33,9 @@ pub(super) enum DryRun {
     Immutable(String),
     Rejected(String),
 }
+
+/// What validating one object gave: its verdict and whether to recreate it, or its rejection.
+type Checked = Result<(Verdict, bool), Rejection>;
 
 /// The verdict that needs no dry run, if any: objects never applied, `IfNotPresent` objects that
 /// exist, and objects whose live state already holds the manifest.
@@ -116,48 +117,56 @@ impl Applier {
                 None => to_validate.push(i),
             }
         }
-        // Fields an autoscaler or the hand-off's controller owns are left out of what is
-        // validated and applied.
-        let yielded: HashMap<usize, Yielded> = to_validate
-            .iter()
-            .filter_map(|&i| {
-                let found = live.get(&i).and_then(Option::as_ref)?;
-                Some((i, self.yielding(&desired[i], found, options)?))
-            })
+        // Each dry run's result is reduced to its verdict as soon as it arrives, so a large set
+        // never holds more than `concurrency` results at once. Fields an autoscaler or the
+        // hand-off's controller owns are left out of what is validated and applied.
+        let jobs: Vec<(usize, Option<Value>)> = to_validate
+            .into_iter()
+            .map(|i| (i, live.remove(&i).flatten()))
             .collect();
-        let outcomes: Vec<(usize, DryRun)> = stream::iter(to_validate)
-            .map(|i| {
+        let outcomes: Vec<(usize, Checked)> = stream::iter(jobs)
+            .map(|(i, found)| {
                 let d = &desired[i];
-                let object = yielded.get(&i).map_or(&d.object, |y| &y.object);
-                async move { (i, self.dry_run_of(d, object).await) }
+                async move {
+                    let yielded = found.as_ref().and_then(|l| self.yielding(d, l, options));
+                    let object = yielded.as_ref().map_or(&d.object, |y| &y.object);
+                    let outcome = match self.dry_run_of(d, object).await {
+                        DryRun::Accepted(result) => {
+                            Ok((validated(d, &result, found.as_ref(), yielded), false))
+                        }
+                        DryRun::Immutable(_) if options.force || d.policy.force => {
+                            let verdict = Verdict::Validated {
+                                action: Action::Configured,
+                                exists: found.is_some(),
+                                fresh: true,
+                                takeover: None,
+                                yielded: None,
+                            };
+                            Ok((verdict, true))
+                        }
+                        DryRun::Immutable(reason) => Err(Rejection {
+                            id: d.id.clone(),
+                            reason: format!("{reason} (set force, or annotate the object sluice.dev/force: enabled, to recreate it)"),
+                        }),
+                        DryRun::Rejected(reason) => Err(Rejection {
+                            id: d.id.clone(),
+                            reason,
+                        }),
+                    };
+                    (i, outcome)
+                }
             })
             .buffer_unordered(options.concurrency.max(1))
             .collect()
             .await;
         let mut rejected = Vec::new();
         for (i, outcome) in outcomes {
-            let found = live.remove(&i).flatten();
-            let d = &mut desired[i];
             match outcome {
-                DryRun::Accepted(result) => {
-                    let yielded = yielded.get(&i).cloned();
-                    d.verdict = Some(validated(d, &result, found.as_ref(), yielded));
+                Ok((verdict, recreate)) => {
+                    desired[i].verdict = Some(verdict);
+                    desired[i].recreate |= recreate;
                 }
-                DryRun::Immutable(_) if options.force || d.policy.force => {
-                    d.recreate = true;
-                    d.verdict = Some(Verdict::Validated {
-                        action: Action::Configured,
-                        exists: found.is_some(),
-                        fresh: true,
-                        takeover: None,
-                        yielded: None,
-                    });
-                }
-                DryRun::Immutable(reason) => rejected.push(Rejection {
-                    id: d.id.clone(),
-                    reason: format!("{reason} (set force, or annotate the object sluice.dev/force: enabled, to recreate it)"),
-                }),
-                DryRun::Rejected(reason) => rejected.push(Rejection { id: d.id.clone(), reason }),
+                Err(rejection) => rejected.push(rejection),
             }
         }
         if rejected.is_empty() {

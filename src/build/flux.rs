@@ -15,6 +15,8 @@ pub struct FluxOptions {
     /// Inline patches with optional targets.
     pub patches: Vec<PatchSpec>,
     pub images: Vec<ImageSpec>,
+    /// Components added after the directory's own (paths relative to it).
+    pub components: Vec<String>,
     /// commonMetadata.labels: set on every object's metadata (not on selectors or templates).
     pub common_labels: BTreeMap<String, String>,
     /// commonMetadata.annotations.
@@ -27,7 +29,7 @@ impl FluxOptions {
     }
 
     /// Merges these fields into a kustomization: Flux's values replace namespace, prefix and
-    /// suffix; patches and images are appended after the directory's own.
+    /// suffix; patches, images and components are appended after the directory's own.
     pub fn merge_into(&self, k: &mut Kustomization) {
         if let Some(ns) = self.target_namespace.as_ref().filter(|s| !s.is_empty()) {
             k.namespace = Some(ns.clone());
@@ -40,6 +42,7 @@ impl FluxOptions {
         }
         k.patches.extend(self.patches.iter().cloned());
         k.images.extend(self.images.iter().cloned());
+        k.components.extend(self.components.iter().cloned());
         if !self.common_labels.is_empty() {
             k.labels.push(LabelSpec {
                 pairs: self.common_labels.clone(),
@@ -77,6 +80,8 @@ pub fn from_spec(
         name_suffix: string("nameSuffix"),
         patches: serde_json::from_value(list("patches")).map_err(|e| format!("patches: {e}"))?,
         images: serde_json::from_value(list("images")).map_err(|e| format!("images: {e}"))?,
+        components: serde_json::from_value(list("components"))
+            .map_err(|e| format!("components: {e}"))?,
         common_labels: map(spec.pointer("/commonMetadata/labels"))
             .map_err(|e| format!("commonMetadata.labels: {e}"))?,
         common_annotations: map(spec.pointer("/commonMetadata/annotations"))
@@ -115,5 +120,41 @@ mod tests {
         opts.merge_into(&mut k);
         assert_eq!(k.namespace.as_deref(), Some("prod"));
         assert_eq!(k.labels[0].pairs["team"], "a");
+    }
+
+    #[test]
+    fn spec_components_join_the_build_of_a_kustomization_and_of_a_plain_directory() {
+        let repo = tempfile::tempdir().unwrap();
+        let write = |path: &str, text: &str| {
+            let file = repo.path().join(path);
+            std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+            std::fs::write(file, text).unwrap();
+        };
+        let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: app}\ndata: {a: '1'}\n";
+        write("app/cm.yaml", cm);
+        write("app/kustomization.yaml", "resources: [cm.yaml]\n");
+        write("plain/cm.yaml", cm);
+        write(
+            "components/extra/kustomization.yaml",
+            "apiVersion: kustomize.config.k8s.io/v1alpha1\nkind: Component\n\
+             patches:\n- patch: '{\"apiVersion\": \"v1\", \"kind\": \"ConfigMap\", \
+             \"metadata\": {\"name\": \"app\"}, \"data\": {\"b\": \"2\"}}'\n",
+        );
+        let spec = json!({"components": ["../components/extra"]});
+        let (flux, _) = from_spec(&spec).unwrap();
+        let options = crate::build::BuildOptions {
+            flux,
+            ..Default::default()
+        };
+        for dir in ["app", "plain"] {
+            let objects =
+                crate::build::render(repo.path(), std::path::Path::new(dir), &options).unwrap();
+            assert_eq!(objects.len(), 1, "{dir}");
+            assert_eq!(
+                objects[0].value()["data"],
+                json!({"a": "1", "b": "2"}),
+                "{dir}"
+            );
+        }
     }
 }

@@ -46,6 +46,11 @@ impl Agent {
             storage.to_str().unwrap(),
             "--watch-namespace",
             namespace,
+            // Several agents may run in one test process: no fixed ports.
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--receiver-addr",
+            "127.0.0.1:0",
         ];
         argv.extend_from_slice(flags);
         let command = AgentCommand::parse_from(argv);

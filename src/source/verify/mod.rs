@@ -11,7 +11,7 @@ use crate::git::{SignedObjects, SignedPayload, TagHeaders, TagObject};
 
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyError {
-    #[error("the verification Secret has no keys ending in .asc or .pub")]
+    #[error("the verification Secret has no keys ending in .asc, .pub or .sshpub")]
     NoKeys,
     #[error("key {name:?} is not a usable ASCII-armoured OpenPGP public key")]
     ParseOpenPgpKey { name: String },
@@ -74,7 +74,7 @@ pub struct TrustedKey {
     pub emails: Option<Vec<String>>,
 }
 
-/// The keys of a verification Secret: `*.asc` OpenPGP keys, `*.pub` SSH keys, and optional
+/// The keys of a verification Secret: `*.asc` OpenPGP keys, `*.pub` and `*.sshpub` SSH keys, and optional
 /// `<stem>.emails` files listing the committer/tagger emails each key may sign for (one per line,
 /// `*@example.com` allowed).
 #[derive(Debug, Clone, Default)]
@@ -106,7 +106,11 @@ impl TrustedKeys {
         };
         let mut keys = TrustedKeys::default();
         for (name, data) in &entries {
-            let (stem, is_pgp) = match (name.strip_suffix(".asc"), name.strip_suffix(".pub")) {
+            // `.sshpub` is what Flux's documentation names SSH keys; `.pub` is ssh-keygen's.
+            let ssh = name
+                .strip_suffix(".sshpub")
+                .or_else(|| name.strip_suffix(".pub"));
+            let (stem, is_pgp) = match (name.strip_suffix(".asc"), ssh) {
                 (Some(s), _) => (s, true),
                 (_, Some(s)) => (s, false),
                 _ => continue,
@@ -358,6 +362,9 @@ mod tests {
         let r = TrustedKeys::from_entries([("README".to_owned(), b"x".to_vec())]);
         assert!(matches!(r, Err(VerifyError::NoKeys)));
         let r = TrustedKeys::from_entries([("a.pub".to_owned(), b"garbage".to_vec())]);
+        assert!(matches!(r, Err(VerifyError::ParseSshKey { .. })));
+        // Flux's spelling of an SSH key is read as one too.
+        let r = TrustedKeys::from_entries([("a.sshpub".to_owned(), b"garbage".to_vec())]);
         assert!(matches!(r, Err(VerifyError::ParseSshKey { .. })));
     }
 
