@@ -42,7 +42,7 @@ net_up() {
 }
 
 net_forward_up() { # net_forward_up <component> <port>: 127.0.0.1:<port> on the host to the node
-	start "$1" host "$(command -v socat)" "TCP-LISTEN:$2,bind=127.0.0.1,fork,reuseaddr" "TCP:$node_ip:$2"
+	start "$1" host "$(command -v socat)" "TCP-LISTEN:$2,bind=127.0.0.1,fork,reuseaddr,nodelay" "TCP:$node_ip:$2,nodelay"
 	local deadline=$((SECONDS + 10))
 	until port_busy "$2"; do
 		((SECONDS < deadline)) || { tail_log "$1"; die "the forwarder of port $2 did not listen"; }
