@@ -1,5 +1,6 @@
 # shellcheck shell=bash
-# Helpers the benchmarks share (sourced): the API server's request counters. Needs $kubectl.
+# Helpers the benchmarks share (sourced): the API server's request counters. Needs $kubectl and
+# $work.
 
 # requests FILE: apiserver_request_total summed by verb and dry run, one "verb dry_run count" a line.
 requests() {
@@ -38,4 +39,17 @@ for key in sorted(b):
     parts.append("%s%s %d" % (verb, " (dry run)" if mode == "dry-run" else "", n))
 print("%d\t%d\t%d\t%s" % (total, dry, writes, ", ".join(parts) or "none"))
 PY
+}
+
+# settle: waits until the cluster's own controllers stop writing (no write requests for 3 s).
+settle() {
+	local prev="" cur i
+	for i in $(seq 1 120); do
+		requests "$work/settle"
+		cur="$(awk '$1 != "GET" && $1 != "LIST" && $1 != "WATCH" {s += $3} END {print s}' "$work/settle")"
+		[[ "$cur" == "$prev" ]] && return 0
+		prev="$cur"
+		sleep 3
+	done
+	echo "the cluster did not settle within 6 minutes; measuring anyway" >&2
 }
