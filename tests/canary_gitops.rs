@@ -108,10 +108,7 @@ async fn a_commit_is_applied_analysed_and_promoted_and_replicas_are_never_fought
     // The source, the Kustomization (health checks on the Deployment) and the analyzer, with
     // the applier handing over to it.
     let storage = tempfile::tempdir().unwrap();
-    let kubeconfig = kube::config::Kubeconfig::read_from(support::kubeconfig()).unwrap();
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-        .await
-        .unwrap();
+    let config = support::agent::admin_config().await;
     let settings = sluice::source::controller::Settings {
         namespace: Some(n.clone()),
         ..sluice::source::controller::Settings::new(storage.path().to_owned())

@@ -67,10 +67,7 @@ spec:
 
     // Every controller of the agent, for this namespace.
     let storage = tempfile::tempdir().unwrap();
-    let kubeconfig = kube::config::Kubeconfig::read_from(support::kubeconfig()).unwrap();
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-        .await
-        .unwrap();
+    let config = support::agent::admin_config().await;
     let settings = sluice::source::controller::Settings {
         namespace: Some(n.clone()),
         ..sluice::source::controller::Settings::new(storage.path().to_owned())

@@ -9,13 +9,13 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Event};
-use kube::api::{Api, ListParams, PostParams};
-use kube::{Client, ResourceExt};
+use kube::ResourceExt;
+use kube::api::{Api, ListParams};
 use serde_json::json;
 use sluice::api::condition::{self, ConditionStatus};
 use sluice::api::kustomization::{Kustomization, KustomizationStatus};
-use support::git_servers::GitDaemon;
-use support::git_signing::{Signing, WorkRepo};
+use support::git_signing::Signing;
+use support::in_process::{Agent, create};
 
 const APP: &str = "apiVersion: apps/v1
 kind: Deployment
@@ -63,18 +63,6 @@ fn ready(status: &KustomizationStatus) -> Option<&condition::Condition> {
     condition::find(&status.conditions, "Ready")
 }
 
-async fn create(client: &Client, ns: &str, manifest: serde_json::Value) {
-    let kind = manifest["kind"].as_str().unwrap().to_string();
-    let resource = kube::api::ApiResource::from_gvk(&kube::api::GroupVersionKind::gvk(
-        "sluice.dev",
-        "v1alpha1",
-        &kind,
-    ));
-    let api: Api<kube::api::DynamicObject> = Api::namespaced_with(client.clone(), ns, &resource);
-    let object: kube::api::DynamicObject = serde_json::from_value(manifest).unwrap();
-    api.create(&PostParams::default(), &object).await.unwrap();
-}
-
 fn kustomization(
     name: &str,
     ns: &str,
@@ -91,7 +79,7 @@ fn kustomization(
 
 #[tokio::test]
 async fn push_apply_change_prune_and_broken_yaml() {
-    let env = Env::start("ks").await;
+    let env = Agent::start("ks").await;
     let (client, work) = (env.client.clone(), &env.work);
     let n = env.ns.name().to_string();
 
@@ -100,7 +88,7 @@ async fn push_apply_change_prune_and_broken_yaml() {
     let first = work.commit("first", &Signing::None);
     work.push(&["main"]);
 
-    env.create_source().await;
+    env.create_source("app", "1s").await;
     create(
         &client,
         &n,
@@ -265,14 +253,14 @@ async fn push_apply_change_prune_and_broken_yaml() {
 
 #[tokio::test]
 async fn dependencies_cycles_and_missing_sources() {
-    let env = Env::start("ks-deps").await;
+    let env = Agent::start("ks-deps").await;
     let (client, work) = (env.client.clone(), &env.work);
     let n = env.ns.name().to_string();
 
     work.write("deploy/config.yaml", &config("blue"));
     work.commit("first", &Signing::None);
     work.push(&["main"]);
-    env.create_source().await;
+    env.create_source("app", "1s").await;
     let api: Api<Kustomization> = Api::namespaced(client.clone(), &n);
 
     // A source that does not exist: a clear condition, nothing applied.
@@ -361,73 +349,9 @@ async fn dependencies_cycles_and_missing_sources() {
     env.finish().await;
 }
 
-/// What every test here runs on: CRDs installed, a namespace, the GitRepository and
-/// Kustomization controllers in this process watching it, and a git daemon serving `app.git`
-/// with a work tree that pushes to it.
-struct Env {
-    client: Client,
-    ns: support::TestNamespace,
-    _storage: tempfile::TempDir,
-    controllers: [tokio::task::JoinHandle<()>; 2],
-    daemon: GitDaemon,
-    work: WorkRepo,
-}
-
-impl Env {
-    async fn start(prefix: &str) -> Env {
-        let client = support::client().await;
-        support::install_crds(&client).await;
-        let ns = support::TestNamespace::new(&client, prefix).await;
-        let storage = tempfile::tempdir().unwrap();
-        let kubeconfig = kube::config::Kubeconfig::read_from(support::kubeconfig()).unwrap();
-        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-            .await
-            .unwrap();
-        let settings = sluice::source::controller::Settings {
-            namespace: Some(ns.name().to_owned()),
-            ..sluice::source::controller::Settings::new(storage.path().to_owned())
-        };
-        let sources = tokio::spawn(sluice::source::controller::run(client.clone(), settings));
-        let kustomizations = tokio::spawn(sluice::kustomization::controller::run(
-            client.clone(),
-            config,
-            sluice::kustomization::controller::Settings {
-                storage: storage.path().to_owned(),
-                namespace: Some(ns.name().to_owned()),
-                ..Default::default()
-            },
-        ));
-        let daemon = GitDaemon::start();
-        daemon.create_repo("app.git");
-        let work = WorkRepo::new(&daemon.url("app.git"));
-        Env {
-            client,
-            ns,
-            _storage: storage,
-            controllers: [sources, kustomizations],
-            daemon,
-            work,
-        }
-    }
-
-    /// Creates GitRepository `app` polling the daemon's `app.git` every second.
-    async fn create_source(&self) {
-        let source = json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "GitRepository", "metadata": {"name": "app"},
-            "spec": {"url": self.daemon.url("app.git"), "interval": "1s", "ref": {"branch": "main"}}});
-        create(&self.client, self.ns.name(), source).await;
-    }
-
-    async fn finish(self) {
-        for controller in &self.controllers {
-            controller.abort();
-        }
-        self.ns.cleanup(&self.client).await;
-    }
-}
-
 #[tokio::test]
 async fn service_account_impersonation_and_suspend() {
-    let env = Env::start("ks-tenant").await;
+    let env = Agent::start("ks-tenant").await;
     let (client, work) = (env.client.clone(), &env.work);
     let n = env.ns.name().to_string();
 
@@ -451,7 +375,7 @@ async fn service_account_impersonation_and_suspend() {
     work.write("with-deployment/app.yaml", APP);
     let first = work.commit("first", &Signing::None);
     work.push(&["main"]);
-    env.create_source().await;
+    env.create_source("app", "1s").await;
     let api: Api<Kustomization> = Api::namespaced(client.clone(), &n);
 
     let tenant = |name: &str, path: &str| {

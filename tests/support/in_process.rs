@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use kube::api::{Api, DynamicObject, PostParams};
-use kube::{Client, ResourceExt};
+use kube::Client;
+use kube::api::Api;
 use serde_json::{Value, json};
 use sluice::api::condition::{self, Condition, ConditionStatus};
 use sluice::api::kustomization::{Kustomization, KustomizationStatus};
@@ -31,10 +31,7 @@ impl Agent {
         super::install_crds(&client).await;
         let ns = TestNamespace::new(&client, prefix).await;
         let storage = tempfile::tempdir().unwrap();
-        let kubeconfig = kube::config::Kubeconfig::read_from(super::kubeconfig()).unwrap();
-        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-            .await
-            .unwrap();
+        let config = super::agent::admin_config().await;
         let settings = sluice::source::controller::Settings {
             namespace: Some(ns.name().to_owned()),
             ..sluice::source::controller::Settings::new(storage.path().to_owned())
@@ -181,17 +178,10 @@ impl Agent {
 
 /// Creates a `sluice.dev/v1alpha1` object in `ns`.
 pub async fn create(client: &Client, ns: &str, manifest: Value) {
-    let kind = manifest["kind"].as_str().unwrap().to_string();
-    let resource = kube::api::ApiResource::from_gvk(&kube::api::GroupVersionKind::gvk(
-        "sluice.dev",
-        "v1alpha1",
-        &kind,
-    ));
-    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &resource);
-    let object: DynamicObject = serde_json::from_value(manifest).unwrap();
-    api.create(&PostParams::default(), &object)
+    let what = format!("{} {}", manifest["kind"], manifest["metadata"]["name"]);
+    super::agent::create(client, ns, manifest)
         .await
-        .unwrap_or_else(|e| panic!("creating {kind} {}: {e}", object.name_any()));
+        .unwrap_or_else(|e| panic!("creating {what}: {e}"));
 }
 
 /// The condition `type_` in `conditions`, when it is `True`.
