@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::applier::{Applier, ApplyError, ApplyOptions, Rejection};
 use super::changeset::Action;
-use super::desired::{Desired, Verdict, Yielded, prepare, validatable};
+use super::desired::{Desired, Verdict, Yielded, namespaces_not_found, prepare, validatable};
 use super::inventory::ObjectId;
 use super::live::LiveSet;
 use super::order::rank_of;
@@ -239,13 +239,16 @@ impl Applier {
             .filter(|&i| desired[i].resolved.is_some())
             .partition(|&i| desired[i].id.namespace.is_empty());
         let mut live = self.read_live_set(&desired, &cluster).await?;
-        let existing = self.existing_namespaces(&desired, &live).await?;
-        let ready = validatable(&desired, &existing);
+        // Objects in namespaces the set creates are not read: they cannot exist yet. The others
+        // are, and any object found proves its namespace exists without asking for it.
+        let created = namespaces_not_found(&desired, &live);
         let readable: Vec<usize> = namespaced
             .into_iter()
-            .filter(|&i| existing.contains(&desired[i].id.namespace))
+            .filter(|&i| !created.contains(desired[i].id.namespace.as_str()))
             .collect();
         live.extend(self.read_live_set(&desired, &readable).await?);
+        let existing = self.existing_namespaces(&desired, &live).await?;
+        let ready = validatable(&desired, &existing);
         self.decide(&mut desired, &ready, &mut live, options)
             .await?;
         Ok(desired)

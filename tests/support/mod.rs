@@ -67,11 +67,15 @@ pub fn kubeconfig() -> &'static Path {
 /// A client for the test cluster. Each test makes its own: a client is bound to the tokio
 /// runtime of the test that made it.
 pub async fn client() -> Client {
+    Client::try_from(client_config().await).expect("a client for the test cluster")
+}
+
+/// The configuration behind `client()`, for tests that build their own client stack.
+pub async fn client_config() -> Config {
     let kubeconfig = Kubeconfig::read_from(kubeconfig()).expect("the test kubeconfig is readable");
-    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+    Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
         .await
-        .expect("the test kubeconfig is valid");
-    Client::try_from(config).expect("a client for the test cluster")
+        .expect("the test kubeconfig is valid")
 }
 
 /// A namespace that belongs to one test. Call `cleanup` at the end of the test; if the test
