@@ -13,12 +13,14 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams};
 use kube::{Api, Client};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use super::changeset::{Action, ChangeSet};
 use super::desired::{Desired, Verdict, Yielded};
 use super::discovery::{Discovery, DiscoveryError};
 use super::handoff::HandoffRef;
 use super::inventory::ObjectId;
+use super::manifest::Manifest;
 use super::order::{Stage, rank_of, stage_of};
 use super::plan::{self, FIELD_MANAGER};
 use super::validate::DryRun;
@@ -272,7 +274,7 @@ impl Applier {
         let (mut action, exists, fresh, takeover, yielded) = match d.verdict.clone() {
             Some(Verdict::Settled(action, message)) => {
                 if let (Action::Unchanged, Some(handoff)) = (action, handoff) {
-                    handoff.handed(&d.id, &d.object, None);
+                    handoff.handed(&d.id, &d.object.value(), None);
                 }
                 return Ok((action, message));
             }
@@ -291,7 +293,7 @@ impl Applier {
             self.delete_and_wait(&api, d, options).await?;
             count_apply(
                 "apply",
-                api.patch(&d.id.name, &params, &Patch::Apply(&d.object))
+                api.patch(&d.id.name, &params, &Patch::Apply(d.object.raw()))
                     .await,
             )
             .map_err(|source| ApplyError::Apply {
@@ -304,9 +306,9 @@ impl Applier {
             ));
         }
         // Fields an autoscaler or the analyzer owns stay theirs: the manifest without them.
-        let object = match &yielded {
-            Some(yielded) => &yielded.object,
-            None => &d.object,
+        let object: &RawValue = match &yielded {
+            Some(yielded) => yielded.object.raw(),
+            None => d.object.raw(),
         };
         if !fresh {
             // Someone (a controller adding an annotation, say) changed the object between our
@@ -338,7 +340,7 @@ impl Applier {
         }
         if action == Action::Unchanged && !took_over {
             if let Some(handoff) = handoff {
-                handoff.handed(&d.id, &d.object, None);
+                handoff.handed(&d.id, &d.object.value(), None);
             }
             return Ok((Action::Unchanged, None));
         }
@@ -352,7 +354,7 @@ impl Applier {
         })?;
         if let Some(handoff) = handoff {
             let written = serde_json::to_value(written).expect("objects serialize");
-            handoff.handed(&d.id, &d.object, Some(&written));
+            handoff.handed(&d.id, &d.object.value(), Some(&written));
         }
         let left = yielded.map(|y| format!("left {} to their owner", y.fields.join(", ")));
         Ok(match action {
@@ -366,7 +368,7 @@ impl Applier {
 
     /// The action of a dry run of `object` (`d`'s manifest, perhaps without yielded fields)
     /// made now against the object as it is now.
-    async fn redecide(&self, d: &Desired, object: &Value) -> Result<Action, ApplyError> {
+    async fn redecide(&self, d: &Desired, object: &RawValue) -> Result<Action, ApplyError> {
         let live = self.read_live(d).await?;
         match self.dry_run_of(d, object).await {
             DryRun::Accepted(merged) => Ok(plan::decide(&merged, live.as_ref())),
@@ -388,7 +390,7 @@ impl Applier {
         live: &Value,
         options: &ApplyOptions,
     ) -> Option<Yielded> {
-        let mut object = d.object.clone();
+        let mut object = d.object.value();
         let other = options
             .handoff
             .as_ref()
@@ -399,7 +401,10 @@ impl Applier {
                     entry.get("manager").and_then(Value::as_str) == Some(manager)
                 })
         });
-        (!fields.is_empty()).then_some(Yielded { object, fields })
+        (!fields.is_empty()).then(|| Yielded {
+            object: Manifest::new(&object),
+            fields,
+        })
     }
 
     async fn delete_and_wait(

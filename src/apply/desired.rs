@@ -12,6 +12,7 @@ use super::changeset::Action;
 use super::discovery::{DiscoveryError, Resolved};
 use super::inventory::{Inventory, InventoryEntry, ObjectId};
 use super::live::LiveSet;
+use super::manifest::Manifest;
 use super::plan::Policy;
 use super::unchanged;
 
@@ -20,7 +21,7 @@ pub(super) struct Desired {
     pub(super) id: ObjectId,
     pub(super) version: String,
     /// The manifest as it is applied: owner labels and digest on.
-    pub(super) object: Value,
+    pub(super) object: Manifest,
     /// The digest stamped on `object` (see `unchanged`).
     pub(super) digest: String,
     pub(super) policy: Policy,
@@ -57,7 +58,7 @@ pub(super) enum Verdict {
 /// The manifest without the fields another owner keeps, and which fields those are.
 #[derive(Clone, Debug)]
 pub(super) struct Yielded {
-    pub(super) object: Value,
+    pub(super) object: Manifest,
     pub(super) fields: Vec<String>,
 }
 
@@ -97,7 +98,8 @@ impl Applier {
     pub(super) async fn resolve_known(&self, desired: &mut [Desired]) -> Result<(), ApplyError> {
         let defined: HashMap<(String, String), bool> = desired
             .iter()
-            .filter_map(|d| crd_defines(&d.object))
+            .filter(|d| d.id.kind == "CustomResourceDefinition")
+            .filter_map(|d| crd_defines(&d.object.value()))
             .collect();
         for d in desired.iter_mut() {
             match self
@@ -256,7 +258,7 @@ pub(super) fn prepare(
         desired.push(Desired {
             id,
             version,
-            object,
+            object: Manifest::new(&object),
             digest,
             policy,
             resolved: None,
@@ -274,9 +276,11 @@ pub(super) fn set_resolved(d: &mut Desired, resolved: Resolved) -> Result<(), Ap
     }
     if !resolved.namespaced && !d.id.namespace.is_empty() {
         d.id.namespace.clear();
-        if let Some(metadata) = d.object.get_mut("metadata").and_then(Value::as_object_mut) {
+        let mut object = d.object.value();
+        if let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) {
             metadata.remove("namespace");
         }
+        d.object = Manifest::new(&object);
     }
     d.resolved = Some(resolved);
     Ok(())

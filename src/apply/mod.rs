@@ -13,6 +13,7 @@ pub mod handoff;
 pub mod health;
 pub mod inventory;
 mod live;
+mod manifest;
 pub mod order;
 pub mod plan;
 pub mod prune;

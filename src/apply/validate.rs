@@ -6,6 +6,7 @@
 use futures::{StreamExt, stream};
 use kube::api::{Patch, PatchParams};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use super::applier::{Applier, ApplyError, ApplyOptions, Rejection};
 use super::changeset::Action;
@@ -59,7 +60,7 @@ pub(super) fn settle(d: &Desired, live: Option<&Value>) -> Option<Verdict> {
             Some("exists; ssa: IfNotPresent".into()),
         ));
     }
-    if !d.recreate && unchanged::unchanged(&d.object, &d.digest, live, d.policy.ssa) {
+    if !d.recreate && unchanged::unchanged(&d.object.value(), &d.digest, live, d.policy.ssa) {
         return Some(Verdict::Settled(Action::Unchanged, None));
     }
     None
@@ -129,8 +130,11 @@ impl Applier {
                 let d = &desired[i];
                 async move {
                     let yielded = found.as_ref().and_then(|l| self.yielding(d, l, options));
-                    let object = yielded.as_ref().map_or(&d.object, |y| &y.object);
-                    let outcome = match self.dry_run_of(d, object).await {
+                    let dry_run = match &yielded {
+                        Some(yielded) => self.dry_run_of(d, yielded.object.raw()).await,
+                        None => self.dry_run(d).await,
+                    };
+                    let outcome = match dry_run {
                         DryRun::Accepted(result) => {
                             Ok((validated(d, &result, found.as_ref(), yielded), false))
                         }
@@ -178,13 +182,15 @@ impl Applier {
     }
 
     pub(super) async fn dry_run(&self, d: &Desired) -> DryRun {
-        self.dry_run_of(d, &d.object).await
+        self.dry_run_of(d, d.object.raw()).await
     }
 
     /// A dry run of `object` in place of `d`'s manifest.
-    pub(super) async fn dry_run_of(&self, d: &Desired, object: &Value) -> DryRun {
+    pub(super) async fn dry_run_of(&self, d: &Desired, object: &RawValue) -> DryRun {
         if d.policy.never_applied() {
-            return DryRun::Accepted(object.clone());
+            return DryRun::Accepted(
+                serde_json::from_str(object.get()).expect("manifests are JSON"),
+            );
         }
         let params = PatchParams::apply(FIELD_MANAGER).force().dry_run();
         let result = self
@@ -273,12 +279,12 @@ impl Applier {
         for (i, d) in desired.iter().enumerate() {
             let live = live.remove(&i).flatten();
             let (action, merged) = match settle(d, live.as_ref()) {
-                Some(Verdict::Settled(action, _)) => (action, d.object.clone()),
-                _ if !ready.contains(&i) => (Action::Created, d.object.clone()),
+                Some(Verdict::Settled(action, _)) => (action, d.object.value()),
+                _ if !ready.contains(&i) => (Action::Created, d.object.value()),
                 _ => match self.dry_run(d).await {
                     DryRun::Accepted(merged) => (plan::decide(&merged, live.as_ref()), merged),
                     DryRun::Immutable(_) if options.force || d.policy.force => {
-                        (Action::Configured, d.object.clone())
+                        (Action::Configured, d.object.value())
                     }
                     DryRun::Immutable(reason) | DryRun::Rejected(reason) => {
                         rejected.push(Rejection {
