@@ -1,7 +1,8 @@
 //! The Kustomization controller end to end: a real git daemon, the GitRepository and
 //! Kustomization controllers, the real control plane. Push → applied; change and deletion →
 //! configured and pruned; broken YAML → BuildFailed with file and line, the cluster untouched;
-//! dependsOn order and cycles; a sourceRef to nothing.
+//! dependsOn order and cycles; a sourceRef to nothing; fields no schema declares refused by name
+//! before anything is applied.
 
 mod support;
 
@@ -467,6 +468,64 @@ async fn service_account_impersonation_and_suspend() {
     assert_eq!(
         cms.get("settings").await.unwrap().data.unwrap()["color"],
         "green"
+    );
+
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn fields_no_schema_declares_are_refused_by_name_and_nothing_is_applied() {
+    let env = Agent::start("ks-strict").await;
+    let client = env.client.clone();
+    let n = env.ns().to_string();
+
+    let typo = APP.replace("replicas: 1", "replica: 2");
+    let child = "apiVersion: sluice.dev/v1alpha1\nkind: Kustomization\nmetadata:\n  name: child\nspec:\n  interval: 1m\n  sourceRef:\n    name: app\n  suspend: true\n  prun: true\n";
+    let first = env.push(&[
+        ("deploy/app.yaml", typo.as_str()),
+        ("deploy/config.yaml", &config("blue")),
+        ("deploy/child.yaml", child),
+    ]);
+    env.create_source("app", "1s").await;
+    env.create_kustomization("app", "app", "./deploy", json!({"prune": true}))
+        .await;
+    let status = env
+        .wait_ks("app", "tried the first revision", |s| {
+            s.last_attempted_revision.as_deref() == Some(first.as_str())
+        })
+        .await;
+    let cond = ready(&status).unwrap();
+    assert_eq!(cond.status, ConditionStatus::False, "{cond:?}");
+    for says in [
+        &format!("Deployment/{n}/web: .spec.replica: field not declared in schema"),
+        &format!("Kustomization/{n}/child: .spec.prun: field not declared in schema"),
+        "nothing was applied",
+    ] {
+        assert!(cond.message.contains(says), "{says}: {}", cond.message);
+    }
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &n);
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &n);
+    let kustomizations: Api<Kustomization> = Api::namespaced(client.clone(), &n);
+    assert!(cms.get_opt("settings").await.unwrap().is_none());
+    assert!(deployments.get_opt("web").await.unwrap().is_none());
+    assert!(kustomizations.get_opt("child").await.unwrap().is_none());
+    assert!(status.last_applied_revision.is_none());
+
+    // Spelled right, the same set applies.
+    let fixed = env.push(&[
+        ("deploy/app.yaml", APP),
+        ("deploy/child.yaml", &child.replace("prun:", "prune:")),
+    ]);
+    env.wait_applied("app", &fixed).await;
+    assert!(cms.get_opt("settings").await.unwrap().is_some());
+    assert!(
+        kustomizations
+            .get_opt("child")
+            .await
+            .unwrap()
+            .unwrap()
+            .spec
+            .prune
     );
 
     env.finish().await;

@@ -20,7 +20,7 @@ use super::discovery::{Discovery, DiscoveryError};
 use super::handoff::HandoffRef;
 use super::inventory::ObjectId;
 use super::order::{Stage, rank_of, stage_of};
-use super::plan::{self, FIELD_MANAGER};
+use super::plan;
 use super::validate::DryRun;
 use crate::runtime::crash;
 use crate::runtime::metrics::count_apply;
@@ -286,7 +286,7 @@ impl Applier {
             None => unreachable!("every object is decided before its stage writes"),
         };
         let api = self.api(d);
-        let params = PatchParams::apply(FIELD_MANAGER).force();
+        let params = plan::apply_params();
         if d.recreate && exists {
             self.delete_and_wait(&api, d, options).await?;
             count_apply(
