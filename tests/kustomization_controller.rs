@@ -1,7 +1,8 @@
 //! The Kustomization controller end to end: a real git daemon, the GitRepository and
 //! Kustomization controllers, the real control plane. Push → applied; change and deletion →
 //! configured and pruned; broken YAML → BuildFailed with file and line, the cluster untouched;
-//! dependsOn order and cycles; a sourceRef to nothing.
+//! dependsOn order and cycles; a sourceRef to nothing; CEL health checks of a custom resource;
+//! fields no schema declares refused by name before anything is applied.
 
 mod support;
 
@@ -467,6 +468,210 @@ async fn service_account_impersonation_and_suspend() {
     assert_eq!(
         cms.get("settings").await.unwrap().data.unwrap()["color"],
         "green"
+    );
+
+    env.finish().await;
+}
+
+/// The custom resource the CEL health checks judge: a Widget whose `status.phase` the test sets.
+async fn install_widget_crd(client: &kube::Client) {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let crd = json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "widgets.cel.sluice.test"},
+        "spec": {"group": "cel.sluice.test", "scope": "Namespaced",
+            "names": {"plural": "widgets", "singular": "widget", "kind": "Widget", "listKind": "WidgetList"},
+            "versions": [{"name": "v1", "served": true, "storage": true, "subresources": {"status": {}},
+                "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                    "spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
+                    "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}}}]}});
+    let applier = sluice::apply::applier::Applier::new(client.clone());
+    applier.apply(vec![crd], &Default::default()).await.unwrap();
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    assert!(
+        crds.get_opt("widgets.cel.sluice.test")
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
+
+fn widget(size: u32) -> String {
+    format!(
+        "apiVersion: cel.sluice.test/v1\nkind: Widget\nmetadata:\n  name: w1\nspec:\n  size: {size}\n"
+    )
+}
+
+async fn set_widget_phase(client: &kube::Client, ns: &str, phase: &str) {
+    use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
+    let resource = ApiResource::from_gvk(&GroupVersionKind::gvk("cel.sluice.test", "v1", "Widget"));
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &resource);
+    api.patch_status(
+        "w1",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"phase": phase}})),
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn health_check_expressions_decide_custom_resources() {
+    let env = Agent::start("ks-cel").await;
+    let client = env.client.clone();
+    let n = env.ns().to_string();
+    install_widget_crd(&client).await;
+
+    let phase = |value: &str| format!("status.?phase.orValue('') == '{value}'");
+    let exprs = json!([{"apiVersion": "cel.sluice.test/v1", "kind": "Widget",
+        "inProgress": phase("Provisioning"), "failed": phase("Broken"), "current": phase("Ready")}]);
+    let first = env.push(&[("deploy/widget.yaml", &widget(1))]);
+    env.create_source("app", "1s").await;
+    env.create_kustomization(
+        "app",
+        "app",
+        "./deploy",
+        json!({"wait": true, "healthCheckExprs": exprs}),
+    )
+    .await;
+
+    // Applied, but not Ready while the expressions say the Widget is not ready.
+    let resource = kube::api::ApiResource::from_gvk(&kube::api::GroupVersionKind::gvk(
+        "cel.sluice.test",
+        "v1",
+        "Widget",
+    ));
+    let widgets: Api<kube::api::DynamicObject> =
+        Api::namespaced_with(client.clone(), &n, &resource);
+    for _ in 0..300 {
+        if widgets.get_opt("w1").await.unwrap().is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    set_widget_phase(&client, &n, "Provisioning").await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let api: Api<Kustomization> = Api::namespaced(client.clone(), &n);
+    let waiting = api.get("app").await.unwrap().status.unwrap_or_default();
+    assert!(waiting.last_applied_revision.is_none(), "{waiting:#?}");
+    assert!(
+        ready(&waiting).is_none_or(|c| c.status != ConditionStatus::True),
+        "{waiting:#?}"
+    );
+
+    set_widget_phase(&client, &n, "Ready").await;
+    let status = env.wait_applied("app", &first).await;
+    assert_eq!(ready(&status).unwrap().status, ConditionStatus::True);
+    assert_eq!(
+        condition::find(&status.conditions, "Healthy")
+            .unwrap()
+            .status,
+        ConditionStatus::True
+    );
+
+    // `failed` holds: the health check fails at once, naming the object and the expression.
+    set_widget_phase(&client, &n, "Broken").await;
+    let second = env.push(&[("deploy/widget.yaml", &widget(2))]);
+    let status = env
+        .wait_ks("app", "failed its health check", |s| {
+            s.last_attempted_revision.as_deref() == Some(second.as_str())
+                && ready(s).is_some_and(|c| c.reason == "HealthCheckFailed")
+        })
+        .await;
+    let message = &ready(&status).unwrap().message;
+    assert!(
+        message.contains(&format!("Widget/{n}/w1"))
+            && message.contains("failed expression")
+            && message.contains("'Broken'"),
+        "{message}"
+    );
+    assert!(!message.contains("timed out"), "{message}");
+
+    // An expression that does not compile: not Ready, naming kind and expression; nothing applied.
+    let bad = json!([{"apiVersion": "cel.sluice.test/v1", "kind": "Widget", "current": "status.phase =="}]);
+    env.push(&[("other/config.yaml", &config("blue"))]);
+    env.create_kustomization(
+        "bad",
+        "app",
+        "./other",
+        json!({"wait": true, "healthCheckExprs": bad}),
+    )
+    .await;
+    let status = env
+        .wait_ks("bad", "refused its expression", |s| ready(s).is_some())
+        .await;
+    let cond = ready(&status).unwrap();
+    assert_eq!(
+        (cond.status, cond.reason.as_str()),
+        (ConditionStatus::False, "InvalidSpec"),
+        "{cond:?}"
+    );
+    assert!(
+        cond.message.contains("Widget")
+            && cond.message.contains("`status.phase ==`")
+            && cond.message.contains("does not compile"),
+        "{}",
+        cond.message
+    );
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &n);
+    assert!(cms.get_opt("settings").await.unwrap().is_none());
+    assert!(status.inventory.is_none());
+
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn fields_no_schema_declares_are_refused_by_name_and_nothing_is_applied() {
+    let env = Agent::start("ks-strict").await;
+    let client = env.client.clone();
+    let n = env.ns().to_string();
+
+    let typo = APP.replace("replicas: 1", "replica: 2");
+    let child = "apiVersion: sluice.dev/v1alpha1\nkind: Kustomization\nmetadata:\n  name: child\nspec:\n  interval: 1m\n  sourceRef:\n    name: app\n  suspend: true\n  prun: true\n";
+    let first = env.push(&[
+        ("deploy/app.yaml", typo.as_str()),
+        ("deploy/config.yaml", &config("blue")),
+        ("deploy/child.yaml", child),
+    ]);
+    env.create_source("app", "1s").await;
+    env.create_kustomization("app", "app", "./deploy", json!({"prune": true}))
+        .await;
+    let status = env
+        .wait_ks("app", "tried the first revision", |s| {
+            s.last_attempted_revision.as_deref() == Some(first.as_str())
+        })
+        .await;
+    let cond = ready(&status).unwrap();
+    assert_eq!(cond.status, ConditionStatus::False, "{cond:?}");
+    for says in [
+        &format!("Deployment/{n}/web: .spec.replica: field not declared in schema"),
+        &format!("Kustomization/{n}/child: .spec.prun: field not declared in schema"),
+        "nothing was applied",
+    ] {
+        assert!(cond.message.contains(says), "{says}: {}", cond.message);
+    }
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &n);
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &n);
+    let kustomizations: Api<Kustomization> = Api::namespaced(client.clone(), &n);
+    assert!(cms.get_opt("settings").await.unwrap().is_none());
+    assert!(deployments.get_opt("web").await.unwrap().is_none());
+    assert!(kustomizations.get_opt("child").await.unwrap().is_none());
+    assert!(status.last_applied_revision.is_none());
+
+    // Spelled right, the same set applies.
+    let fixed = env.push(&[
+        ("deploy/app.yaml", APP),
+        ("deploy/child.yaml", &child.replace("prun:", "prune:")),
+    ]);
+    env.wait_applied("app", &fixed).await;
+    assert!(cms.get_opt("settings").await.unwrap().is_some());
+    assert!(
+        kustomizations
+            .get_opt("child")
+            .await
+            .unwrap()
+            .unwrap()
+            .spec
+            .prune
     );
 
     env.finish().await;

@@ -58,6 +58,10 @@ pub struct KustomizationSpec {
     /// Objects to wait for (when `wait` is off).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub health_checks: Vec<ObjectReference>,
+    /// CEL expressions that decide the health of the objects of a kind (checked under `wait` or
+    /// `healthChecks`), in place of the built-in rules.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub health_check_exprs: Vec<CustomHealthCheck>,
     /// Kustomizations that must be Ready with their source's current revision first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub depends_on: Vec<DependencyReference>,
@@ -137,6 +141,26 @@ pub struct ObjectReference {
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
+}
+
+/// How to tell the health of the objects of one kind, in CEL (Flux's `healthCheckExprs`). Each
+/// expression sees the object's top-level fields (`metadata`, `spec`, `status`, ...) and must
+/// give a bool. They are tried in the order `inProgress`, `failed`, `current`; the first that is
+/// true decides, and an object none of them holds true for is in progress.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CustomHealthCheck {
+    /// `group/version` of the kind; objects of any version of the group match.
+    pub api_version: String,
+    pub kind: String,
+    /// True when the object is healthy.
+    pub current: String,
+    /// True while the object is still being worked on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_progress: Option<String>,
+    /// True when the object failed: the health check fails at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -286,6 +310,9 @@ mod tests {
             "targetNamespace": "shop",
             "dependsOn": [{"name": "infra"}],
             "healthChecks": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "namespace": "shop"}],
+            "healthCheckExprs": [{"apiVersion": "bitnami.com/v1alpha1", "kind": "SealedSecret",
+                "failed": "status.conditions.filter(e, e.type == 'Synced').all(e, e.status == 'False')",
+                "current": "status.conditions.filter(e, e.type == 'Synced').all(e, e.status == 'True')"}],
             "patches": [{"patch": "- op: remove\n  path: /spec/replicas", "target": {"kind": "Deployment", "labelSelector": "app=web"}}],
             "images": [{"name": "web", "newTag": "1.2.3"}],
             "postBuild": {"substitute": {"ENV": "prod"}, "substituteFrom": [{"kind": "ConfigMap", "name": "vars", "optional": true}]}
@@ -293,6 +320,8 @@ mod tests {
         .unwrap();
         assert_eq!(spec.source_ref.name, "repo");
         assert_eq!(spec.depends_on[0].name, "infra");
+        assert_eq!(spec.health_check_exprs[0].kind, "SealedSecret");
+        assert!(spec.health_check_exprs[0].in_progress.is_none());
         assert_eq!(
             spec.patches[0]
                 .target

@@ -22,7 +22,7 @@ use super::handoff::HandoffRef;
 use super::inventory::ObjectId;
 use super::manifest::Manifest;
 use super::order::{Stage, rank_of, stage_of};
-use super::plan::{self, FIELD_MANAGER};
+use super::plan;
 use super::validate::DryRun;
 use crate::runtime::crash;
 use crate::runtime::metrics::count_apply;
@@ -288,7 +288,7 @@ impl Applier {
             None => unreachable!("every object is decided before its stage writes"),
         };
         let api = self.api(d);
-        let params = PatchParams::apply(FIELD_MANAGER).force();
+        let params = plan::apply_params();
         if d.recreate && exists {
             self.delete_and_wait(&api, d, options).await?;
             count_apply(

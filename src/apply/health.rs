@@ -1,6 +1,7 @@
 //! Health of applied objects, in the spirit of kstatus: `assess` reads one live object and says
-//! Current, InProgress or Failed (pure); `wait` polls a set until all are Current, one fails, or
-//! time runs out (I/O).
+//! Current, InProgress or Failed, and `judge` lets another controller or the Kustomization's CEL
+//! expressions decide first (pure); `wait` polls a set until all are Current, one fails, or time
+//! runs out (I/O).
 
 use std::time::Duration;
 
@@ -9,6 +10,7 @@ use serde_json::Value;
 
 use super::discovery::Discovery;
 use super::handoff::Handoff;
+use super::health_exprs::HealthExprs;
 use super::inventory::ObjectId;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -78,6 +80,20 @@ pub fn assess(object: &Value) -> Health {
         }
         _ => generic(object),
     }
+}
+
+/// The health of `live`: the hand-off's word for the objects another controller manages, then
+/// the CEL expressions for the kinds they name, then the built-in rules.
+pub fn judge(
+    id: &ObjectId,
+    live: &Value,
+    handoff: Option<&dyn Handoff>,
+    exprs: &HealthExprs,
+) -> Health {
+    handoff
+        .and_then(|h| h.health(id, live))
+        .or_else(|| exprs.assess(live))
+        .unwrap_or_else(|| assess(live))
 }
 
 fn wanted_replicas(object: &Value) -> i64 {
@@ -231,17 +247,27 @@ pub async fn wait(
     timeout: Duration,
     progress: impl FnMut(&[String]),
 ) -> Result<(), HealthError> {
-    wait_with(client, discovery, ids, timeout, None, progress).await
+    wait_with(
+        client,
+        discovery,
+        ids,
+        timeout,
+        None,
+        &HealthExprs::default(),
+        progress,
+    )
+    .await
 }
 
-/// `wait`, letting the hand-off judge the objects another controller manages (a Deployment
-/// under a Canary is healthy when the Canary promoted or initialized it).
+/// `wait`, letting the hand-off and the Kustomization's CEL expressions decide first (see
+/// `judge`).
 pub async fn wait_with(
     client: &Client,
     discovery: &Discovery,
     ids: &[(ObjectId, String)],
     timeout: Duration,
     handoff: Option<&dyn Handoff>,
+    exprs: &HealthExprs,
     mut progress: impl FnMut(&[String]),
 ) -> Result<(), HealthError> {
     let deadline = tokio::time::Instant::now() + timeout;
@@ -264,9 +290,7 @@ pub async fn wait_with(
             let health = match live {
                 Some(live) => {
                     let live = serde_json::to_value(live).expect("objects serialize");
-                    handoff
-                        .and_then(|h| h.health(id, &live))
-                        .unwrap_or_else(|| assess(&live))
+                    judge(id, &live, handoff, exprs)
                 }
                 None => Health::InProgress("not found".into()),
             };
@@ -324,6 +348,27 @@ mod tests {
             {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded", "message": "too slow"}]}),
         );
         assert!(matches!(assess(&stalled), Health::Failed(m) if m.contains("too slow")));
+    }
+
+    #[test]
+    fn expressions_decide_for_the_kinds_they_name() {
+        let check = |kind: &str| crate::api::kustomization::CustomHealthCheck {
+            api_version: "apps/v1".into(),
+            kind: kind.into(),
+            current: "status.?updatedReplicas.orValue(0) >= 1".into(),
+            ..Default::default()
+        };
+        let exprs = HealthExprs::compile(&[check("Deployment")]).unwrap();
+        let id = ObjectId::of(&json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": "shop"}})).unwrap().0;
+        let mut rolling = deploy(2, json!({"observedGeneration": 2, "updatedReplicas": 1}));
+        rolling["apiVersion"] = json!("apps/v1");
+        assert_eq!(judge(&id, &rolling, None, &exprs), Health::Current);
+        assert!(matches!(
+            judge(&id, &rolling, None, &HealthExprs::default()),
+            Health::InProgress(_)
+        ));
+        let others = HealthExprs::compile(&[check("StatefulSet")]).unwrap();
+        assert_eq!(judge(&id, &rolling, None, &others), assess(&rolling));
     }
 
     #[test]

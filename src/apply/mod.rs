@@ -1,7 +1,7 @@
 //! The applier: the only code that writes to the API server. Decisions live in pure files
 //! (`order`, `plan`, `unchanged`, `inventory`, `changeset`, the guard and decision of `prune`,
-//! `contents::foreign`); `discovery`, `desired`, `validate`, `live`, `applier`, `prune`, `store`
-//! and `reconcile` do the I/O.
+//! `contents::foreign`, `health::assess`, `health_exprs`); `discovery`, `desired`, `validate`,
+//! `live`, `applier`, `prune`, `store`, `reconcile` and `health::wait` do the I/O.
 
 pub mod applier;
 pub mod changeset;
@@ -11,6 +11,7 @@ pub mod diff;
 pub mod discovery;
 pub mod handoff;
 pub mod health;
+pub mod health_exprs;
 pub mod inventory;
 mod live;
 mod manifest;

@@ -2,12 +2,35 @@
 //! a dry-run result differs from the live object, and how to take fields over from kubectl's
 //! managers. Pure.
 
+use kube::api::PatchParams;
 use serde_json::{Map, Value};
 
 use super::changeset::Action;
 
 /// The field manager sluice applies with.
 pub const FIELD_MANAGER: &str = "sluice";
+
+/// How the applier writes (and dry-runs): server-side apply as `FIELD_MANAGER`, taking
+/// conflicting fields over, with `fieldValidation=Strict`, so a field the kind's schema does not
+/// declare (`spec.replica`) or a field given twice is refused by name instead of dropped.
+/// (Server-side apply refuses undeclared fields whatever the directive; Strict says so and
+/// covers the rest, as `kubectl apply --server-side` does.)
+pub fn apply_params() -> PatchParams {
+    PatchParams::apply(FIELD_MANAGER)
+        .force()
+        .validation_strict()
+}
+
+/// The API server's reason for refusing an apply, without the frame server-side apply puts
+/// around schema errors (the rejection names the object already): `failed to create typed
+/// patch object (shop/web; apps/v1, Kind=Deployment): .spec.replica: field not declared in
+/// schema` becomes `.spec.replica: field not declared in schema`.
+pub fn refusal(message: &str) -> &str {
+    message
+        .strip_prefix("failed to create typed patch object (")
+        .and_then(|rest| rest.split_once("): "))
+        .map_or(message, |(_, reason)| reason)
+}
 
 /// Managers whose fields sluice takes over on the objects it manages, so that a hand edit made with
 /// kubectl can't hide from drift correction behind another manager.
@@ -273,6 +296,22 @@ fn union_into(into: &mut Value, from: &Value) {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn refusals_lose_the_typed_patch_frame() {
+        assert_eq!(
+            refusal(
+                "failed to create typed patch object (shop/web; apps/v1, Kind=Deployment): .spec.replica: field not declared in schema"
+            ),
+            ".spec.replica: field not declared in schema"
+        );
+        let other = "admission webhook \"x\" denied the request: no";
+        assert_eq!(refusal(other), other);
+        assert!(matches!(
+            apply_params().field_validation,
+            Some(kube::api::ValidationDirective::Strict)
+        ));
+    }
 
     #[test]
     fn policy_reads_both_spellings_case_insensitively() {

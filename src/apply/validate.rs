@@ -4,7 +4,7 @@
 //! nothing.
 
 use futures::{StreamExt, stream};
-use kube::api::{Patch, PatchParams};
+use kube::api::Patch;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
@@ -14,7 +14,7 @@ use super::desired::{Desired, Verdict, Yielded, namespaces_not_found, prepare, v
 use super::inventory::ObjectId;
 use super::live::LiveSet;
 use super::order::rank_of;
-use super::plan::{self, FIELD_MANAGER, SsaMode};
+use super::plan::{self, SsaMode};
 use super::unchanged;
 
 /// What applying one object would do: the action, the live object and the server's dry-run
@@ -192,7 +192,7 @@ impl Applier {
                 serde_json::from_str(object.get()).expect("manifests are JSON"),
             );
         }
-        let params = PatchParams::apply(FIELD_MANAGER).force().dry_run();
+        let params = plan::apply_params().dry_run();
         let result = self
             .api(d)
             .patch(&d.id.name, &params, &Patch::Apply(object))
@@ -223,7 +223,7 @@ impl Applier {
                         status.message
                     ))
                 } else {
-                    DryRun::Rejected(status.message.clone())
+                    DryRun::Rejected(plan::refusal(&status.message).to_string())
                 }
             }
             Err(other) => DryRun::Rejected(other.to_string()),

@@ -20,6 +20,7 @@ use kube::runtime::{WatchStreamExt, reflector::reflector, watcher};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 
+use super::alerts;
 use super::execute::{ExecuteError, RouteMemo, Work};
 use super::handoff::{CanaryHandoff, Handed};
 use super::machine::{
@@ -256,7 +257,19 @@ impl Canaries {
                     short_hash(&note.message)
                 ),
             };
-            events::publish(&self.recorder, &reference, plan, Canaries::REPORTER, None).await;
+            let recipients = match (s, &reference.namespace) {
+                (Some(s), Some(ns)) => alerts::recipients(&s.alerts, note, ns),
+                _ => Vec::new(),
+            };
+            events::publish_to(
+                &self.recorder,
+                &reference,
+                plan,
+                Canaries::REPORTER,
+                None,
+                recipients,
+            )
+            .await;
             if let Some(s) = s {
                 let millis = Timestamp::now().as_millisecond();
                 let payload = payload.for_event(&note.message, note.warning, millis);

@@ -1,10 +1,12 @@
 //! The canary analyzer: progressive delivery of Deployments that a `Canary` targets. Pure parts:
-//! `spec` (settings from a Canary's spec), `machine` (the analysis as a state machine),
-//! `revision` (what counts as a new revision), `objects` (the generated primary, autoscaler and
-//! Services). I/O: `controller` (the Canary controller), `router/` (one file per traffic
-//! provider), `metrics/` (one file per metric provider), `webhooks`, `handoff` (what the applier
-//! tells the analyzer and asks it), `cluster` (the analyzer's own writes).
+//! `spec` (settings from a Canary's spec), `machine` (the analysis as a state machine), `alerts`
+//! (which of `analysis.alerts` hear an Event), `revision` (what counts as a new revision),
+//! `objects` (the generated primary, autoscaler and Services). I/O: `controller` (the Canary
+//! controller), `router/` (one file per traffic provider), `metrics/` (one file per metric
+//! provider), `webhooks`, `handoff` (what the applier tells the analyzer and asks it), `cluster`
+//! (the analyzer's own writes).
 
+pub mod alerts;
 pub mod cluster;
 pub mod controller;
 pub mod execute;

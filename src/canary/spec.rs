@@ -1,10 +1,11 @@
 //! A Canary's spec, checked once and turned into the settings the analysis runs on: the strategy
-//! and its steps, durations, thresholds, metrics and webhooks. Every mistake is reported with the
-//! field that holds it. Pure.
+//! and its steps, durations, thresholds, metrics, webhooks and alerts. Every mistake is reported
+//! with the field that holds it. Pure.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use super::alerts::Alert;
 use crate::api::canary::{
     CanaryAnalysis, CanaryMetric, CanarySpec, CanaryWebhook, HttpMatch, NoData, StringMatch,
     TemplateReference,
@@ -197,6 +198,8 @@ pub struct Settings {
     pub promotion_step: Option<u32>,
     pub metrics: Vec<Metric>,
     pub hooks: Vec<Hook>,
+    /// `analysis.alerts`.
+    pub alerts: Vec<Alert>,
     /// A/B testing matches.
     pub matches: Vec<HttpMatch>,
 }
@@ -382,18 +385,22 @@ pub fn settings(spec: &CanarySpec) -> Result<Settings, InvalidSpec> {
         .enumerate()
         .map(|(i, w)| hook(w, i))
         .collect::<Result<Vec<_>, _>>()?;
-    for (i, alert) in analysis.alerts.iter().enumerate() {
-        if let Some(s) = alert
-            .severity
-            .as_deref()
-            .filter(|s| !["info", "warn", "error"].contains(s))
-        {
-            return Err(invalid(
-                format!("analysis.alerts[{i}].severity"),
-                format!("{s:?} is not info, warn or error"),
-            ));
-        }
-    }
+    let alerts = analysis
+        .alerts
+        .iter()
+        .enumerate()
+        .map(|(i, alert)| {
+            Alert::of(alert).ok_or_else(|| {
+                invalid(
+                    format!("analysis.alerts[{i}].severity"),
+                    format!(
+                        "{:?} is not info, warn or error",
+                        alert.severity.as_deref().unwrap_or_default()
+                    ),
+                )
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(Settings {
         target: target.name.clone(),
         apex: spec
@@ -413,6 +420,7 @@ pub fn settings(spec: &CanarySpec) -> Result<Settings, InvalidSpec> {
         promotion_step,
         metrics,
         hooks,
+        alerts,
         matches: analysis.matches.clone(),
     })
 }

@@ -31,6 +31,7 @@ use crate::apply::changeset::ChangeSet;
 use crate::apply::discovery::Discovery;
 use crate::apply::handoff::HandoffRef;
 use crate::apply::health;
+use crate::apply::health_exprs::HealthExprs;
 use crate::apply::inventory::ObjectId;
 use crate::apply::reconcile::{ReconcileOptions, reconcile as reconcile_objects};
 use crate::build::{self, BuildOptions};
@@ -367,6 +368,15 @@ impl Kustomizations {
                 };
             }
         };
+        // Expressions that do not compile stop the reconcile before anything is read or applied.
+        let exprs = match HealthExprs::compile(&spec.health_check_exprs) {
+            Ok(exprs) => exprs,
+            Err(e) => {
+                return Outcome::InvalidSpec {
+                    message: e.to_string(),
+                };
+            }
+        };
         if let Err(message) = self.tenancy.check_references(spec, ns) {
             return Outcome::Stalled {
                 reason: Reason::AccessDenied,
@@ -519,6 +529,7 @@ impl Kustomizations {
                 &checks,
                 timeout,
                 self.handoff.as_deref(),
+                &exprs,
                 |_| {},
             )
             .await

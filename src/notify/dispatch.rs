@@ -1,6 +1,7 @@
 //! The dispatcher: hears every Event the process publishes (it is the `runtime::events` sink),
-//! finds the Alerts that select it and delivers it to their Providers. Watches Alerts and
-//! Providers; reads Secrets; sends over the network. Decisions come from `alert`.
+//! finds the Alerts that select it and delivers it to their Providers, and to the Providers its
+//! publisher named (a Canary's `analysis.alerts`). Watches Alerts and Providers; reads Secrets;
+//! sends over the network. Decisions come from `alert`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -16,7 +17,7 @@ use super::controllers::{api, provider_config, provider_timeout};
 use super::send::Sender;
 use super::{InvolvedObject, Notification, Severity, alert};
 use crate::api::notification::{Alert, Provider};
-use crate::runtime::events::{EventSink, Published};
+use crate::runtime::events::{EventSink, Published, Recipient};
 
 /// How many Events may wait for delivery; more are dropped with a warning.
 const QUEUE: usize = 1024;
@@ -102,6 +103,9 @@ pub fn start(
         let deliver = async {
             while let Some(event) = events.recv().await {
                 let notification = notification(&event, instance.clone());
+                for recipient in &event.recipients {
+                    to_recipient(&client, &sender, &providers, recipient, &notification);
+                }
                 dispatch(&client, &sender, &alerts, &providers, notification).await;
             }
         };
@@ -146,41 +150,81 @@ async fn dispatch(
             tracing::warn!(alert = %format!("{ns}/{}", alert.name_any()), provider = %name, "the Alert's Provider does not exist; nothing sent");
             continue;
         };
-        if provider.spec.suspend {
-            continue;
-        }
         let event = alert::decorate(&alert.spec, &event);
-        let (client, sender, alert_name) = (
-            client.clone(),
-            sender.clone(),
+        deliver(
+            client,
+            sender,
+            provider,
+            event,
             format!("{ns}/{}", alert.name_any()),
         );
-        tokio::spawn(async move {
-            let provider_name = format!("{ns}/{}", provider.name_any());
-            let config = match provider_config(&client, &provider).await {
-                Ok(config) => config,
-                Err(error) => {
-                    tracing::warn!(alert = %alert_name, provider = %provider_name, %error, "the Provider cannot be used; nothing sent");
-                    return;
-                }
-            };
-            match sender
-                .deliver(&config, &event, provider_timeout(&provider))
-                .await
-            {
-                Ok(sent) => {
-                    tracing::debug!(alert = %alert_name, provider = %provider_name, sent, object = %event.involved_object.display(), "notification delivered")
-                }
-                Err(e) => tracing::warn!(
-                    alert = %alert_name,
-                    provider = %provider_name,
-                    object = %event.involved_object.display(),
-                    error = %crate::runtime::text::error_chain(&e),
-                    "delivering a notification failed"
-                ),
-            }
-        });
     }
+}
+
+/// Sends `event` to the Provider a publisher named for it.
+fn to_recipient(
+    client: &Client,
+    sender: &Sender,
+    providers: &Store<Provider>,
+    recipient: &Recipient,
+    event: &Notification,
+) {
+    let Recipient {
+        name,
+        namespace,
+        provider,
+    } = recipient;
+    let alert = format!("{name} of {}", event.involved_object.display());
+    match providers.get(&ObjectRef::new(provider).within(namespace)) {
+        Some(found) => deliver(client, sender, found, event.clone(), alert),
+        None => {
+            tracing::warn!(%alert, provider = %format!("{namespace}/{provider}"), "the alert's Provider does not exist; nothing sent")
+        }
+    }
+}
+
+/// Delivers `event` to `provider` (unless it is suspended) in a task of its own; `alert` names
+/// who asked, for logs.
+fn deliver(
+    client: &Client,
+    sender: &Sender,
+    provider: Arc<Provider>,
+    event: Notification,
+    alert: String,
+) {
+    if provider.spec.suspend {
+        return;
+    }
+    let (client, sender) = (client.clone(), sender.clone());
+    tokio::spawn(async move {
+        let provider_name = format!(
+            "{}/{}",
+            provider.namespace().unwrap_or_default(),
+            provider.name_any()
+        );
+        let config = match provider_config(&client, &provider).await {
+            Ok(config) => config,
+            Err(error) => {
+                tracing::warn!(%alert, provider = %provider_name, %error, "the Provider cannot be used; nothing sent");
+                return;
+            }
+        };
+        match sender
+            .deliver(&config, &event, provider_timeout(&provider))
+            .await
+        {
+            Ok(sent) => {
+                tracing::debug!(%alert, provider = %provider_name, sent, object = %event.involved_object.display(), "notification delivered")
+            }
+            Err(e) => tracing::warn!(
+                %alert,
+                provider = %provider_name,
+                object = %event.involved_object.display(),
+                error = %crate::runtime::text::error_chain(&e),
+                "delivering a notification failed"
+            ),
+        }
+    });
 }
 
 /// The labels of the object `event` is about (read once per Event, only when an Alert selects
@@ -222,6 +266,7 @@ mod tests {
             },
             reporter: "sluice-kustomize".into(),
             revision: Some("main@sha1:ab".into()),
+            recipients: Vec::new(),
         };
         let n = notification(&published, Some("sluice-0".into()));
         assert_eq!(n.severity, Severity::Error);

@@ -1,7 +1,8 @@
 //! Kubernetes Events about sluice's objects: what a controller decided to say (`EventPlan`, pure)
 //! and publishing it (`publish`, one request), and the process's `EventSink`, which hears every
 //! published Event (the notification dispatcher installs itself there: Alerts see what the
-//! controllers say without the controllers knowing about Alerts).
+//! controllers say without the controllers knowing about Alerts, and a publisher's own
+//! `Recipient`s, such as a Canary's `analysis.alerts`, are delivered the same way).
 
 use std::sync::{Arc, RwLock};
 
@@ -32,6 +33,19 @@ pub struct Published {
     pub reporter: String,
     /// The revision the object is at (a source's artifact, a Kustomization's last attempt).
     pub revision: Option<String>,
+    /// Providers the publisher sends this Event to itself, besides the Alerts that select it.
+    pub recipients: Vec<Recipient>,
+}
+
+/// A notification Provider a publisher names for one Event (a Canary's alert whose severity
+/// the Event reaches).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recipient {
+    /// What the publisher calls it (the alert's name), for logs.
+    pub name: String,
+    /// The Provider's namespace and name.
+    pub namespace: String,
+    pub provider: String,
 }
 
 /// Hears every Event the process publishes. Must not block: hand the Event over and return.
@@ -59,6 +73,18 @@ pub async fn publish(
     reporter: &str,
     revision: Option<&str>,
 ) {
+    publish_to(recorder, regarding, plan, reporter, revision, Vec::new()).await;
+}
+
+/// `publish`, asking the sink to deliver the Event to `recipients` too.
+pub async fn publish_to(
+    recorder: &Recorder,
+    regarding: &ObjectReference,
+    plan: EventPlan,
+    reporter: &str,
+    revision: Option<&str>,
+    recipients: Vec<Recipient>,
+) {
     let event = Event {
         type_: if plan.warning {
             EventType::Warning
@@ -84,6 +110,7 @@ pub async fn publish(
             plan,
             reporter: reporter.into(),
             revision: revision.map(String::from),
+            recipients,
         });
     }
 }

@@ -1,0 +1,175 @@
+//! A Canary's own alerts (`analysis.alerts`) on the real API server (pods on kwok's node): a
+//! canary whose pre-rollout webhook refuses rolls back, and each alert's Provider (Slack and
+//! generic webhooks on a recording HTTP server, standing in for Slack) hears the Events its
+//! severity asks for: `info` everything, `warn` the halted step and the rollback, `error` the
+//! rollback only. An alert naming a Provider that does not exist changes nothing for the others.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use support::canary::{self as c, Analyzer, wait_canary};
+use support::node::eventually;
+use support::recorder::Recorder;
+
+const LONG: Duration = Duration::from_secs(300);
+
+/// A Deployment on kwok's node (its pods are Ready at once and run nothing).
+fn deployment(name: &str) -> Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {"metadata": {"labels": {"app": name}}, "spec": {
+                "containers": [{"name": "app", "image": "example.com/app:v1", "ports": [{"name": "http", "containerPort": 8080}]}],
+            }},
+        },
+    })
+}
+
+fn provider(name: &str, type_: &str, address: String) -> Value {
+    json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "Provider", "metadata": {"name": name},
+        "spec": {"type": type_, "address": address}})
+}
+
+/// The reasons the generic webhook at `path` received, checking each names the Canary.
+fn generic_reasons(recorder: &Recorder, path: &str) -> BTreeSet<String> {
+    recorder
+        .at(path)
+        .iter()
+        .map(|r| {
+            let body = r.json();
+            assert_eq!(body["involvedObject"]["kind"], "Canary", "{body}");
+            assert_eq!(body["involvedObject"]["name"], "app", "{body}");
+            body["reason"].as_str().unwrap().to_string()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_alert_hears_the_canary_events_its_severity_asks_for() {
+    let client = support::client().await;
+    support::install_crds(&client).await;
+    let ns = support::TestNamespace::new(&client, "canary-alerts").await;
+    let n = ns.name().to_string();
+    let recorder = Recorder::start().await;
+
+    // The process's Events go to the notification dispatcher, as in the agent.
+    let (dispatcher, deliver) = sluice::notify::dispatch::start(client.clone(), Some(n.clone()));
+    sluice::runtime::events::install_sink(dispatcher);
+    let delivering = tokio::spawn(deliver);
+    let _analyzer = Analyzer::start(&client, &n, None);
+
+    let base = &recorder.base;
+    c::create(
+        &client,
+        &n,
+        provider("chat", "slack", format!("{base}/slack")),
+    )
+    .await;
+    for level in ["warn", "error"] {
+        c::create(
+            &client,
+            &n,
+            provider(level, "generic", format!("{base}/{level}")),
+        )
+        .await;
+    }
+    // A pre-rollout webhook nobody answers: the first check fails.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let refused = format!("http://{}/", closed.local_addr().unwrap());
+    drop(closed);
+    c::create(&client, &n, deployment("app")).await;
+    c::create(&client, &n, json!({
+        "apiVersion": "sluice.dev/v1alpha1", "kind": "Canary",
+        "metadata": {"name": "app"},
+        "spec": {
+            "provider": "kubernetes",
+            "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "app"},
+            "progressDeadlineSeconds": 60,
+            "service": {"port": 80, "targetPort": "http"},
+            "analysis": {
+                "interval": "10s", "threshold": 1, "iterations": 2,
+                "webhooks": [{"name": "gate", "type": "pre-rollout", "url": refused, "timeout": "2s"}],
+                "alerts": [
+                    {"name": "everything", "providerRef": {"name": "chat"}},
+                    {"name": "warnings", "severity": "warn", "providerRef": {"name": "warn"}},
+                    {"name": "errors", "severity": "error", "providerRef": {"name": "error"}},
+                    {"name": "nowhere", "severity": "info", "providerRef": {"name": "absent"}},
+                ],
+            },
+        },
+    }))
+    .await;
+
+    wait_canary(&client, &n, "app", LONG, "initialized", |s| {
+        c::phase(s) == "Initialized"
+    })
+    .await;
+    c::set_image(&client, &n, "app", "example.com/app:v2").await;
+    wait_canary(&client, &n, "app", LONG, "rolled back", |s| {
+        c::phase(s) == "Failed"
+    })
+    .await;
+
+    // Deliveries run in tasks of their own: wait for the last ones.
+    let rollback: BTreeSet<String> = ["Failed", "RolledBack"].map(String::from).into();
+    eventually(Duration::from_secs(30), "the rollback alerts", || async {
+        let (warn, error) = (
+            generic_reasons(&recorder, "/warn"),
+            generic_reasons(&recorder, "/error"),
+        );
+        if warn.is_superset(&rollback) && error.is_superset(&rollback) {
+            Ok(())
+        } else {
+            Err(format!("warn: {warn:?}, error: {error:?}"))
+        }
+    })
+    .await;
+
+    let error = generic_reasons(&recorder, "/error");
+    assert_eq!(error, rollback, "errors only");
+    for r in recorder.at("/error") {
+        assert_eq!(r.json()["severity"], "error");
+    }
+    let warn = generic_reasons(&recorder, "/warn");
+    let expected: BTreeSet<String> = ["Failed", "Halted", "RolledBack"].map(String::from).into();
+    assert_eq!(warn, expected, "warnings and errors, no info");
+    let halted = recorder
+        .at("/warn")
+        .iter()
+        .map(|r| r.json())
+        .find(|b| b["reason"] == "Halted")
+        .unwrap();
+    assert!(
+        halted["message"].as_str().unwrap().contains("pre-rollout"),
+        "{halted}"
+    );
+
+    // Slack hears everything, from the first Event on.
+    let slack: BTreeSet<String> = recorder
+        .at("/slack")
+        .iter()
+        .map(|r| {
+            let attachment = r.json()["attachments"][0].clone();
+            assert_eq!(attachment["author_name"], format!("Canary/{n}/app"));
+            attachment["title"].as_str().unwrap().to_string()
+        })
+        .collect();
+    for reason in [
+        "Initialized",
+        "NewRevision",
+        "Halted",
+        "RolledBack",
+        "Failed",
+    ] {
+        assert!(slack.contains(reason), "{reason}: {slack:?}");
+    }
+
+    delivering.abort();
+    ns.cleanup(&client).await;
+}
