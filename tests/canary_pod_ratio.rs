@@ -8,7 +8,7 @@
 
 mod support;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -215,7 +215,14 @@ async fn a_bad_version_is_rolled_back_and_users_saw_at_most_the_step_weight_of_e
     );
 
     env.endpoints("web", "web", PRIMARY as usize, 0).await;
-    let after = burst(&format!("http://{apex}/"), 100).await;
+    let only_v1 = |answers: &BTreeMap<String, u64>| answers.keys().eq(["v1"]);
+    let after = c::burst_until(
+        &format!("http://{apex}/"),
+        100,
+        Duration::from_secs(30),
+        only_v1,
+    )
+    .await;
     assert_eq!(after.keys().collect::<Vec<_>>(), ["v1"], "{after:?}");
     watcher.abort();
     let seen = seen.lock().unwrap().clone();

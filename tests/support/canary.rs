@@ -562,6 +562,25 @@ pub async fn burst(url: &str, count: u32) -> BTreeMap<String, u64> {
     versions
 }
 
+/// Bursts of `count` requests to `url` until one satisfies `done` or `timeout` passes; the last
+/// burst. The node's proxy follows an EndpointSlice change a moment after the API server shows it,
+/// so a check of what users see after a change waits for that, not for a fixed time.
+pub async fn burst_until(
+    url: &str,
+    count: u32,
+    timeout: Duration,
+    done: impl Fn(&BTreeMap<String, u64>) -> bool,
+) -> BTreeMap<String, u64> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let answers = burst(url, count).await;
+        if done(&answers) || tokio::time::Instant::now() >= deadline {
+            return answers;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 /// The apex Service's ready endpoints: (the primary's pods, the canary's pods).
 pub async fn apex_endpoints(
     client: &Client,
