@@ -308,8 +308,14 @@ async fn a_cluster_install_runs_the_agent_on_the_real_node_and_reconciles_from_g
     support::registry::create_secret(&client, &n, "registry-ca", "Opaque", json!({"ca.crt": ca}))
         .await;
     let through_service = format!("{address}/sluice");
-    let secrets = json!({"secretRef": {"name": "registry"}, "certSecretRef": {"name": "registry-ca"}});
-    create(&client, &n, images::repository("own", &through_service, secrets)).await;
+    let secrets =
+        json!({"secretRef": {"name": "registry"}, "certSecretRef": {"name": "registry-ca"}});
+    create(
+        &client,
+        &n,
+        images::repository("own", &through_service, secrets),
+    )
+    .await;
     let tag = image.rsplit(':').next().unwrap();
     let pattern = json!({"filterTags": {"pattern": format!("^{tag}$")},
         "policy": {"alphabetical": {"order": "asc"}}});
