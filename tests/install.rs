@@ -13,16 +13,18 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::authorization::v1::SubjectAccessReview;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
 use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 use sluice::api::condition::{self, ConditionStatus};
 use sluice::api::git_repository::GitRepository;
+use sluice::api::image_policy::ImagePolicy;
 use sluice::api::kustomization::Kustomization;
 use support::git_servers::GitDaemon;
 use support::git_signing::{Signing, WorkRepo};
+use support::image as images;
 use support::node::{self, eventually};
 
 /// The two installs share the cluster's CRDs and would see each other's agent as a conflict.
@@ -289,6 +291,36 @@ async fn a_cluster_install_runs_the_agent_on_the_real_node_and_reconciles_from_g
     assert_eq!(reconciled["namespace"], n.as_str());
     assert_eq!(reconciled["name"], "app");
     assert_eq!(reconciled["level"], "INFO");
+
+    // The Pod reaches the cluster's registry through its Service (TLS with the cluster's CA, the
+    // pull secret's credentials): it scans the repository of its own image and picks its tag.
+    let service = Api::<Service>::namespaced(client.clone(), "kube-system")
+        .get("registry")
+        .await
+        .expect("the registry's Service");
+    let spec = service.spec.unwrap();
+    let address = format!(
+        "{}:{}",
+        spec.cluster_ip.unwrap(),
+        spec.ports.unwrap()[0].port
+    );
+    let ca = std::fs::read_to_string(support::registry::cluster_ca()).unwrap();
+    support::registry::create_secret(&client, &n, "registry-ca", "Opaque", json!({"ca.crt": ca}))
+        .await;
+    let through_service = format!("{address}/sluice");
+    let secrets = json!({"secretRef": {"name": "registry"}, "certSecretRef": {"name": "registry-ca"}});
+    create(&client, &n, images::repository("own", &through_service, secrets)).await;
+    let tag = image.rsplit(':').next().unwrap();
+    let pattern = json!({"filterTags": {"pattern": format!("^{tag}$")},
+        "policy": {"alphabetical": {"order": "asc"}}});
+    create(&client, &n, images::policy("own", "own", pattern)).await;
+    let policies: Api<ImagePolicy> = Api::namespaced(client.clone(), &n);
+    let chosen = images::latest_tag(&policies, "own", tag).await;
+    assert_eq!(
+        chosen.latest_ref.unwrap().name,
+        through_service,
+        "the tag was read through the Service"
+    );
 
     // A namespace install into the same namespace conflicts: refused, nothing changed.
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &n);

@@ -20,6 +20,7 @@ use super::desired::{Desired, Verdict, Yielded};
 use super::discovery::{Discovery, DiscoveryError};
 use super::handoff::HandoffRef;
 use super::inventory::ObjectId;
+use super::live::Keep;
 use super::manifest::Manifest;
 use super::order::{Stage, rank_of, stage_of};
 use super::plan;
@@ -217,7 +218,7 @@ impl Applier {
                 .filter(|&i| desired[i].verdict.is_none())
                 .collect();
             let mut live = self
-                .read_live_set(&desired, &pending)
+                .read_live_set(&desired, &pending, Keep::Verdicts)
                 .await
                 .map_err(|e| fail(&changeset, e))?;
             self.decide(&mut desired, &pending, &mut live, options)

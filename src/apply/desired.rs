@@ -149,8 +149,9 @@ impl Applier {
     }
 
     /// The namespaces of `desired` that exist. Namespaces of the set already read (in `live`)
-    /// are not read again, nor are namespaces holding an object found live. A namespace the caller may not read (a tenant's service account rarely
-    /// can) counts as existing: the dry run will say if it is not.
+    /// are not read again, nor are namespaces holding an object found live. A namespace the
+    /// caller may not read (a tenant's service account rarely can) counts as existing: the dry
+    /// run will say if it is not.
     pub(super) async fn existing_namespaces(
         &self,
         desired: &[Desired],
@@ -160,13 +161,13 @@ impl Applier {
         for (i, found) in live {
             let d = &desired[*i];
             if d.id.group.is_empty() && d.id.kind == "Namespace" {
-                known.insert(d.id.name.as_str(), found.is_some());
+                known.insert(d.id.name.as_str(), found.exists());
             }
         }
         // An object found live proves its namespace exists: no need to ask.
         for (i, found) in live {
             let ns = desired[*i].id.namespace.as_str();
-            if found.is_some() && !ns.is_empty() {
+            if found.exists() && !ns.is_empty() {
                 known.insert(ns, true);
             }
         }
@@ -208,18 +209,18 @@ impl Applier {
     }
 }
 
-/// The objects a dry run can validate now: kind known, and namespace existing (or none needed).
 /// The namespaces of the set that were read and not found: the apply creates them, so nothing
 /// in them exists yet.
 pub(super) fn namespaces_not_found<'a>(desired: &'a [Desired], live: &LiveSet) -> HashSet<&'a str> {
     live.iter()
-        .filter(|(_, found)| found.is_none())
+        .filter(|(_, found)| !found.exists())
         .map(|(i, _)| &desired[*i].id)
         .filter(|id| id.group.is_empty() && id.kind == "Namespace")
         .map(|id| id.name.as_str())
         .collect()
 }
 
+/// The objects a dry run can validate now: kind known, and namespace existing (or none needed).
 pub(super) fn validatable(desired: &[Desired], existing: &BTreeSet<String>) -> Vec<usize> {
     (0..desired.len())
         .filter(|&i| {

@@ -1,7 +1,9 @@
 //! Reading the live objects an apply compares against: one LIST per kind and namespace where
 //! several objects of the set share them (read page by page, keeping only the set's objects), one
 //! GET each otherwise (and where the identity may not list), so that a reconcile of many objects
-//! reads in a few requests. Reads only.
+//! reads in a few requests. An object settled by what was read (unchanged, skipped) keeps only
+//! its verdict, as soon as its page arrives, so a large no-op never holds the live set. Reads
+//! only.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -10,7 +12,8 @@ use kube::api::ListParams;
 use serde_json::Value;
 
 use super::applier::{Applier, ApplyError};
-use super::desired::Desired;
+use super::desired::{Desired, Verdict};
+use super::validate::settle;
 
 /// From this many objects of one kind in one namespace on, a LIST replaces their GETs.
 const LIST_FROM: usize = 4;
@@ -19,8 +22,57 @@ const PAGE: u32 = 500;
 /// GETs in flight at once.
 const GETS_AT_ONCE: usize = 8;
 
-/// The live state of each object read, by index into the desired set (`None`: not there).
-pub(super) type LiveSet = HashMap<usize, Option<Value>>;
+/// What was read of each object, by index into the desired set.
+pub(super) type LiveSet = HashMap<usize, Live>;
+
+/// What was read of one object of the set.
+#[derive(Debug)]
+pub(super) enum Live {
+    /// Not there.
+    Absent,
+    /// There, and settled by what was read: its verdict is kept, not the object.
+    Settled(Verdict),
+    /// There: its live state, to validate against or to show.
+    Found(Value),
+}
+
+impl Live {
+    /// Whether the object exists.
+    pub(super) fn exists(&self) -> bool {
+        !matches!(self, Live::Absent)
+    }
+
+    /// The live object, where it was kept.
+    pub(super) fn into_value(self) -> Option<Value> {
+        match self {
+            Live::Found(value) => Some(value),
+            Live::Absent | Live::Settled(_) => None,
+        }
+    }
+}
+
+/// What a read keeps of objects that need no dry run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Keep {
+    /// Their verdict only (an apply).
+    Verdicts,
+    /// Their live state too (a preview shows it).
+    Objects,
+}
+
+/// What to keep of `d` read as `found`.
+fn kept(d: &Desired, found: Option<Value>, keep: Keep) -> Live {
+    let Some(value) = found else {
+        return Live::Absent;
+    };
+    match keep {
+        Keep::Verdicts => match settle(d, Some(&value)) {
+            Some(verdict) => Live::Settled(verdict),
+            None => Live::Found(value),
+        },
+        Keep::Objects => Live::Found(value),
+    }
+}
 
 impl Applier {
     /// Reads the live state of the objects at `indices` (resolved ones; others are left out).
@@ -28,6 +80,7 @@ impl Applier {
         &self,
         desired: &[Desired],
         indices: &[usize],
+        keep: Keep,
     ) -> Result<LiveSet, ApplyError> {
         let mut groups: BTreeMap<(String, String, String, String), Vec<usize>> = BTreeMap::new();
         for &i in indices {
@@ -47,7 +100,7 @@ impl Applier {
         let mut singles = Vec::new();
         for members in groups.into_values() {
             if members.len() >= LIST_FROM {
-                match self.list_into(desired, &members, &mut live).await {
+                match self.list_into(desired, &members, keep, &mut live).await {
                     Ok(()) => {}
                     // An identity allowed to get its objects but not to list their kind (a Role
                     // with resourceNames) reads them one by one.
@@ -64,7 +117,7 @@ impl Applier {
             .collect()
             .await;
         for (i, result) in read {
-            live.insert(i, result?);
+            live.insert(i, kept(&desired[i], result?, keep));
         }
         Ok(live)
     }
@@ -74,6 +127,7 @@ impl Applier {
         &self,
         desired: &[Desired],
         members: &[usize],
+        keep: Keep,
         live: &mut LiveSet,
     ) -> Result<(), ApplyError> {
         let first = &desired[members[0]];
@@ -101,7 +155,7 @@ impl Applier {
                 // Items of a list carry no apiVersion and kind; a GET's object does.
                 value["apiVersion"] = Value::from(resource.api_version.as_str());
                 value["kind"] = Value::from(resource.kind.as_str());
-                live.insert(i, Some(value));
+                live.insert(i, kept(&desired[i], Some(value), keep));
             }
             match page.metadata.continue_ {
                 Some(token) if !token.is_empty() && !wanted.is_empty() => {
@@ -111,7 +165,7 @@ impl Applier {
             }
         }
         for i in wanted.into_values() {
-            live.insert(i, None);
+            live.insert(i, Live::Absent);
         }
         Ok(())
     }

@@ -12,7 +12,7 @@ use super::applier::{Applier, ApplyError, ApplyOptions, Rejection};
 use super::changeset::Action;
 use super::desired::{Desired, Verdict, Yielded, namespaces_not_found, prepare, validatable};
 use super::inventory::ObjectId;
-use super::live::LiveSet;
+use super::live::{Keep, Live, LiveSet};
 use super::order::rank_of;
 use super::plan::{self, SsaMode};
 use super::unchanged;
@@ -97,7 +97,8 @@ fn validated(
 
 impl Applier {
     /// Settles what needs no dry run and dry-runs the rest of `indices` concurrently, comparing
-    /// each result with the object's state in `live` (entries are consumed). Any rejection fails
+    /// each result with the object's state in `live` (read with `Keep::Verdicts`; entries are
+    /// consumed). Any rejection fails
     /// the whole set, naming every rejected object; immutable-field changes are allowed only where
     /// force is on.
     pub(super) async fn decide(
@@ -109,13 +110,18 @@ impl Applier {
     ) -> Result<(), ApplyError> {
         let mut to_validate = Vec::new();
         for &i in indices {
-            let found = live.get(&i).and_then(Option::as_ref);
-            match settle(&desired[i], found) {
-                Some(verdict) => {
-                    desired[i].verdict = Some(verdict);
-                    live.remove(&i);
+            let settled = match live.remove(&i).unwrap_or(Live::Absent) {
+                Live::Settled(verdict) => Ok(verdict),
+                // Read with `Keep::Verdicts`: an object kept was not settled by what was read.
+                found @ Live::Found(_) => Err(found),
+                Live::Absent => settle(&desired[i], None).ok_or(Live::Absent),
+            };
+            match settled {
+                Ok(verdict) => desired[i].verdict = Some(verdict),
+                Err(read) => {
+                    live.insert(i, read);
+                    to_validate.push(i);
                 }
-                None => to_validate.push(i),
             }
         }
         // Each dry run's result is reduced to its verdict as soon as it arrives, so a large set
@@ -123,7 +129,7 @@ impl Applier {
         // hand-off's controller owns are left out of what is validated and applied.
         let jobs: Vec<(usize, Option<Value>)> = to_validate
             .into_iter()
-            .map(|i| (i, live.remove(&i).flatten()))
+            .map(|i| (i, live.remove(&i).and_then(Live::into_value)))
             .collect();
         let outcomes: Vec<(usize, Checked)> = stream::iter(jobs)
             .map(|(i, found)| {
@@ -244,7 +250,9 @@ impl Applier {
         let (cluster, namespaced): (Vec<usize>, Vec<usize>) = (0..desired.len())
             .filter(|&i| desired[i].resolved.is_some())
             .partition(|&i| desired[i].id.namespace.is_empty());
-        let mut live = self.read_live_set(&desired, &cluster).await?;
+        let mut live = self
+            .read_live_set(&desired, &cluster, Keep::Verdicts)
+            .await?;
         // Objects in namespaces the set creates are not read: they cannot exist yet. The others
         // are, and any object found proves its namespace exists without asking for it.
         let created = namespaces_not_found(&desired, &live);
@@ -252,7 +260,10 @@ impl Applier {
             .into_iter()
             .filter(|&i| !created.contains(desired[i].id.namespace.as_str()))
             .collect();
-        live.extend(self.read_live_set(&desired, &readable).await?);
+        live.extend(
+            self.read_live_set(&desired, &readable, Keep::Verdicts)
+                .await?,
+        );
         let existing = self.existing_namespaces(&desired, &live).await?;
         let ready = validatable(&desired, &existing);
         self.decide(&mut desired, &ready, &mut live, options)
@@ -271,13 +282,13 @@ impl Applier {
         self.resolve_known(&mut desired).await?;
         desired.sort_by_key(|d| (rank_of(&d.id.group, &d.id.kind), d.id.clone()));
         let all: Vec<usize> = (0..desired.len()).collect();
-        let mut live = self.read_live_set(&desired, &all).await?;
+        let mut live = self.read_live_set(&desired, &all, Keep::Objects).await?;
         let existing = self.existing_namespaces(&desired, &live).await?;
         let ready = validatable(&desired, &existing);
         let mut previews = Vec::with_capacity(desired.len());
         let mut rejected = Vec::new();
         for (i, d) in desired.iter().enumerate() {
-            let live = live.remove(&i).flatten();
+            let live = live.remove(&i).and_then(Live::into_value);
             let (action, merged) = match settle(d, live.as_ref()) {
                 Some(Verdict::Settled(action, _)) => (action, d.object.value()),
                 _ if !ready.contains(&i) => (Action::Created, d.object.value()),

@@ -253,8 +253,13 @@ mod tests {
     #[test]
     fn base64_wraps_at_seventy_characters() {
         assert_eq!(wrapped_base64(b"short"), "c2hvcnQ=");
-        // 51 bytes encode to 68 characters, 52 bytes to 72.
+        // 51 bytes encode to 68 characters, 52 bytes to 72: the shortest value that wraps.
         assert!(!wrapped_base64(&[b'b'; 51]).contains('\n'));
+        let wrapped = wrapped_base64(&[b'b'; 52]);
+        assert_eq!(
+            wrapped.lines().map(str::len).collect::<Vec<_>>(),
+            [70, 2]
+        );
         let long = wrapped_base64(&[b'a'; 120]);
         let lines: Vec<&str> = long.lines().collect();
         assert_eq!(
