@@ -365,7 +365,7 @@ async fn a_tenant_cannot_escape_its_namespace_through_the_agent() {
     let second = work_a.commit("drop the copied object", &Signing::None);
     work_a.push(&["main"]);
     let second = format!("main@sha1:{second}");
-    agent::wait_for(
+    let copied = agent::wait_for(
         &kustomizations_a,
         "copy-labels",
         "applied without the copied object",
@@ -377,6 +377,15 @@ async fn a_tenant_cannot_escape_its_namespace_through_the_agent() {
         },
     )
     .await;
+    // The refused object never entered A's inventory (the failed apply never reached it), so
+    // dropping it from the set leaves nothing to prune.
+    let inventory = copied.status.unwrap().inventory.unwrap();
+    let ids: Vec<&str> = inventory.entries.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [format!("{a}_a-other__ConfigMap")],
+        "copy-labels inventory"
+    );
 
     // A patches its own Kustomization's inventory to hold B's object: the next prune still
     // leaves it alone (its owner labels name B, and A's account could not delete it anyway).
