@@ -6,14 +6,14 @@
 //! of rights. B's agent runs as a ServiceAccount holding only a namespaced Role (so any
 //! cluster-wide list or watch in the agent would fail) with `--default-service-account` and
 //! `--no-cross-namespace-refs`. Tenant A tries every escape of docs/security.md; each is refused
-//! with a clear condition, and an admin client finds nothing of B's, and nothing cluster-scoped,
-//! changed.
+//! with a clear condition (a prune A may not do fails its reconcile with `PruneFailed`), and an
+//! admin client finds nothing of B's, and nothing cluster-scoped, changed.
 
 mod support;
 
-use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::core::v1::{ConfigMap, Event};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 use sluice::api::condition::ConditionStatus;
@@ -108,6 +108,33 @@ async fn failed_with(api: &Api<Kustomization>, name: &str, reason: &str, says: &
             cond.message
         );
     }
+}
+
+/// Waits until a Warning Event about Kustomization `ns/name` has `reason` and mentions `says`.
+async fn warning_event(client: &Client, ns: &str, name: &str, reason: &str, says: &str) {
+    let events: Api<Event> = Api::namespaced(client.clone(), ns);
+    let selector = format!("involvedObject.kind=Kustomization,involvedObject.name={name}");
+    let mut seen = Vec::new();
+    for _ in 0..150 {
+        let list = events
+            .list(&ListParams::default().fields(&selector))
+            .await
+            .unwrap();
+        if list.items.iter().any(|e| {
+            e.type_.as_deref() == Some("Warning")
+                && e.reason.as_deref() == Some(reason)
+                && e.message.as_deref().is_some_and(|m| m.contains(says))
+        }) {
+            return;
+        }
+        seen = list
+            .items
+            .into_iter()
+            .map(|e| format!("{:?} {:?}: {:?}", e.type_, e.reason, e.message))
+            .collect();
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    panic!("no Warning Event {reason} mentioning {says:?} about {ns}/{name}; saw {seen:#?}");
 }
 
 #[tokio::test]
@@ -387,8 +414,10 @@ async fn a_tenant_cannot_escape_its_namespace_through_the_agent() {
         "copy-labels inventory"
     );
 
-    // A patches its own Kustomization's inventory to hold B's object: the next prune still
-    // leaves it alone (its owner labels name B, and A's account could not delete it anyway).
+    // A patches its own Kustomization's inventory to hold B's object: the next prune cannot
+    // touch it (A's account may not even read it), and says so: the reconcile fails with
+    // PruneFailed naming the object, a Warning Event says it too, and the entry stays in the
+    // inventory to be tried again, while the rest of A's set is still applied.
     let tenant_client =
         Client::try_from(agent::service_account_config(&admin, &a, "tenant").await).unwrap();
     let own: Api<Kustomization> = Api::namespaced(tenant_client.clone(), &a);
@@ -409,18 +438,38 @@ async fn a_tenant_cannot_escape_its_namespace_through_the_agent() {
         )
         .await
         .unwrap();
-    agent::wait_for(
+    let planted = format!("ConfigMap/{b}/b-config");
+    failed_with(
         &kustomizations_a,
         "ok",
-        "handled the poisoned inventory",
-        |k| {
-            k.status
-                .as_ref()
-                .and_then(|s| s.last_handled_reconcile_at.as_deref())
-                == Some("poison")
-        },
+        "PruneFailed",
+        &[
+            "1 object could not be pruned",
+            &format!("{planted}: reading it failed"),
+            "forbidden",
+            &tenant_a,
+        ],
     )
     .await;
+    let ok = kustomizations_a.get("ok").await.unwrap();
+    let status = ok.status.unwrap();
+    assert_eq!(status.last_handled_reconcile_at.as_deref(), Some("poison"));
+    let kept: Vec<&str> = status
+        .inventory
+        .as_ref()
+        .unwrap()
+        .entries
+        .iter()
+        .map(|e| e.id.as_str())
+        .collect();
+    assert!(
+        kept.contains(&format!("{b}_b-config__ConfigMap").as_str())
+            && kept.contains(&format!("{a}_a-config__ConfigMap").as_str()),
+        "{kept:?}"
+    );
+    warning_event(&client, &a, "ok", "PruneFailed", &planted).await;
+    let still = b_configs.get("b-config").await.unwrap();
+    assert_eq!(still.resource_version(), b_config.resource_version());
 
     // A points its own GitRepository's status at B's artifact: the artifact is looked up under
     // A's source, where it is not.

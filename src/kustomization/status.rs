@@ -16,8 +16,10 @@ reasons! {
     pub enum KustomizationReason {
         /// `Ready=True`: applied (and healthy, when asked).
         ReconciliationSucceeded,
-        /// Applying, pruning or impersonating failed.
+        /// Applying or impersonating failed, or pruning everything was refused (an empty set).
         ReconciliationFailed,
+        /// Objects that left the set could not be deleted (they stay in the inventory).
+        PruneFailed,
         BuildFailed,
         HealthCheckFailed,
         DependencyNotReady,
