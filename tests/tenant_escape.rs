@@ -7,7 +7,8 @@
 //! cluster-wide list or watch in the agent would fail) with `--default-service-account` and
 //! `--no-cross-namespace-refs`. Tenant A tries every escape of docs/security.md; each is refused
 //! with a clear condition (a prune A may not do fails its reconcile with `PruneFailed`), and an
-//! admin client finds nothing of B's, and nothing cluster-scoped, changed.
+//! admin client finds nothing of B's, and nothing cluster-scoped, changed. Alerts, Receivers and
+//! Canaries naming another namespace are `AccessDenied` on B's agent and work on A's.
 
 mod support;
 
@@ -23,15 +24,17 @@ use support::agent::{self, ready};
 use support::git_servers::GitDaemon;
 use support::git_signing::{Signing, WorkRepo};
 
-/// The agent's Role: its own kinds and their status, Events, Secrets of sources, and acting as
-/// the namespace's ServiceAccounts. Nothing cluster-wide.
+/// The agent's Role: its own kinds and their status, Deployments (which Canaries watch), Events,
+/// Secrets of sources, and acting as the namespace's ServiceAccounts. Nothing cluster-wide.
 fn agent_rbac(ns: &str) -> Vec<Value> {
     json!([
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "sluice", "namespace": ns}},
         {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "sluice-agent", "namespace": ns},
          "rules": [
-            {"apiGroups": ["sluice.dev"], "resources": ["gitrepositories", "kustomizations", "gitrepositories/status", "kustomizations/status"],
+            {"apiGroups": ["sluice.dev"], "resources": ["gitrepositories", "kustomizations", "gitrepositories/status", "kustomizations/status",
+                "alerts", "providers", "receivers", "canaries", "metrictemplates", "alerts/status", "providers/status", "receivers/status", "canaries/status"],
              "verbs": ["get", "list", "watch", "patch", "update"]},
+            {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "list", "watch"]},
             {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]},
             {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch", "update"]},
             {"apiGroups": [""], "resources": ["serviceaccounts"], "verbs": ["impersonate"]}
@@ -108,6 +111,45 @@ async fn failed_with(api: &Api<Kustomization>, name: &str, reason: &str, says: &
             cond.message
         );
     }
+}
+
+/// Waits until the `Ready` condition of the sluice object `kind` `ns/name` has `reason`, and
+/// checks that its message says each of `says` and whether it is `Stalled`.
+async fn ready_because(
+    client: &Client,
+    ns: &str,
+    kind: &str,
+    name: &str,
+    (reason, stalled): (&str, bool),
+    says: &[&str],
+) {
+    use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
+    let resource = ApiResource::from_gvk(&GroupVersionKind::gvk("sluice.dev", "v1alpha1", kind));
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &resource);
+    let condition = |o: &DynamicObject, type_: &str| -> Option<Value> {
+        o.data["status"]["conditions"]
+            .as_array()?
+            .iter()
+            .find(|c| c["type"] == type_)
+            .cloned()
+    };
+    let found = agent::wait_for(&api, name, &format!("{kind} Ready because {reason}"), |o| {
+        condition(o, "Ready").is_some_and(|c| c["reason"] == reason)
+    })
+    .await;
+    let ready = condition(&found, "Ready").unwrap();
+    for text in says {
+        assert!(
+            ready["message"].as_str().unwrap().contains(text),
+            "{kind} {ns}/{name}: {text:?} not in {ready}"
+        );
+    }
+    let is_stalled = condition(&found, "Stalled").is_some_and(|c| c["status"] == "True");
+    assert_eq!(
+        is_stalled, stalled,
+        "{kind} {ns}/{name}: {:#}",
+        found.data["status"]
+    );
 }
 
 /// Waits until a Warning Event about Kustomization `ns/name` has `reason` and mentions `says`.
@@ -504,6 +546,86 @@ async fn a_tenant_cannot_escape_its_namespace_through_the_agent() {
         &["not in storage"],
     )
     .await;
+
+    // The other controllers honour --no-cross-namespace-refs the same way: on B's locked-down
+    // agent an Alert watching another namespace's (or every namespace's) objects, a Receiver
+    // triggering another namespace's objects and a Canary using another namespace's
+    // MetricTemplate and alert Provider are refused before anything is read; on A's agent the
+    // same references (to B's namespace) go through as before.
+    let crossing = |to: &str| {
+        [
+            json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "Alert", "metadata": {"name": "cross"},
+                "spec": {"providerRef": {"name": "hook"}, "eventSources": [
+                    {"kind": "Kustomization", "name": "*", "namespace": to},
+                    {"kind": "GitRepository", "name": "app", "namespace": "*"}]}}),
+            json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "Receiver", "metadata": {"name": "cross"},
+                "spec": {"type": "generic", "secretRef": {"name": "hook-token"},
+                    "resources": [{"kind": "Kustomization", "name": "app", "namespace": to}]}}),
+            json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "Canary", "metadata": {"name": "cross"},
+                "spec": {"targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+                    "service": {"port": 80},
+                    "analysis": {"interval": "10s", "threshold": 2, "stepWeight": 50,
+                        "metrics": [{"name": "latency", "templateRef": {"name": "latency", "namespace": to},
+                            "thresholdRange": {"max": 500}}],
+                        "alerts": [{"name": "on-call", "providerRef": {"name": "hook", "namespace": to}}]}}}),
+            json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "Provider", "metadata": {"name": "hook"},
+                "spec": {"type": "generic", "address": "http://127.0.0.1:9/"}}),
+        ]
+    };
+    for (ns, to) in [(&b, &a), (&a, &b)] {
+        for object in crossing(to) {
+            agent::create(&client, ns, object).await.unwrap();
+        }
+        let token: k8s_openapi::api::core::v1::Secret = serde_json::from_value(json!({
+            "metadata": {"name": "hook-token"}, "stringData": {"token": "t"}}))
+        .unwrap();
+        Api::namespaced(client.clone(), ns)
+            .create(&Default::default(), &token)
+            .await
+            .unwrap();
+    }
+    let denied = ("AccessDenied", true);
+    let locked = "--no-cross-namespace-refs";
+    let (source_a, any_app) = (
+        format!("spec.eventSources[0] {a}/*"),
+        "spec.eventSources[1] */app",
+    );
+    ready_because(
+        &client,
+        &b,
+        "Alert",
+        "cross",
+        denied,
+        &[locked, &source_a, any_app],
+    )
+    .await;
+    let resource_a = format!("spec.resources[0] {a}/app");
+    ready_because(
+        &client,
+        &b,
+        "Receiver",
+        "cross",
+        denied,
+        &[locked, &resource_a],
+    )
+    .await;
+    let template_a = format!("spec.analysis.metrics[0].templateRef {a}/latency");
+    let provider_a = format!("spec.analysis.alerts[0].providerRef {a}/hook");
+    ready_because(
+        &client,
+        &b,
+        "Canary",
+        "cross",
+        denied,
+        &[locked, &template_a, &provider_a],
+    )
+    .await;
+    let works = ("Succeeded", false);
+    ready_because(&client, &a, "Alert", "cross", works, &["Provider hook"]).await;
+    ready_because(&client, &a, "Receiver", "cross", works, &["/hook/"]).await;
+    // Past the reference check, A's Canary waits for its target like any other.
+    let waits = ("TargetNotFound", false);
+    ready_because(&client, &a, "Canary", "cross", waits, &["web not found"]).await;
 
     // Checked with the admin client: B's object is as B's agent applied it, B's namespace holds
     // nothing new, A's namespace holds nothing of B's, and nothing cluster-scoped appeared.

@@ -378,10 +378,7 @@ impl Kustomizations {
             }
         };
         if let Err(message) = self.tenancy.check_references(spec, ns) {
-            return Outcome::Stalled {
-                reason: Reason::AccessDenied,
-                message,
-            };
+            return Outcome::AccessDenied { message };
         }
         // From here on, everything is read and written as the tenant.
         let client = match self.tenant_client(obj) {
