@@ -59,7 +59,8 @@ async fn each_alert_hears_the_canary_events_its_severity_asks_for() {
     let recorder = Recorder::start().await;
 
     // The process's Events go to the notification dispatcher, as in the agent.
-    let (dispatcher, deliver) = sluice::notify::dispatch::start(client.clone(), Some(n.clone()));
+    let (dispatcher, deliver) =
+        sluice::notify::dispatch::start(client.clone(), Some(n.clone()), Default::default());
     sluice::runtime::events::install_sink(dispatcher);
     let delivering = tokio::spawn(deliver);
     let _analyzer = Analyzer::start(&client, &n, None);

@@ -1,6 +1,7 @@
 //! The install manifests carry exactly the CRDs the code generates, the API server accepts them
-//! (a server-side dry run on the real control plane), and their structural schemas make it refuse
-//! or drop fields they do not declare, never keep them.
+//! (a server-side dry run on the real control plane), their structural schemas make it refuse or
+//! drop fields they do not declare, never keep them, and every duration field carries Flux's
+//! pattern, which the API server enforces.
 
 mod support;
 
@@ -116,5 +117,116 @@ async fn fields_the_schemas_do_not_declare_are_refused_by_name_or_dropped() {
     assert!(lax.data["spec"].get("prun").is_none(), "{:?}", lax.data);
     assert_eq!(lax.data["spec"]["prune"], json!(false));
 
+    ns.cleanup(&client).await;
+}
+
+/// The string fields under `spec` whose names end in `interval` or `timeout` (any case), with
+/// their pattern; array items show as `[0]`.
+fn duration_fields(
+    schema: &serde_json::Value,
+    path: &str,
+    out: &mut Vec<(String, Option<String>)>,
+) {
+    if let Some(properties) = schema.get("properties").and_then(|p| p.as_object()) {
+        for (name, field) in properties {
+            let field_path = format!("{path}.{name}");
+            let lower = name.to_ascii_lowercase();
+            if field.get("type").and_then(|t| t.as_str()) == Some("string")
+                && (lower.ends_with("interval") || lower.ends_with("timeout"))
+            {
+                let pattern = field.get("pattern").and_then(|p| p.as_str());
+                out.push((field_path.clone(), pattern.map(str::to_string)));
+            }
+            duration_fields(field, &field_path, out);
+        }
+    }
+    if let Some(items) = schema.get("items") {
+        duration_fields(items, &format!("{path}[0]"), out);
+    }
+}
+
+/// An object holding `value` at `path` (`spec.analysis.metrics[0].interval`) and nothing else.
+fn holding(path: &str, value: serde_json::Value) -> serde_json::Value {
+    path.rsplit('.')
+        .fold(value, |inner, segment| match segment.strip_suffix("[0]") {
+            Some(name) => serde_json::json!({ name: [inner] }),
+            None => serde_json::json!({ segment: inner }),
+        })
+}
+
+/// Every duration field of every kind carries Flux's duration pattern, so the API server refuses
+/// `1d` in any of them before a controller reads it (the fields are found in the generated
+/// schemas, so a new one without the pattern fails here).
+#[tokio::test]
+async fn every_duration_field_has_fluxs_pattern_and_the_api_server_enforces_it() {
+    use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
+
+    let mut found = Vec::new();
+    for crd in sluice::cli::crds::all() {
+        let kind = crd.spec.names.kind.clone();
+        let schema = serde_json::to_value(&crd.spec.versions[0].schema).unwrap();
+        let spec = &schema["openAPIV3Schema"]["properties"]["spec"];
+        let mut fields = Vec::new();
+        duration_fields(spec, "spec", &mut fields);
+        for (path, pattern) in fields {
+            assert_eq!(
+                pattern.as_deref(),
+                Some(sluice::api::duration::PATTERN),
+                "{kind} {path} has no duration pattern"
+            );
+            found.push((kind.clone(), path));
+        }
+    }
+    let mut names: Vec<String> = found.iter().map(|(k, p)| format!("{k} {p}")).collect();
+    names.sort();
+    let mut expected = [
+        "GitRepository spec.interval",
+        "GitRepository spec.timeout",
+        "Kustomization spec.interval",
+        "Kustomization spec.retryInterval",
+        "Kustomization spec.timeout",
+        "ImageRepository spec.interval",
+        "ImageRepository spec.timeout",
+        "ImagePolicy spec.interval",
+        "ImageUpdateAutomation spec.interval",
+        "Receiver spec.interval",
+        "Provider spec.timeout",
+        "Canary spec.analysis.interval",
+        "Canary spec.analysis.metrics[0].interval",
+        "Canary spec.analysis.webhooks[0].timeout",
+        "Canary spec.service.timeout",
+    ];
+    expected.sort();
+    assert_eq!(
+        names, expected,
+        "the duration fields changed: check their patterns and update this list"
+    );
+
+    let client = support::client().await;
+    support::install_crds(&client).await;
+    let ns = support::TestNamespace::new(&client, "crd-durations").await;
+    let n = ns.name().to_string();
+    for (kind, path) in &found {
+        let resource =
+            ApiResource::from_gvk(&GroupVersionKind::gvk("sluice.dev", "v1alpha1", kind));
+        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &n, &resource);
+        let mut object = holding(path, serde_json::json!("1d"));
+        object["apiVersion"] = serde_json::json!("sluice.dev/v1alpha1");
+        object["kind"] = serde_json::json!(kind);
+        object["metadata"] = serde_json::json!({"name": "durations", "namespace": n});
+        let err = api
+            .patch(
+                "durations",
+                &PatchParams::apply("sluice-tests").dry_run(),
+                &Patch::Apply(&object),
+            )
+            .await
+            .expect_err(&format!("{kind} took {path}: 1d"));
+        assert!(
+            err.to_string()
+                .contains(&format!("{path} in body should match")),
+            "{kind} {path}: {err}"
+        );
+    }
     ns.cleanup(&client).await;
 }

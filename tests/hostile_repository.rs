@@ -1,8 +1,9 @@
 //! Hostile repositories against one agent on the real control plane: symlink loops (direct and
 //! through a chain), component and base cycles (self and through several directories), deeply
-//! nested YAML, a file of millions of lines, a tree of a hundred thousand files and absurd
-//! durations. Each gets a clear error on its own object, while a healthy Kustomization on the
-//! same agent keeps reconciling throughout. The fixtures are generated here, not committed.
+//! nested YAML, a file of millions of lines, a `.sourceignore` over its size cap, a tree of a
+//! hundred thousand files and absurd durations. Each gets a clear error on its own object, while
+//! a healthy Kustomization on the same agent keeps reconciling throughout. The fixtures are
+//! generated here, not committed.
 
 mod support;
 
@@ -91,6 +92,12 @@ const CASES: &[Case] = &[
         says: "over the limit of 33554432 bytes",
     },
     Case {
+        name: "big-sourceignore",
+        on_source: true,
+        reason: "ArtifactFailed",
+        says: ".sourceignore is 1048577 bytes, more than the limit of 1048576 bytes for ignore files",
+    },
+    Case {
         name: "many-files",
         on_source: true,
         reason: "ArtifactFailed",
@@ -162,6 +169,11 @@ fn publish_cases(work: &WorkRepo) {
                 let mut text = config_map("big", "1");
                 text.push_str(&"# filler line of a file far too large to read\n".repeat(800_000));
                 work.write("deploy/big.yaml", &text);
+            }
+            "big-sourceignore" => {
+                // Its size is checked before it is read: one byte over the cap of 1 MiB.
+                work.write("deploy/cm.yaml", &config_map("a", "1"));
+                work.write(".sourceignore", &"#".repeat(1024 * 1024 + 1));
             }
             "many-files" => {
                 work.write("deploy/cm.yaml", &config_map("a", "1"));

@@ -6,14 +6,15 @@
 //! of rights. B's agent runs as a ServiceAccount holding only a namespaced Role (so any
 //! cluster-wide list or watch in the agent would fail) with `--default-service-account` and
 //! `--no-cross-namespace-refs`. Tenant A tries every escape of docs/security.md; each is refused
-//! with a clear condition, and an admin client finds nothing of B's, and nothing cluster-scoped,
-//! changed.
+//! with a clear condition (a prune A may not do fails its reconcile with `PruneFailed`), and an
+//! admin client finds nothing of B's, and nothing cluster-scoped, changed. Alerts, Receivers and
+//! Canaries naming another namespace are `AccessDenied` on B's agent and work on A's.
 
 mod support;
 
-use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::core::v1::{ConfigMap, Event};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 use sluice::api::condition::ConditionStatus;
@@ -23,15 +24,17 @@ use support::agent::{self, ready};
 use support::git_servers::GitDaemon;
 use support::git_signing::{Signing, WorkRepo};
 
-/// The agent's Role: its own kinds and their status, Events, Secrets of sources, and acting as
-/// the namespace's ServiceAccounts. Nothing cluster-wide.
+/// The agent's Role: its own kinds and their status, Deployments (which Canaries watch), Events,
+/// Secrets of sources, and acting as the namespace's ServiceAccounts. Nothing cluster-wide.
 fn agent_rbac(ns: &str) -> Vec<Value> {
     json!([
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "sluice", "namespace": ns}},
         {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "sluice-agent", "namespace": ns},
          "rules": [
-            {"apiGroups": ["sluice.dev"], "resources": ["gitrepositories", "kustomizations", "gitrepositories/status", "kustomizations/status"],
+            {"apiGroups": ["sluice.dev"], "resources": ["gitrepositories", "kustomizations", "gitrepositories/status", "kustomizations/status",
+                "alerts", "providers", "receivers", "canaries", "metrictemplates", "alerts/status", "providers/status", "receivers/status", "canaries/status"],
              "verbs": ["get", "list", "watch", "patch", "update"]},
+            {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "list", "watch"]},
             {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]},
             {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch", "update"]},
             {"apiGroups": [""], "resources": ["serviceaccounts"], "verbs": ["impersonate"]}
@@ -108,6 +111,72 @@ async fn failed_with(api: &Api<Kustomization>, name: &str, reason: &str, says: &
             cond.message
         );
     }
+}
+
+/// Waits until the `Ready` condition of the sluice object `kind` `ns/name` has `reason`, and
+/// checks that its message says each of `says` and whether it is `Stalled`.
+async fn ready_because(
+    client: &Client,
+    ns: &str,
+    kind: &str,
+    name: &str,
+    (reason, stalled): (&str, bool),
+    says: &[&str],
+) {
+    use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
+    let resource = ApiResource::from_gvk(&GroupVersionKind::gvk("sluice.dev", "v1alpha1", kind));
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &resource);
+    let condition = |o: &DynamicObject, type_: &str| -> Option<Value> {
+        o.data["status"]["conditions"]
+            .as_array()?
+            .iter()
+            .find(|c| c["type"] == type_)
+            .cloned()
+    };
+    let found = agent::wait_for(&api, name, &format!("{kind} Ready because {reason}"), |o| {
+        condition(o, "Ready").is_some_and(|c| c["reason"] == reason)
+    })
+    .await;
+    let ready = condition(&found, "Ready").unwrap();
+    for text in says {
+        assert!(
+            ready["message"].as_str().unwrap().contains(text),
+            "{kind} {ns}/{name}: {text:?} not in {ready}"
+        );
+    }
+    let is_stalled = condition(&found, "Stalled").is_some_and(|c| c["status"] == "True");
+    assert_eq!(
+        is_stalled, stalled,
+        "{kind} {ns}/{name}: {:#}",
+        found.data["status"]
+    );
+}
+
+/// Waits until a Warning Event about Kustomization `ns/name` has `reason` and mentions `says`.
+async fn warning_event(client: &Client, ns: &str, name: &str, reason: &str, says: &str) {
+    let events: Api<Event> = Api::namespaced(client.clone(), ns);
+    let selector = format!("involvedObject.kind=Kustomization,involvedObject.name={name}");
+    let mut seen = Vec::new();
+    for _ in 0..150 {
+        let list = events
+            .list(&ListParams::default().fields(&selector))
+            .await
+            .unwrap();
+        if list.items.iter().any(|e| {
+            e.type_.as_deref() == Some("Warning")
+                && e.reason.as_deref() == Some(reason)
+                && e.message.as_deref().is_some_and(|m| m.contains(says))
+        }) {
+            return;
+        }
+        seen = list
+            .items
+            .into_iter()
+            .map(|e| format!("{:?} {:?}: {:?}", e.type_, e.reason, e.message))
+            .collect();
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    panic!("no Warning Event {reason} mentioning {says:?} about {ns}/{name}; saw {seen:#?}");
 }
 
 #[tokio::test]
@@ -365,7 +434,7 @@ async fn a_tenant_cannot_escape_its_namespace_through_the_agent() {
     let second = work_a.commit("drop the copied object", &Signing::None);
     work_a.push(&["main"]);
     let second = format!("main@sha1:{second}");
-    agent::wait_for(
+    let copied = agent::wait_for(
         &kustomizations_a,
         "copy-labels",
         "applied without the copied object",
@@ -377,9 +446,20 @@ async fn a_tenant_cannot_escape_its_namespace_through_the_agent() {
         },
     )
     .await;
+    // The refused object never entered A's inventory (the failed apply never reached it), so
+    // dropping it from the set leaves nothing to prune.
+    let inventory = copied.status.unwrap().inventory.unwrap();
+    let ids: Vec<&str> = inventory.entries.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [format!("{a}_a-other__ConfigMap")],
+        "copy-labels inventory"
+    );
 
-    // A patches its own Kustomization's inventory to hold B's object: the next prune still
-    // leaves it alone (its owner labels name B, and A's account could not delete it anyway).
+    // A patches its own Kustomization's inventory to hold B's object: the next prune cannot
+    // touch it (A's account may not even read it), and says so: the reconcile fails with
+    // PruneFailed naming the object, a Warning Event says it too, and the entry stays in the
+    // inventory to be tried again, while the rest of A's set is still applied.
     let tenant_client =
         Client::try_from(agent::service_account_config(&admin, &a, "tenant").await).unwrap();
     let own: Api<Kustomization> = Api::namespaced(tenant_client.clone(), &a);
@@ -400,18 +480,38 @@ async fn a_tenant_cannot_escape_its_namespace_through_the_agent() {
         )
         .await
         .unwrap();
-    agent::wait_for(
+    let planted = format!("ConfigMap/{b}/b-config");
+    failed_with(
         &kustomizations_a,
         "ok",
-        "handled the poisoned inventory",
-        |k| {
-            k.status
-                .as_ref()
-                .and_then(|s| s.last_handled_reconcile_at.as_deref())
-                == Some("poison")
-        },
+        "PruneFailed",
+        &[
+            "1 object could not be pruned",
+            &format!("{planted}: reading it failed"),
+            "forbidden",
+            &tenant_a,
+        ],
     )
     .await;
+    let ok = kustomizations_a.get("ok").await.unwrap();
+    let status = ok.status.unwrap();
+    assert_eq!(status.last_handled_reconcile_at.as_deref(), Some("poison"));
+    let kept: Vec<&str> = status
+        .inventory
+        .as_ref()
+        .unwrap()
+        .entries
+        .iter()
+        .map(|e| e.id.as_str())
+        .collect();
+    assert!(
+        kept.contains(&format!("{b}_b-config__ConfigMap").as_str())
+            && kept.contains(&format!("{a}_a-config__ConfigMap").as_str()),
+        "{kept:?}"
+    );
+    warning_event(&client, &a, "ok", "PruneFailed", &planted).await;
+    let still = b_configs.get("b-config").await.unwrap();
+    assert_eq!(still.resource_version(), b_config.resource_version());
 
     // A points its own GitRepository's status at B's artifact: the artifact is looked up under
     // A's source, where it is not.
@@ -446,6 +546,86 @@ async fn a_tenant_cannot_escape_its_namespace_through_the_agent() {
         &["not in storage"],
     )
     .await;
+
+    // The other controllers honour --no-cross-namespace-refs the same way: on B's locked-down
+    // agent an Alert watching another namespace's (or every namespace's) objects, a Receiver
+    // triggering another namespace's objects and a Canary using another namespace's
+    // MetricTemplate and alert Provider are refused before anything is read; on A's agent the
+    // same references (to B's namespace) go through as before.
+    let crossing = |to: &str| {
+        [
+            json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "Alert", "metadata": {"name": "cross"},
+                "spec": {"providerRef": {"name": "hook"}, "eventSources": [
+                    {"kind": "Kustomization", "name": "*", "namespace": to},
+                    {"kind": "GitRepository", "name": "app", "namespace": "*"}]}}),
+            json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "Receiver", "metadata": {"name": "cross"},
+                "spec": {"type": "generic", "secretRef": {"name": "hook-token"},
+                    "resources": [{"kind": "Kustomization", "name": "app", "namespace": to}]}}),
+            json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "Canary", "metadata": {"name": "cross"},
+                "spec": {"targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+                    "service": {"port": 80},
+                    "analysis": {"interval": "10s", "threshold": 2, "stepWeight": 50,
+                        "metrics": [{"name": "latency", "templateRef": {"name": "latency", "namespace": to},
+                            "thresholdRange": {"max": 500}}],
+                        "alerts": [{"name": "on-call", "providerRef": {"name": "hook", "namespace": to}}]}}}),
+            json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "Provider", "metadata": {"name": "hook"},
+                "spec": {"type": "generic", "address": "http://127.0.0.1:9/"}}),
+        ]
+    };
+    for (ns, to) in [(&b, &a), (&a, &b)] {
+        for object in crossing(to) {
+            agent::create(&client, ns, object).await.unwrap();
+        }
+        let token: k8s_openapi::api::core::v1::Secret = serde_json::from_value(json!({
+            "metadata": {"name": "hook-token"}, "stringData": {"token": "t"}}))
+        .unwrap();
+        Api::namespaced(client.clone(), ns)
+            .create(&Default::default(), &token)
+            .await
+            .unwrap();
+    }
+    let denied = ("AccessDenied", true);
+    let locked = "--no-cross-namespace-refs";
+    let (source_a, any_app) = (
+        format!("spec.eventSources[0] {a}/*"),
+        "spec.eventSources[1] */app",
+    );
+    ready_because(
+        &client,
+        &b,
+        "Alert",
+        "cross",
+        denied,
+        &[locked, &source_a, any_app],
+    )
+    .await;
+    let resource_a = format!("spec.resources[0] {a}/app");
+    ready_because(
+        &client,
+        &b,
+        "Receiver",
+        "cross",
+        denied,
+        &[locked, &resource_a],
+    )
+    .await;
+    let template_a = format!("spec.analysis.metrics[0].templateRef {a}/latency");
+    let provider_a = format!("spec.analysis.alerts[0].providerRef {a}/hook");
+    ready_because(
+        &client,
+        &b,
+        "Canary",
+        "cross",
+        denied,
+        &[locked, &template_a, &provider_a],
+    )
+    .await;
+    let works = ("Succeeded", false);
+    ready_because(&client, &a, "Alert", "cross", works, &["Provider hook"]).await;
+    ready_because(&client, &a, "Receiver", "cross", works, &["/hook/"]).await;
+    // Past the reference check, A's Canary waits for its target like any other.
+    let waits = ("TargetNotFound", false);
+    ready_because(&client, &a, "Canary", "cross", waits, &["web not found"]).await;
 
     // Checked with the admin client: B's object is as B's agent applied it, B's namespace holds
     // nothing new, A's namespace holds nothing of B's, and nothing cluster-scoped appeared.

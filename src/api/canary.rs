@@ -103,6 +103,7 @@ pub struct CanaryService {
     pub port_discovery: bool,
     /// Request timeout of the generated routes (e.g. `15s`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(super::duration::PATTERN))]
     pub timeout: Option<String>,
     /// Gateways the generated HTTPRoute attaches to (`gatewayapi:v1`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -188,6 +189,7 @@ pub struct CustomMetadata {
 pub struct CanaryAnalysis {
     /// Time between two steps (default `60s`, at least `10s`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(super::duration::PATTERN))]
     pub interval: Option<String>,
     /// Failed checks after which the canary is rolled back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -245,6 +247,7 @@ pub struct CanaryMetric {
     pub name: String,
     /// Window of the query, `{{ interval }}` (default `1m`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(super::duration::PATTERN))]
     pub interval: Option<String>,
     /// Accepted range of the value.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -294,6 +297,7 @@ pub struct CanaryWebhook {
     pub url: String,
     /// Request timeout (default `10s`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(super::duration::PATTERN))]
     pub timeout: Option<String>,
     /// Attempts after the first one fails.
     #[serde(default, skip_serializing_if = "Option::is_none")]

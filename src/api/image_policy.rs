@@ -39,6 +39,7 @@ pub struct ImagePolicySpec {
     pub digest_reflection_policy: Option<String>,
     /// How often to re-read the digest with `digestReflectionPolicy: Always`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(super::duration::PATTERN))]
     pub interval: Option<String>,
 }
 

@@ -37,9 +37,11 @@ pub struct ImageRepositorySpec {
     pub image: String,
     /// How often to scan, e.g. `5m`.
     #[serde(default = "default_interval")]
+    #[schemars(pattern(super::duration::PATTERN))]
     pub interval: String,
     /// Timeout of one scan (default `60s`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(super::duration::PATTERN))]
     pub timeout: Option<String>,
     /// A `kubernetes.io/dockerconfigjson` Secret with credentials for the registry.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -37,6 +37,7 @@ pub struct ImageUpdateAutomationSpec {
     pub git: GitSpec,
     /// How often to run, e.g. `10m`.
     #[serde(default = "default_interval")]
+    #[schemars(pattern(super::duration::PATTERN))]
     pub interval: String,
     /// Which files to update and how.
     #[serde(default)]

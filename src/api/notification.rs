@@ -39,6 +39,7 @@ pub struct ReceiverSpec {
     pub secret_ref: LocalObjectReference,
     /// How often the Receiver's own status is checked (default `10m`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(super::duration::PATTERN))]
     pub interval: Option<String>,
     /// Ignore webhooks while true.
     #[serde(default)]
@@ -137,6 +138,7 @@ pub struct ProviderSpec {
     pub username: Option<String>,
     /// Timeout of one delivery (default `15s`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(super::duration::PATTERN))]
     pub timeout: Option<String>,
     /// Secret with `address`, `token` (API token, or the HMAC key of `generic-hmac`) and
     /// `headers` (YAML map of extra HTTP headers).

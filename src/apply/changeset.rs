@@ -66,6 +66,18 @@ impl ChangeSet {
         })
     }
 
+    /// `Kind/namespace/name: why` for each entry that failed, in order.
+    pub fn failures(&self) -> Vec<String> {
+        self.entries
+            .iter()
+            .filter(|e| e.action == Action::Failed)
+            .map(|e| match &e.message {
+                Some(why) => format!("{}: {why}", e.id),
+                None => e.id.to_string(),
+            })
+            .collect()
+    }
+
     pub fn count(&self, action: Action) -> usize {
         self.entries.iter().filter(|e| e.action == action).count()
     }

@@ -124,6 +124,22 @@ impl Inventory {
     pub fn union(&self, newer: &Inventory) -> Inventory {
         Inventory::from_entries(newer.entries.iter().chain(self.entries.iter()).cloned())
     }
+
+    /// What to store after an apply failed: `self` (the intent) without the entries that were
+    /// neither in `previous` nor `reached` by the apply (keys of the objects it wrote or tried
+    /// to). This reconcile wrote nothing of those, so none of them exists on its account; an
+    /// object it reached may exist even when its write failed, and stays. Without this an object
+    /// refused before any write (one the tenant may not create) would stay in the inventory once
+    /// it left the set, an entry no prune could ever clear.
+    pub fn without_unreached(&self, previous: &Inventory, reached: &BTreeSet<String>) -> Inventory {
+        let before: BTreeSet<&str> = previous.entries.iter().map(|e| e.id.as_str()).collect();
+        Inventory::from_entries(
+            self.entries
+                .iter()
+                .filter(|e| before.contains(e.id.as_str()) || reached.contains(&e.id))
+                .cloned(),
+        )
+    }
 }
 
 #[cfg(test)]
@@ -194,6 +210,30 @@ mod tests {
         assert_eq!(stale.len(), 1);
         assert_eq!(stale[0].id, "a_y__ConfigMap");
         assert!(new.stale_against(&old).is_empty());
+    }
+
+    #[test]
+    fn a_failed_apply_forgets_only_new_objects_it_never_reached() {
+        let entry = |name: &str| InventoryEntry::new(&id("a", name, "", "ConfigMap"), "v1");
+        let previous = Inventory::from_entries([entry("old"), entry("kept")]);
+        let next = Inventory::from_entries([entry("kept"), entry("tried"), entry("refused")]);
+        let intent = previous.union(&next);
+        let reached = BTreeSet::from(["a_tried__ConfigMap".to_string()]);
+        let stored = intent.without_unreached(&previous, &reached);
+        let names: Vec<&str> = stored.entries.iter().map(|e| e.id.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "a_kept__ConfigMap",
+                "a_old__ConfigMap",
+                "a_tried__ConfigMap"
+            ]
+        );
+        assert_eq!(
+            intent.without_unreached(&previous, &BTreeSet::new()),
+            previous,
+            "refused before any write: the inventory is what it was"
+        );
     }
 
     #[test]

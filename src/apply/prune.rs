@@ -143,7 +143,7 @@ async fn prune_one(
     let live = api
         .get_opt(&id.name)
         .await
-        .map_err(|e| format!("reading it failed: {e}"))?;
+        .map_err(|e| format!("reading it failed: {}", api_error(&e)))?;
     let live = live.map(|o| serde_json::to_value(o).expect("objects serialize"));
     match decide(live.as_ref(), owner) {
         Decision::Gone => Ok(Step::Forget),
@@ -169,9 +169,18 @@ async fn prune_one(
             ) {
                 Ok(_) => Ok(Step::Done(Action::Deleted, None)),
                 Err(kube::Error::Api(status)) if status.code == 404 => Ok(Step::Forget),
-                Err(err) => Err(format!("deleting it failed: {err}")),
+                Err(err) => Err(format!("deleting it failed: {}", api_error(&err))),
             }
         }
+    }
+}
+
+/// What the API server said, without the client's wrapping: `configmaps "x" is forbidden: User
+/// "..." cannot delete resource ...`.
+fn api_error(err: &kube::Error) -> String {
+    match err {
+        kube::Error::Api(status) if !status.message.is_empty() => status.message.clone(),
+        other => crate::runtime::text::error_chain(other),
     }
 }
 

@@ -1,7 +1,8 @@
 //! One reconcile of a desired set: record the intent in the stored inventory, apply, prune what
 //! left the set, record the result. The order makes it crash-safe: whatever step the process dies
 //! at, the stored inventory covers every object of ours that may exist, so the next run finds and
-//! prunes what it must. Does I/O through the applier, the pruner and an `InventoryStore`.
+//! prunes what it must. An apply that fails takes back the new objects it never reached. Does I/O
+//! through the applier, the pruner and an `InventoryStore`.
 
 use serde_json::Value;
 
@@ -88,10 +89,21 @@ pub async fn reconcile(
         owner: Some(options.owner.clone()),
         ..options.apply.clone()
     };
-    let applied = applier
-        .apply(objects, &apply)
-        .await
-        .map_err(|f| ReconcileError::Apply(Box::new(f)))?;
+    let applied = match applier.apply(objects, &apply).await {
+        Ok(applied) => applied,
+        Err(failure) => {
+            // New objects the apply never reached were not written: forget them again, so one
+            // refused before any write does not become an entry no prune can clear.
+            let reached = failure.changeset.entries.iter().map(|e| e.id.to_key());
+            let stored = intent.without_unreached(&previous, &reached.collect());
+            if stored != intent
+                && let Err(error) = store.save(&stored).await
+            {
+                tracing::warn!(%error, "the inventory keeps objects the failed apply never reached");
+            }
+            return Err(ReconcileError::Apply(Box::new(failure)));
+        }
+    };
     crash::point("after-apply");
 
     let mut kept: Vec<InventoryEntry> = Vec::new();

@@ -43,6 +43,7 @@ use crate::apply::handoff::HandoffRef;
 use crate::runtime::conditions::{Common, Reason, Stamp};
 use crate::runtime::controller::{Attempt, Plan, Reconciler, Scaffold, patch_status};
 use crate::runtime::events::{self, EventPlan};
+use crate::runtime::references::CrossNamespaceRefs;
 use crate::runtime::schedule::{BACKOFF_MAX, Requeue, backoff};
 use crate::runtime::text::error_chain;
 
@@ -57,6 +58,8 @@ pub struct AnalyzerSettings {
     pub namespace: Option<String>,
     /// Prometheus for the built-in metrics and templates without an address.
     pub metrics_server: Option<String>,
+    /// Whether a Canary may name MetricTemplates and alert Providers of other namespaces.
+    pub cross_namespace_refs: CrossNamespaceRefs,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -104,6 +107,7 @@ impl Analyzer {
             http: crate::runtime::http::client(),
             metric_clients: Clients::new(),
             metrics_server: settings.metrics_server,
+            refs: settings.cross_namespace_refs,
             memo: RouteMemo::default(),
         };
         let scaffold = Scaffold::new(reconciler, client, canaries, watcher::Config::default());
@@ -150,6 +154,7 @@ pub struct Canaries {
     http: reqwest::Client,
     metric_clients: Clients,
     metrics_server: Option<String>,
+    refs: CrossNamespaceRefs,
     memo: RouteMemo,
 }
 
@@ -614,18 +619,26 @@ impl Reconciler for Canaries {
             metadata: Default::default(),
         };
 
-        // A spec the analysis cannot run with: only a change helps.
-        let s = match spec::settings(&obj.spec) {
+        // A spec the analysis cannot run with, or references the agent refuses: only a change
+        // helps.
+        let checked = spec::settings(&obj.spec)
+            .map_err(|invalid| (Common::InvalidSpec, invalid.to_string()))
+            .and_then(|s| {
+                self.refs
+                    .check(&namespace, spec::references(&obj.spec))
+                    .map(|()| s)
+                    .map_err(|denied| (Common::AccessDenied, denied))
+            });
+        let s = match checked {
             Ok(s) => s,
-            Err(invalid) => {
-                let message = invalid.to_string();
-                let new = handled(status::invalid(&current, &stamp, &message));
+            Err((reason, message)) => {
+                let new = handled(status::stalled(&current, &stamp, reason, &message));
                 if new != current {
                     self.write_status(obj, &current, &new).await?;
                     let note = machine::Note {
                         warning: true,
                         reason: machine::CanaryReason::Failed,
-                        message: format!("{}: {message}", Common::InvalidSpec.as_str()),
+                        message: format!("{}: {message}", reason.as_str()),
                     };
                     self.publish(obj, &[note], "Validate", None, &payload).await;
                 }
@@ -670,7 +683,12 @@ impl Reconciler for Canaries {
         };
         if let Err(e) = objects::target_selector(&target_value) {
             let message = e.to_string();
-            let new = handled(status::invalid(&current, &stamp, &message));
+            let new = handled(status::stalled(
+                &current,
+                &stamp,
+                Common::InvalidSpec,
+                &message,
+            ));
             if new != current {
                 self.write_status(obj, &current, &new).await?;
             }

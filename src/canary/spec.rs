@@ -1,6 +1,6 @@
 //! A Canary's spec, checked once and turned into the settings the analysis runs on: the strategy
-//! and its steps, durations, thresholds, metrics, webhooks and alerts. Every mistake is reported
-//! with the field that holds it. Pure.
+//! and its steps, durations, thresholds, metrics, webhooks and alerts; and the references it
+//! makes to other namespaces. Every mistake is reported with the field that holds it. Pure.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -11,6 +11,7 @@ use crate::api::canary::{
     TemplateReference,
 };
 use crate::api::duration;
+use crate::runtime::references::Reference;
 
 /// Flagger's floor for the analysis interval.
 pub const MIN_INTERVAL: Duration = Duration::from_secs(10);
@@ -240,6 +241,31 @@ impl Settings {
             Strategy::Progressive { .. } => None,
         }
     }
+}
+
+/// The objects in other namespaces a Canary may name, for the cross-namespace rule: its
+/// metrics' MetricTemplates and its alerts' Providers. (Gateways it attaches routes to are the
+/// Gateway's to admit, through its own `allowedRoutes`.)
+pub fn references(spec: &CanarySpec) -> Vec<Reference<'_>> {
+    let Some(analysis) = &spec.analysis else {
+        return Vec::new();
+    };
+    let templates = analysis.metrics.iter().enumerate().filter_map(|(i, m)| {
+        let template = m.template_ref.as_ref()?;
+        Some(Reference::new(
+            format!("spec.analysis.metrics[{i}].templateRef"),
+            template.namespace.as_deref(),
+            &template.name,
+        ))
+    });
+    let providers = analysis.alerts.iter().enumerate().map(|(i, a)| {
+        Reference::new(
+            format!("spec.analysis.alerts[{i}].providerRef"),
+            a.provider_ref.namespace.as_deref(),
+            &a.provider_ref.name,
+        )
+    });
+    templates.chain(providers).collect()
 }
 
 /// Checks `spec` and derives the settings.
@@ -670,6 +696,35 @@ mod tests {
 
     fn error(analysis: serde_json::Value) -> String {
         settings(&spec(analysis)).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn templates_and_alert_providers_elsewhere_are_its_cross_namespace_references() {
+        use crate::runtime::references::CrossNamespaceRefs;
+        let canary = spec(json!({"stepWeight": 10,
+            "metrics": [{"name": "rate", "thresholdRange": {"min": 99}},
+                {"name": "latency", "templateRef": {"name": "latency", "namespace": "team-b"}}],
+            "alerts": [{"name": "on-call", "providerRef": {"name": "slack", "namespace": "team-b"}},
+                {"name": "team", "providerRef": {"name": "chat"}}]}));
+        let err = CrossNamespaceRefs::Refused
+            .check("team-a", references(&canary))
+            .unwrap_err();
+        assert!(
+            err.ends_with(
+                "spec.analysis.metrics[1].templateRef team-b/latency, spec.analysis.alerts[0].providerRef team-b/slack"
+            ),
+            "{err}"
+        );
+        assert!(
+            CrossNamespaceRefs::Allowed
+                .check("team-a", references(&canary))
+                .is_ok()
+        );
+        assert!(
+            CrossNamespaceRefs::Refused
+                .check("team-b", references(&canary))
+                .is_ok()
+        );
     }
 
     #[test]

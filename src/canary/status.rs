@@ -9,12 +9,16 @@ use crate::api::canary::CanaryStatus;
 use crate::api::condition::{self, READY, RECONCILING, STALLED};
 use crate::runtime::conditions::{Common, Reason, Stamp};
 
-/// `Ready=False` and `Stalled=True`: only a change of the spec helps. The analysis state is
-/// kept, so fixing the spec resumes where it stood.
-pub fn invalid(current: &CanaryStatus, stamp: &Stamp<'_>, message: &str) -> CanaryStatus {
+/// `Ready=False` and `Stalled=True` for `reason` (`InvalidSpec`, `AccessDenied`): only a change
+/// of the spec helps. The analysis state is kept, so fixing the spec resumes where it stood.
+pub fn stalled(
+    current: &CanaryStatus,
+    stamp: &Stamp<'_>,
+    reason: Common,
+    message: &str,
+) -> CanaryStatus {
     let mut status = current.clone();
     status.observed_generation = stamp.generation;
-    let reason = Common::InvalidSpec;
     condition::set(
         &mut status.conditions,
         stamp.condition(READY, false, reason, message),
@@ -116,9 +120,10 @@ mod tests {
             generation: Some(2),
             now: "2026-01-01T00:00:00Z",
         };
-        let status = invalid(
+        let status = stalled(
             &CanaryStatus::default(),
             &stamp,
+            Common::InvalidSpec,
             "spec.analysis.threshold: 0",
         );
         assert!(condition::is_true(&status.conditions, STALLED));

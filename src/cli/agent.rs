@@ -10,6 +10,7 @@ use anyhow::Context;
 
 use crate::kustomization::tenancy::Tenancy;
 use crate::runtime::leader::Elector;
+use crate::runtime::references::CrossNamespaceRefs;
 use crate::runtime::server::{self, Health};
 
 #[derive(Debug, clap::Args)]
@@ -33,7 +34,9 @@ pub struct Args {
     /// names none in spec.serviceAccountName. Without it such a Kustomization acts as the agent.
     #[arg(long, env = "SLUICE_DEFAULT_SERVICE_ACCOUNT")]
     pub default_service_account: Option<String>,
-    /// Refuse spec.sourceRef and spec.dependsOn that point to another namespace.
+    /// Refuse references to objects of another namespace: a Kustomization's sourceRef and
+    /// dependsOn, an Alert's eventSources, a Receiver's resources, a Canary's MetricTemplates and
+    /// alert Providers (Stalled, reason AccessDenied).
     #[arg(long, env = "SLUICE_NO_CROSS_NAMESPACE_REFS")]
     pub no_cross_namespace_refs: bool,
     /// Largest artifact (bytes of file content) a GitRepository may produce.
@@ -66,6 +69,7 @@ pub async fn run_with(args: Args, config: kube::Config) -> anyhow::Result<ExitCo
         .with_context(|| format!("creating {}", args.storage_dir.display()))?;
     let client = kube::Client::try_from(config.clone())
         .context("connecting to the Kubernetes API server")?;
+    let refs = CrossNamespaceRefs::refused_if(args.no_cross_namespace_refs);
     let election = args.operate.leader(&config.default_namespace)?;
 
     let health = Arc::new(Health::default());
@@ -77,6 +81,7 @@ pub async fn run_with(args: Args, config: kube::Config) -> anyhow::Result<ExitCo
     tokio::spawn(crate::notify::server::serve(
         client.clone(),
         args.namespace.clone(),
+        refs,
         hooks,
     ));
     client
@@ -112,7 +117,7 @@ pub async fn run_with(args: Args, config: kube::Config) -> anyhow::Result<ExitCo
         label_selector: args.watch_label_selector,
         tenancy: Tenancy {
             default_service_account: args.default_service_account,
-            no_cross_namespace_refs: args.no_cross_namespace_refs,
+            cross_namespace_refs: refs,
         },
     };
     let analyzer = crate::canary::controller::Analyzer::new(
@@ -120,17 +125,18 @@ pub async fn run_with(args: Args, config: kube::Config) -> anyhow::Result<ExitCo
         crate::canary::controller::AnalyzerSettings {
             namespace: image_namespace.clone(),
             metrics_server: args.metrics_server,
+            cross_namespace_refs: refs,
         },
     );
     let handoff = Some(analyzer.handoff());
     // The leader's controllers publish the Events; its dispatcher delivers them to the Alerts.
     let (dispatcher, deliver) =
-        crate::notify::dispatch::start(client.clone(), image_namespace.clone());
+        crate::notify::dispatch::start(client.clone(), image_namespace.clone(), refs);
     crate::runtime::events::install_sink(dispatcher);
     let controllers = async {
         let delivering = tokio::spawn(deliver);
         tokio::join!(
-            crate::notify::controllers::run(client.clone(), image_namespace.clone()),
+            crate::notify::controllers::run(client.clone(), image_namespace.clone(), refs),
             crate::source::controller::run(client.clone(), sources),
             crate::kustomization::controller::run_with_handoff(
                 client.clone(),

@@ -18,6 +18,7 @@ use kube::{Client, ResourceExt};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use super::changes::Changes;
 use super::depends::{self, DependencyState, Key};
 use super::status::{self, KustomizationReason as Reason, Outcome};
 use super::store::StatusStore;
@@ -27,7 +28,6 @@ use crate::api::duration;
 use crate::api::git_repository::{ArtifactStatus, GitRepository};
 use crate::api::kustomization::{Kustomization, KustomizationSpec, KustomizationStatus};
 use crate::apply::applier::{Applier, ApplyOptions, Owner};
-use crate::apply::changeset::ChangeSet;
 use crate::apply::discovery::Discovery;
 use crate::apply::handoff::HandoffRef;
 use crate::apply::health;
@@ -378,10 +378,7 @@ impl Kustomizations {
             }
         };
         if let Err(message) = self.tenancy.check_references(spec, ns) {
-            return Outcome::Stalled {
-                reason: Reason::AccessDenied,
-                message,
-            };
+            return Outcome::AccessDenied { message };
         }
         // From here on, everything is read and written as the tenant.
         let client = match self.tenant_client(obj) {
@@ -484,19 +481,10 @@ impl Kustomizations {
             Ok(report) => report,
             Err(e) => return failed(&digest, Reason::ReconciliationFailed, error_chain(&e)),
         };
-        let mut summary = changes(&report.applied);
-        summary.push_str(&changes(&report.pruned));
-        let mut warnings: Vec<String> = report
-            .guarded
-            .iter()
-            .map(|(id, reason)| format!("{id} {reason}"))
-            .collect();
-        warnings.extend(report.unreadable.iter().map(|entry| {
-            format!(
-                "inventory entry {:?} cannot be read: it is kept in the inventory and nothing is pruned for it",
-                entry.id
-            )
-        }));
+        let changes = Changes::of(&report);
+        if let Some(message) = changes.prune_failed() {
+            return failed(&digest, Reason::PruneFailed, message);
+        }
 
         // Health.
         let checks: Vec<(ObjectId, String)> = if spec.wait {
@@ -534,19 +522,19 @@ impl Kustomizations {
             )
             .await
         {
-            let message = if summary.is_empty() {
+            let message = if changes.summary.is_empty() {
                 e.to_string()
             } else {
-                format!("{e}\n{summary}")
+                format!("{e}\n{}", changes.summary)
             };
             return failed(&digest, Reason::HealthCheckFailed, message);
         }
         Outcome::Applied {
             revision,
             digest,
-            summary: summary.trim_end().to_string(),
+            summary: changes.summary,
             checked_health: !checks.is_empty(),
-            warnings,
+            warnings: changes.warnings,
         }
     }
 
@@ -751,11 +739,3 @@ async fn substitute_from(
 
 /// The most Kustomizations a dependency walk reads.
 const MAX_DEPENDENCY_GRAPH: usize = 1000;
-
-/// The lines of a ChangeSet that changed something.
-fn changes(changeset: &ChangeSet) -> String {
-    changeset
-        .changed()
-        .map(|e| format!("{} {}\n", e.id, e.action))
-        .collect()
-}

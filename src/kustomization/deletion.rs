@@ -86,13 +86,7 @@ pub async fn finalize(
         namespace: kube::ResourceExt::namespace(obj).unwrap_or_default(),
     };
     let pruned = prune::prune(client, discovery, &entries, &owner).await;
-    let failed: Vec<String> = pruned
-        .changeset
-        .entries
-        .iter()
-        .filter(|e| e.action == Action::Failed)
-        .map(|e| format!("{}: {}", e.id, e.message.as_deref().unwrap_or("")))
-        .collect();
+    let failed = pruned.changeset.failures();
     if !failed.is_empty() {
         return Err(FinalizeError::Delete(failed.join("; ")));
     }

@@ -16,16 +16,16 @@ reasons! {
     pub enum KustomizationReason {
         /// `Ready=True`: applied (and healthy, when asked).
         ReconciliationSucceeded,
-        /// Applying, pruning or impersonating failed.
+        /// Applying or impersonating failed, or pruning everything was refused (an empty set).
         ReconciliationFailed,
+        /// Objects that left the set could not be deleted (they stay in the inventory).
+        PruneFailed,
         BuildFailed,
         HealthCheckFailed,
         DependencyNotReady,
         DependencyCycle,
         /// The source or its artifact cannot be read (yet).
         ArtifactFailed,
-        /// A reference leaves the Kustomization's namespace on an agent that forbids it.
-        AccessDenied,
         /// Event: applied, but a Namespace or CRD that left the set was not pruned because it
         /// holds objects of others (or an inventory entry could not be read).
         PruneSkipped,
@@ -38,6 +38,10 @@ pub enum Outcome {
     Suspended,
     /// The spec cannot work until it is changed (an unparsable interval, an unknown source kind).
     InvalidSpec {
+        message: String,
+    },
+    /// A reference leaves the namespace on an agent that refuses it: only a change helps.
+    AccessDenied {
         message: String,
     },
     /// Only a change helps, though the spec is valid (a dependency cycle).
@@ -98,6 +102,9 @@ pub fn plan(ctx: &Context<'_>, outcome: Outcome) -> Plan<KustomizationStatus> {
         Outcome::Suspended => (None, Requeue::OnChange),
         Outcome::InvalidSpec { message } => {
             stalled(conditions, stamp, Common::InvalidSpec, message)
+        }
+        Outcome::AccessDenied { message } => {
+            stalled(conditions, stamp, Common::AccessDenied, message)
         }
         Outcome::Stalled { reason, message } => stalled(conditions, stamp, reason, message),
         Outcome::Waiting { reason, message } => {
@@ -437,6 +444,9 @@ mod tests {
             },
             Outcome::InvalidSpec {
                 message: "spec.interval: bad".into(),
+            },
+            Outcome::AccessDenied {
+                message: "cross-namespace references are not allowed".into(),
             },
         ] {
             let plan = plan(&ctx(&current), outcome);

@@ -1,8 +1,9 @@
 //! Multi-tenancy rules of the Kustomization controller: which identity a reconcile acts as, and
-//! whether its references may leave its namespace. Flux's lockdown flags mean the same here.
-//! Pure.
+//! which of its references the agent's cross-namespace rule (`runtime::references`) looks at.
+//! Flux's lockdown flags mean the same here. Pure.
 
 use crate::api::kustomization::KustomizationSpec;
+use crate::runtime::references::{CrossNamespaceRefs, Reference};
 
 /// The agent's multi-tenancy settings (`sluice agent --default-service-account`,
 /// `--no-cross-namespace-refs`).
@@ -11,9 +12,9 @@ pub struct Tenancy {
     /// Impersonated when a Kustomization names no `serviceAccountName`; without it such a
     /// Kustomization acts as the agent itself.
     pub default_service_account: Option<String>,
-    /// `sourceRef` and `dependsOn` must stay in the Kustomization's namespace
-    /// (`postBuild.substituteFrom` always does: it has no namespace field).
-    pub no_cross_namespace_refs: bool,
+    /// Whether `sourceRef` and `dependsOn` may leave the Kustomization's namespace
+    /// (`postBuild.substituteFrom` never does: it has no namespace field).
+    pub cross_namespace_refs: CrossNamespaceRefs,
 }
 
 impl Tenancy {
@@ -32,31 +33,17 @@ impl Tenancy {
         spec: &KustomizationSpec,
         namespace: &str,
     ) -> Result<(), String> {
-        if !self.no_cross_namespace_refs {
-            return Ok(());
-        }
-        let mut crossing = Vec::new();
-        if let Some(ns) = spec
-            .source_ref
-            .namespace
-            .as_deref()
-            .filter(|ns| *ns != namespace)
-        {
-            crossing.push(format!("spec.sourceRef {ns}/{}", spec.source_ref.name));
-        }
-        for (i, dep) in spec.depends_on.iter().enumerate() {
-            if let Some(ns) = dep.namespace.as_deref().filter(|ns| *ns != namespace) {
-                crossing.push(format!("spec.dependsOn[{i}] {ns}/{}", dep.name));
-            }
-        }
-        if crossing.is_empty() {
-            Ok(())
-        } else {
-            Err(format!(
-                "cross-namespace references are not allowed on this agent (--no-cross-namespace-refs): {}",
-                crossing.join(", ")
-            ))
-        }
+        let source = &spec.source_ref;
+        let source = Reference::new("spec.sourceRef", source.namespace.as_deref(), &source.name);
+        let dependencies = spec.depends_on.iter().enumerate().map(|(i, dep)| {
+            Reference::new(
+                format!("spec.dependsOn[{i}]"),
+                dep.namespace.as_deref(),
+                &dep.name,
+            )
+        });
+        self.cross_namespace_refs
+            .check(namespace, std::iter::once(source).chain(dependencies))
     }
 }
 
@@ -115,7 +102,7 @@ mod tests {
     #[test]
     fn cross_namespace_references_are_refused_only_when_locked_down() {
         let locked = Tenancy {
-            no_cross_namespace_refs: true,
+            cross_namespace_refs: CrossNamespaceRefs::Refused,
             ..Default::default()
         };
         let crossing = spec(Some("team-b"), Some("team-c"), None);

@@ -15,8 +15,9 @@ pub struct Load {
     pub requests: u64,
     /// Workers sending at once (`-c`).
     pub workers: u32,
-    /// Requests per second per worker (`-q`); 0: as fast as answers come.
-    pub rate: f64,
+    /// Time between the starts of two requests of one worker (`-q`, requests per second per
+    /// worker); `None`: as fast as answers come.
+    pub gap: Option<Duration>,
     pub method: String,
     pub headers: Vec<(String, String)>,
     pub host: Option<String>,
@@ -26,6 +27,9 @@ pub struct Load {
     /// are what kube-proxy spreads.
     pub disable_keepalive: bool,
 }
+
+/// The most workers (`-c`) one load may run.
+pub const MAX_WORKERS: u32 = 10_000;
 
 /// Reads a `hey` command line.
 pub fn parse(command: &str) -> Result<Load, String> {
@@ -45,7 +49,7 @@ pub fn parse(command: &str) -> Result<Load, String> {
         duration: None,
         requests: 200,
         workers: 50,
-        rate: 0.0,
+        gap: None,
         method: "GET".into(),
         headers: Vec::new(),
         host: None,
@@ -70,9 +74,51 @@ pub fn parse(command: &str) -> Result<Load, String> {
                 load.duration = Some(duration::parse(&text).map_err(|e| format!("hey -z: {e}"))?);
             }
             "-n" => load.requests = number("-n", value("-n")?)? as u64,
-            "-c" => load.workers = (number("-c", value("-c")?)? as u32).max(1),
-            "-q" => load.rate = number("-q", value("-q")?)?,
-            "-t" => load.timeout = Duration::from_secs_f64(number("-t", value("-t")?)?.max(0.001)),
+            "-c" => {
+                let workers = number("-c", value("-c")?)?;
+                if workers > f64::from(MAX_WORKERS) {
+                    return Err(format!(
+                        "hey -c: {workers} workers are more than the limit of {MAX_WORKERS}"
+                    ));
+                }
+                load.workers = (workers as u32).max(1);
+            }
+            "-q" => {
+                let text = value("-q")?;
+                let rate = number("-q", text.clone())?;
+                // NaN, negative and infinite rates are not rates; 0 is no limit, as in hey.
+                if !(0.0..f64::INFINITY).contains(&rate) {
+                    return Err(format!(
+                        "hey -q: {text} is not a rate (requests a second per worker)"
+                    ));
+                }
+                load.gap = if rate == 0.0 {
+                    None
+                } else {
+                    let gap = Duration::try_from_secs_f64(1.0 / rate)
+                        .ok()
+                        .filter(|gap| *gap <= duration::MAX)
+                        .ok_or_else(|| {
+                            format!("hey -q: {text} requests a second is slower than one a year")
+                        })?;
+                    (!gap.is_zero()).then_some(gap)
+                };
+            }
+            "-t" => {
+                let text = value("-t")?;
+                // As in hey, 0 means no timeout: the longest duration sluice knows.
+                let timeout = number("-t", text.clone())?;
+                load.timeout = if timeout == 0.0 {
+                    duration::MAX
+                } else {
+                    Duration::try_from_secs_f64(timeout)
+                        .ok()
+                        .filter(|t| !t.is_zero() && *t <= duration::MAX)
+                        .ok_or_else(|| {
+                            format!("hey -t: {text} is not a number of seconds up to 8760h (0: no timeout)")
+                        })?
+                };
+            }
             "-m" => load.method = value("-m")?.to_uppercase(),
             "-H" => {
                 let header = value("-H")?;
@@ -111,7 +157,10 @@ mod tests {
     fn flaggers_examples_parse() {
         let load = parse("hey -z 1m -q 10 -c 2 http://podinfo-canary.test:9898/").unwrap();
         assert_eq!(load.duration, Some(Duration::from_secs(60)));
-        assert_eq!((load.rate, load.workers), (10.0, 2));
+        assert_eq!(
+            (load.gap, load.workers),
+            (Some(Duration::from_millis(100)), 2)
+        );
         assert_eq!(load.url, "http://podinfo-canary.test:9898/");
         let ab = parse("hey -z 2m -q 10 -c 2 -host app.example.com -H 'X-Canary: insider' -disable-keepalive http://10.96.0.9/").unwrap();
         assert_eq!(ab.host.as_deref(), Some("app.example.com"));
@@ -138,5 +187,44 @@ mod tests {
         assert!(parse("hey -z 1m").unwrap_err().contains("URL"));
         assert!(parse("hey -x http://x/").unwrap_err().contains("-x"));
         assert!(parse("hey 'http://x/").unwrap_err().contains("quotes"));
+    }
+
+    #[test]
+    fn numbers_no_clock_can_hold_are_refused_not_panicked_on() {
+        for (flags, says) in [
+            (
+                "-t 1e300",
+                "hey -t: 1e300 is not a number of seconds up to 8760h",
+            ),
+            ("-t inf", "hey -t: inf is not a number of seconds"),
+            ("-t NaN", "hey -t: NaN is not a number of seconds"),
+            ("-t -1", "hey -t: -1 is not a number of seconds"),
+            ("-t 1e-20", "hey -t: 1e-20 is not a number of seconds"),
+            (
+                "-q 1e-300",
+                "hey -q: 1e-300 requests a second is slower than one a year",
+            ),
+            ("-q -5", "hey -q: -5 is not a rate"),
+            ("-q NaN", "hey -q: NaN is not a rate"),
+            ("-q inf", "hey -q: inf is not a rate"),
+            (
+                "-c 1e12",
+                "hey -c: 1000000000000 workers are more than the limit of 10000",
+            ),
+        ] {
+            let err = parse(&format!("hey {flags} http://x/")).unwrap_err();
+            assert!(err.starts_with(says), "{flags}: {err}");
+        }
+        let ok = |flags: &str| parse(&format!("hey {flags} http://x/")).unwrap();
+        assert_eq!(
+            ok("-t 0").timeout,
+            duration::MAX,
+            "0 is no timeout, as in hey"
+        );
+        assert_eq!(ok("-t 1.5").timeout, Duration::from_millis(1500));
+        assert_eq!(ok("-q 0").gap, None);
+        assert_eq!(ok("-q 1e300").gap, None, "faster than a clock tick: no gap");
+        assert_eq!(ok("-q 0.5").gap, Some(Duration::from_secs(2)));
+        assert_eq!(ok("-c 0").workers, 1);
     }
 }

@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
 
 use serde::Serialize;
 use tokio::time::Instant;
@@ -70,7 +69,7 @@ pub async fn run(load: Load, stats: SharedStats) {
         .map(|_| {
             let (client, load, stats) = (client.clone(), load.clone(), stats.clone());
             tokio::spawn(async move {
-                let gap = (load.rate > 0.0).then(|| Duration::from_secs_f64(1.0 / load.rate));
+                let gap = load.gap;
                 let mut sent = 0u64;
                 loop {
                     match deadline {

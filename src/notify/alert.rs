@@ -1,5 +1,6 @@
 //! Which notifications an Alert sends: its severity, its event sources (kind; name or `*`;
-//! namespace, by default the Alert's; labels) and its inclusion and exclusion lists. Pure.
+//! namespace, by default the Alert's, or `*`; labels) and its inclusion and exclusion lists.
+//! Pure.
 
 use std::collections::BTreeMap;
 
@@ -7,6 +8,7 @@ use regex::Regex;
 
 use super::{Notification, Severity};
 use crate::api::notification::{AlertSpec, CrossNamespaceObjectReference, EventSeverity};
+use crate::runtime::references::Reference;
 
 /// An Alert's regular expressions, compiled once.
 #[derive(Debug, Clone)]
@@ -28,6 +30,12 @@ pub fn compile(spec: &AlertSpec) -> Result<Filters, String> {
         include: list("inclusionList", &spec.inclusion_list)?,
         exclude: list("exclusionList", &spec.exclusion_list)?,
     })
+}
+
+/// The objects an Alert's event sources name, for the cross-namespace rule: an agent that
+/// refuses them refuses the Alert (`AccessDenied`), and it sends nothing.
+pub fn sources(spec: &AlertSpec) -> impl Iterator<Item = Reference<'_>> {
+    super::references("spec.eventSources", &spec.event_sources)
 }
 
 /// Whether a source with `matchLabels` is among the Alert's, so the object's labels are needed.
@@ -167,6 +175,34 @@ mod tests {
             Some(&BTreeMap::new())
         ));
         assert!(!matches(&labelled, &filters, "shop", &info, None));
+    }
+
+    #[test]
+    fn sources_in_other_namespaces_or_all_are_refused_on_a_locked_agent() {
+        use crate::runtime::references::CrossNamespaceRefs;
+        let own = alert(serde_json::json!({"eventSources": [
+            {"kind": "Kustomization", "name": "*"},
+            {"kind": "GitRepository", "name": "app", "namespace": "shop"}]}));
+        assert!(
+            CrossNamespaceRefs::Refused
+                .check("shop", sources(&own))
+                .is_ok()
+        );
+        let wide = alert(serde_json::json!({"eventSources": [
+            {"kind": "Kustomization", "name": "*", "namespace": "*"},
+            {"kind": "GitRepository", "name": "app", "namespace": "ops"}]}));
+        let err = CrossNamespaceRefs::Refused
+            .check("shop", sources(&wide))
+            .unwrap_err();
+        assert!(
+            err.ends_with("spec.eventSources[0] */*, spec.eventSources[1] ops/app"),
+            "{err}"
+        );
+        assert!(
+            CrossNamespaceRefs::Allowed
+                .check("shop", sources(&wide))
+                .is_ok()
+        );
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! The Receiver, Provider and Alert controllers on the scaffold: each checks that its object can
 //! work (a Receiver's Secret and webhook path, a Provider's Secret and address, an Alert's
-//! Provider and expressions) and says so in `Ready`. Talks to the API server; decisions come from
-//! `status::plan`, `alert::compile` and `provider::from_config`.
+//! Provider and expressions; on an agent that refuses cross-namespace references, a Receiver's
+//! resources and an Alert's event sources in other namespaces) and says so in `Ready`. Talks to
+//! the API server; decisions come from `status::plan`, `alert::compile`, `provider::from_config`
+//! and `runtime::references`.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -19,6 +21,7 @@ use crate::api::duration;
 use crate::api::notification::{Alert, NotificationStatus, Provider, Receiver, ReceiverStatus};
 use crate::runtime::conditions::Stamp;
 use crate::runtime::controller::{Attempt, Plan, Reconciler, Scaffold};
+use crate::runtime::references::CrossNamespaceRefs;
 
 const RECEIVER_INTERVAL: Duration = Duration::from_secs(600);
 const CHECK_INTERVAL: Duration = Duration::from_secs(600);
@@ -27,6 +30,7 @@ const RETRY: Duration = Duration::from_secs(10);
 /// The Receiver reconciler: reads the token and publishes the webhook path.
 pub struct Receivers {
     client: Client,
+    refs: CrossNamespaceRefs,
 }
 
 /// The Provider reconciler: reads the Secret and checks the address.
@@ -37,6 +41,7 @@ pub struct Providers {
 /// The Alert reconciler: checks the Provider exists and the expressions compile.
 pub struct Alerts {
     client: Client,
+    refs: CrossNamespaceRefs,
 }
 
 fn now() -> String {
@@ -138,17 +143,16 @@ impl Reconciler for Receivers {
         let current = obj.status.clone().unwrap_or_default();
         let mut status = current.clone();
         let interval = obj.spec.interval.as_deref().map(duration::parse);
-        let outcome = match (&interval, obj.spec.suspend) {
-            (_, true) => Outcome::Suspended,
-            (Some(Err(e)), _) => Outcome::Invalid(format!("spec.interval: {e}")),
+        let ns = obj.namespace().unwrap_or_default();
+        let resources = super::references("spec.resources", &obj.spec.resources);
+        let outcome = match (&interval, obj.spec.suspend, self.refs.check(&ns, resources)) {
+            (_, true, _) => Outcome::Suspended,
+            (Some(Err(e)), _, _) => Outcome::Invalid(format!("spec.interval: {e}")),
+            (_, _, Err(message)) => Outcome::AccessDenied(message),
             _ => match receiver_token(&self.client, obj).await {
                 Err(message) => Outcome::Waiting(NotificationReason::SecretNotFound, message),
                 Ok(token) => {
-                    let path = webhook_path(
-                        &token,
-                        &obj.name_any(),
-                        &obj.namespace().unwrap_or_default(),
-                    );
+                    let path = webhook_path(&token, &obj.name_any(), &ns);
                     let message = format!("Receiver initialized for path: {path}");
                     status.webhook_path = Some(path);
                     Outcome::Ready(message)
@@ -240,6 +244,8 @@ impl Reconciler for Alerts {
             Outcome::Suspended
         } else if let Err(message) = super::alert::compile(&obj.spec) {
             Outcome::Invalid(message)
+        } else if let Err(message) = self.refs.check(&ns, super::alert::sources(&obj.spec)) {
+            Outcome::AccessDenied(message)
         } else {
             match Api::<Provider>::namespaced(self.client.clone(), &ns)
                 .get_opt(name)
@@ -307,12 +313,14 @@ where
     }
 }
 
-/// Runs the three controllers until a shutdown signal. `namespace` limits them to one.
-pub async fn run(client: Client, namespace: Option<String>) {
+/// Runs the three controllers until a shutdown signal. `namespace` limits them to one; `refs`
+/// says whether Receivers and Alerts may name objects of other namespaces.
+pub async fn run(client: Client, namespace: Option<String>, refs: CrossNamespaceRefs) {
     let ns = namespace.as_deref();
     let receivers = Scaffold::new(
         Receivers {
             client: client.clone(),
+            refs,
         },
         client.clone(),
         api(&client, ns),
@@ -329,6 +337,7 @@ pub async fn run(client: Client, namespace: Option<String>) {
     let alerts = Scaffold::new(
         Alerts {
             client: client.clone(),
+            refs,
         },
         client.clone(),
         api(&client, ns),

@@ -1,7 +1,7 @@
 //! The dispatcher: hears every Event the process publishes (it is the `runtime::events` sink),
 //! finds the Alerts that select it and delivers it to their Providers, and to the Providers its
 //! publisher named (a Canary's `analysis.alerts`). Watches Alerts and Providers; reads Secrets;
-//! sends over the network. Decisions come from `alert`.
+//! sends over the network. Decisions come from `alert` and the cross-namespace rule.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -18,6 +18,7 @@ use super::send::Sender;
 use super::{InvolvedObject, Notification, Severity, alert};
 use crate::api::notification::{Alert, Provider};
 use crate::runtime::events::{EventSink, Published, Recipient};
+use crate::runtime::references::CrossNamespaceRefs;
 
 /// How many Events may wait for delivery; more are dropped with a warning.
 const QUEUE: usize = 1024;
@@ -65,10 +66,12 @@ pub fn notification(event: &Published, instance: Option<String>) -> Notification
 }
 
 /// The dispatcher and its task (run it; it ends when the process does). `namespace` limits the
-/// Alerts and Providers it reads to one namespace.
+/// Alerts and Providers it reads to one namespace; an Alert whose event sources leave its
+/// namespace sends nothing when `refs` refuses that.
 pub fn start(
     client: Client,
     namespace: Option<String>,
+    refs: CrossNamespaceRefs,
 ) -> (Arc<Dispatcher>, impl Future<Output = ()>) {
     let (queue, mut events) = mpsc::channel(QUEUE);
     let task = async move {
@@ -106,7 +109,7 @@ pub fn start(
                 for recipient in &event.recipients {
                     to_recipient(&client, &sender, &providers, recipient, &notification);
                 }
-                dispatch(&client, &sender, &alerts, &providers, notification).await;
+                dispatch(&client, &sender, &alerts, &providers, refs, notification).await;
             }
         };
         tokio::select! {
@@ -125,14 +128,18 @@ async fn dispatch(
     sender: &Sender,
     alerts: &Store<Alert>,
     providers: &Store<Provider>,
+    refs: CrossNamespaceRefs,
     event: Notification,
 ) {
     let mut labels: Option<Option<BTreeMap<String, String>>> = None;
     for alert in alerts.state() {
+        let ns = alert.namespace().unwrap_or_default();
         let Ok(filters) = alert::compile(&alert.spec) else {
             continue; // the Alert's status says why
         };
-        let ns = alert.namespace().unwrap_or_default();
+        if refs.check(&ns, alert::sources(&alert.spec)).is_err() {
+            continue; // refused: its status says AccessDenied
+        }
         if labels.is_none() && alert::needs_labels(&alert.spec) {
             labels = Some(object_labels(client, &event).await);
         }

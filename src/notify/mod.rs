@@ -20,6 +20,9 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use crate::api::notification::CrossNamespaceObjectReference;
+use crate::runtime::references::Reference;
+
 /// How severe a notification is (Flux's event severities).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -76,4 +79,15 @@ impl Notification {
     pub fn title(&self) -> String {
         format!("{} {}", self.involved_object.display(), self.reason)
     }
+}
+
+/// The objects a list of `field` (an Alert's `spec.eventSources`, a Receiver's
+/// `spec.resources`) names, for the cross-namespace rule.
+pub fn references<'a>(
+    field: &'a str,
+    list: &'a [CrossNamespaceObjectReference],
+) -> impl Iterator<Item = Reference<'a>> {
+    list.iter()
+        .enumerate()
+        .map(move |(i, r)| Reference::new(format!("{field}[{i}]"), r.namespace.as_deref(), &r.name))
 }

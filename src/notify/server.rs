@@ -1,8 +1,9 @@
 //! Serves the Receivers' webhooks: `POST /hook/<digest>` finds the Receiver whose
 //! `status.webhookPath` it is, verifies the request with its Secret (`receiver::verify`) and
 //! asks each of its resources to reconcile now (the `sluice.dev/requestedAt` annotation). A
-//! wrong or missing signature is answered 401 and triggers nothing. Network I/O and the API
-//! server.
+//! wrong or missing signature is answered 401 and triggers nothing; a Receiver whose resources
+//! leave its namespace on an agent that refuses that is answered 403 and triggers nothing.
+//! Network I/O and the API server.
 
 use std::sync::Arc;
 
@@ -23,20 +24,31 @@ use super::controllers::receiver_token;
 use super::receiver::{Verdict, verify};
 use crate::api::notification::{CrossNamespaceObjectReference, Receiver};
 use crate::api::{GROUP, REQUESTED_AT_ANNOTATION};
+use crate::runtime::references::CrossNamespaceRefs;
 
 struct Hooks {
     client: Client,
     receivers: Store<Receiver>,
+    refs: CrossNamespaceRefs,
 }
 
 /// Watches the Receivers (of `namespace`, or all) and serves their webhooks on `listener`.
-pub async fn serve(client: Client, namespace: Option<String>, listener: tokio::net::TcpListener) {
+pub async fn serve(
+    client: Client,
+    namespace: Option<String>,
+    refs: CrossNamespaceRefs,
+    listener: tokio::net::TcpListener,
+) {
     let api: Api<Receiver> = super::controllers::api(&client, namespace.as_deref());
     let (receivers, writer) = reflector::store();
     let watch = reflector::reflector(writer, watcher(api, watcher::Config::default()))
         .applied_objects()
         .for_each(|_| async {});
-    let hooks = Arc::new(Hooks { client, receivers });
+    let hooks = Arc::new(Hooks {
+        client,
+        receivers,
+        refs,
+    });
     let router = Router::new()
         .route("/hook/{digest}", post(hook))
         .with_state(hooks);
@@ -97,8 +109,13 @@ async fn hook(
             (StatusCode::OK, format!("ignored: {why}\n"))
         }
         Ok(Verdict::Trigger) => {
-            let requested = k8s_openapi::jiff::Timestamp::now().to_string();
             let ns = receiver.namespace().unwrap_or_default();
+            let resources = super::references("spec.resources", &receiver.spec.resources);
+            if let Err(refused) = hooks.refs.check(&ns, resources) {
+                tracing::warn!(receiver = %name, %refused, "webhook refused");
+                return (StatusCode::FORBIDDEN, format!("{refused}\n"));
+            }
+            let requested = k8s_openapi::jiff::Timestamp::now().to_string();
             let mut triggered = Vec::new();
             let mut failed = Vec::new();
             for resource in &receiver.spec.resources {

@@ -29,6 +29,8 @@ pub enum Outcome {
     Waiting(NotificationReason, String),
     /// Only a spec change helps.
     Invalid(String),
+    /// A reference leaves the namespace on an agent that refuses it: only a change helps.
+    AccessDenied(String),
 }
 
 /// Sets `conditions` for `outcome`; says which Event to emit and when to look again.
@@ -65,17 +67,27 @@ pub fn plan(
                 Requeue::Retry(retry),
             )
         }
-        Outcome::Invalid(message) => {
-            let reason = Common::InvalidSpec;
-            condition::set(conditions, stamp.condition(READY, false, reason, &message));
-            let changed =
-                condition::set(conditions, stamp.condition(STALLED, true, reason, &message));
-            (
-                changed.then(|| event(true, reason.as_str(), message)),
-                Requeue::OnChange,
-            )
-        }
+        Outcome::Invalid(message) => stalled(conditions, stamp, Common::InvalidSpec, message),
+        Outcome::AccessDenied(message) => stalled(conditions, stamp, Common::AccessDenied, message),
     }
+}
+
+/// `Ready=False` and `Stalled=True` for `reason`, with a Warning Event when that is news.
+fn stalled(
+    conditions: &mut Vec<Condition>,
+    stamp: &Stamp<'_>,
+    reason: Common,
+    message: String,
+) -> (Option<EventPlan>, Requeue) {
+    condition::set(conditions, stamp.condition(READY, false, reason, &message));
+    let changed = condition::set(conditions, stamp.condition(STALLED, true, reason, &message));
+    let event = changed.then(|| EventPlan {
+        warning: true,
+        reason: reason.as_str(),
+        message,
+        action: "Reconcile".into(),
+    });
+    (event, Requeue::OnChange)
 }
 
 #[cfg(test)]
@@ -134,6 +146,24 @@ mod tests {
         assert_eq!(
             condition::find(&conditions, STALLED).unwrap().status,
             ConditionStatus::True
+        );
+        let (event, requeue) = plan(
+            &mut conditions,
+            &stamp,
+            Outcome::AccessDenied("spec.eventSources[0] team-b/*".into()),
+            minute,
+            minute,
+        );
+        assert_eq!(requeue, Requeue::OnChange);
+        assert_eq!(event.unwrap().reason, "AccessDenied");
+        let stalled = condition::find(&conditions, STALLED).unwrap();
+        assert_eq!(
+            (stalled.status, stalled.reason.as_str()),
+            (ConditionStatus::True, "AccessDenied")
+        );
+        assert_eq!(
+            condition::find(&conditions, READY).unwrap().reason,
+            "AccessDenied"
         );
     }
 }

@@ -47,6 +47,9 @@ reasons! {
         InvalidSpec,
         /// `Ready=False`: the reconcile panicked; the agent caught it and retries with backoff.
         ReconcilePanicked,
+        /// `Ready=False`, `Stalled=True`: a reference leaves the object's namespace on an agent
+        /// that refuses it (`--no-cross-namespace-refs`).
+        AccessDenied,
     }
 }
 

@@ -1,6 +1,6 @@
 //! What every controller and the CLI share: the controller scaffold (`controller`, with its
-//! `schedule`, `trigger` and typed `conditions`), Events, logging, crash points and text for
-//! people.
+//! `schedule`, `trigger` and typed `conditions`), Events, logging, crash points, the
+//! cross-namespace rule (`references`) and text for people.
 
 pub mod conditions;
 pub mod controller;
@@ -11,6 +11,7 @@ pub mod http;
 pub mod leader;
 pub mod logging;
 pub mod metrics;
+pub mod references;
 pub mod schedule;
 pub mod server;
 pub mod text;

@@ -238,3 +238,105 @@ fn export_blocking(
         size,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A cache holding one commit whose tree has `deploy/cm.yaml` and the given `.sourceignore`
+    /// at the root; returns the directory and the commit's revision.
+    fn cache_with(sourceignore: &[u8]) -> (tempfile::TempDir, Revision) {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::init_bare(dir.path()).unwrap();
+        let blob = |content: &[u8]| repo.blob(content).unwrap();
+        let mut deploy = repo.treebuilder(None).unwrap();
+        deploy
+            .insert("cm.yaml", blob(b"kind: ConfigMap\n"), 0o100644)
+            .unwrap();
+        let deploy = deploy.write().unwrap();
+        let mut root = repo.treebuilder(None).unwrap();
+        root.insert("deploy", deploy, 0o040000).unwrap();
+        root.insert(SOURCEIGNORE, blob(sourceignore), 0o100644)
+            .unwrap();
+        let tree = repo.find_tree(root.write().unwrap()).unwrap();
+        let who = git2::Signature::now("test", "test@example.com").unwrap();
+        let commit = repo
+            .commit(None, &who, &who, "one", &tree, &[])
+            .unwrap()
+            .to_string();
+        (dir, Revision::named("main", &commit))
+    }
+
+    fn export(
+        sourceignore: &[u8],
+        deadline: Deadline,
+    ) -> (Result<Artifact, ExportError>, tempfile::TempDir) {
+        let (cache, revision) = cache_with(sourceignore);
+        let storage = tempfile::tempdir().unwrap();
+        let store = ArtifactStore::new(storage.path());
+        let result = export_blocking(cache.path(), revision, &store, None, deadline);
+        (result, storage)
+    }
+
+    fn minutes(n: u64) -> Deadline {
+        let timeout = Duration::from_secs(60 * n);
+        Deadline {
+            at: Instant::now() + timeout,
+            timeout,
+        }
+    }
+
+    #[test]
+    fn a_sourceignore_over_the_cap_fails_the_export_naming_it() {
+        // One comment line, so the rules stay trivial whatever the size.
+        let mut at_cap = vec![b'#'; MAX_SOURCEIGNORE_SIZE as usize];
+        let (exported, _storage) = export(&at_cap, minutes(5));
+        exported.expect("a .sourceignore of exactly the cap is read");
+
+        at_cap.push(b'#');
+        let (exported, _storage) = export(&at_cap, minutes(5));
+        let err = exported.unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                ExportError::Artifact(ArtifactError::IgnoreFileTooLarge { size, limit, .. })
+                    if *size == MAX_SOURCEIGNORE_SIZE + 1 && *limit == MAX_SOURCEIGNORE_SIZE
+            ),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            format!(
+                ".sourceignore is {} bytes, more than the limit of {MAX_SOURCEIGNORE_SIZE} bytes for ignore files",
+                MAX_SOURCEIGNORE_SIZE + 1
+            )
+        );
+    }
+
+    #[test]
+    fn an_export_past_its_deadline_stops_with_the_timeout() {
+        let (exported, _storage) = export(b"", minutes(5));
+        exported.expect("the export works within its time");
+
+        let timeout = Duration::from_secs(7);
+        let passed = Deadline {
+            at: Instant::now(),
+            timeout,
+        };
+        std::thread::sleep(Duration::from_millis(2));
+        let (exported, storage) = export(b"", passed);
+        let err = exported.unwrap_err();
+        assert!(
+            matches!(&err, ExportError::Artifact(ArtifactError::Timeout { timeout: t }) if *t == timeout),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string().contains("longer than the timeout of 7s"),
+            "{err}"
+        );
+        let published = std::fs::read_dir(storage.path())
+            .map(|entries| entries.count())
+            .unwrap_or(0);
+        assert_eq!(published, 0, "nothing is published after the deadline");
+    }
+}

@@ -395,6 +395,7 @@ impl Analyzer {
             sluice::canary::controller::AnalyzerSettings {
                 namespace: Some(namespace.into()),
                 metrics_server: metrics_server.map(str::to_string),
+                ..Default::default()
             },
         );
         let handoff = analyzer.handoff();

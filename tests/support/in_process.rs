@@ -73,11 +73,13 @@ impl Agent {
             .push(tokio::spawn(sluice::notify::controllers::run(
                 self.client.clone(),
                 ns.clone(),
+                Default::default(),
             )));
         self.controllers
             .push(tokio::spawn(sluice::notify::server::serve(
                 self.client.clone(),
                 ns,
+                Default::default(),
                 listener,
             )));
         base
@@ -86,8 +88,11 @@ impl Agent {
     /// Makes this process's Events go to the Alerts of the test namespace (the sink is
     /// process-wide: one test at a time may hold it).
     pub fn start_dispatcher(&mut self) {
-        let (dispatcher, deliver) =
-            sluice::notify::dispatch::start(self.client.clone(), Some(self.ns().to_owned()));
+        let (dispatcher, deliver) = sluice::notify::dispatch::start(
+            self.client.clone(),
+            Some(self.ns().to_owned()),
+            Default::default(),
+        );
         sluice::runtime::events::install_sink(dispatcher);
         self.controllers.push(tokio::spawn(deliver));
     }

@@ -1,8 +1,9 @@
 //! Registry credentials and challenges: reading a `.dockerconfigjson` for one registry, parsing
 //! `WWW-Authenticate` challenges (Basic, and the Bearer token flow Docker Hub and GHCR use), the
-//! token endpoint's answer and `Link` pagination headers. Pure.
+//! token endpoint's answer (and how long to reuse it) and `Link` pagination headers. Pure.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -213,7 +214,18 @@ pub struct TokenResponse {
     pub expires_in: Option<u64>,
 }
 
+/// The longest a token is reused, whatever the token endpoint says it lasts: a hostile or broken
+/// endpoint's `expires_in` must not push a renewal past what a clock can add.
+pub const MAX_TOKEN_REUSE: Duration = Duration::from_secs(3600);
+
 impl TokenResponse {
+    /// How long the token may be reused: ten seconds less than it lasts (so it never expires
+    /// between check and use), at least a second, at most `MAX_TOKEN_REUSE`.
+    pub fn reuse_for(&self) -> Duration {
+        let seconds = self.expires_in.unwrap_or(60).saturating_sub(10).max(1);
+        Duration::from_secs(seconds).min(MAX_TOKEN_REUSE)
+    }
+
     pub fn token(&self) -> Option<&str> {
         self.token
             .as_deref()
@@ -296,6 +308,21 @@ mod tests {
         let t: TokenResponse =
             serde_json::from_str(r#"{"access_token": "a", "expires_in": 300}"#).unwrap();
         assert_eq!((t.token(), t.expires_in), (Some("a"), Some(300)));
+        assert_eq!(t.reuse_for(), Duration::from_secs(290));
+        let lasts = |json: &str| {
+            serde_json::from_str::<TokenResponse>(json)
+                .unwrap()
+                .reuse_for()
+        };
+        assert_eq!(lasts(r#"{"token": "a"}"#), Duration::from_secs(50));
+        assert_eq!(
+            lasts(r#"{"token": "a", "expires_in": 0}"#),
+            Duration::from_secs(1)
+        );
+        let forever = format!(r#"{{"token": "a", "expires_in": {}}}"#, u64::MAX);
+        assert_eq!(lasts(&forever), MAX_TOKEN_REUSE);
+        // What the registry client adds it to: no overflow, however long the answer says.
+        let _ = tokio::time::Instant::now() + lasts(&forever);
         assert_eq!(
             next_link(r#"</v2/app/tags/list?last=b&n=2>; rel="next""#).as_deref(),
             Some("/v2/app/tags/list?last=b&n=2")

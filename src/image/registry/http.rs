@@ -299,9 +299,7 @@ impl HttpRegistry {
                 reason: "the token endpoint's answer has no token".into(),
             })?
             .to_owned();
-        // Renew ten seconds early so a token never expires between check and use.
-        let valid = Duration::from_secs(answer.expires_in.unwrap_or(60).saturating_sub(10).max(1));
-        Ok((token, Instant::now() + valid))
+        Ok((token, Instant::now() + answer.reuse_for()))
     }
 
     fn url(&self, path_and_query: &str) -> String {
