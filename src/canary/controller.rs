@@ -787,6 +787,10 @@ impl Reconciler for Canaries {
         }
         let new = handled(step.status.clone());
         self.write_status(obj, &current, &new).await?;
+        // Counted once the step is written: a step that failed to be written runs again.
+        if let Some(late) = step.late {
+            crate::runtime::metrics::metrics().canary_tick(late);
+        }
         if step.actions.contains(&machine::Action::PostRollout) {
             let payload = Payload {
                 phase: new.phase.unwrap_or_default().as_str().into(),

@@ -208,6 +208,9 @@ pub struct Step {
     pub actions: Vec<Action>,
     pub notes: Vec<Note>,
     pub requeue: Duration,
+    /// When this step is an analysis tick (one step per interval): how long after it was due
+    /// (the last step plus the interval) it ran.
+    pub late: Option<Duration>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -221,6 +224,23 @@ pub const POD_POLL: Duration = Duration::from_secs(5);
 /// How often to look while traffic moves (endpoints are not watched).
 pub const ROUTE_POLL: Duration = Duration::from_secs(1);
 
+/// Whether the analysis tick that follows a step is due.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tick {
+    /// Due: it runs `late` after the last step plus the interval.
+    Due { late: Duration },
+    /// Not yet: due in this long.
+    NotYet(Duration),
+}
+
+/// Whether a tick is due `since` the last step, with one tick per `interval`.
+pub fn tick(since: Duration, interval: Duration) -> Tick {
+    match since.checked_sub(interval) {
+        Some(late) => Tick::Due { late },
+        None => Tick::NotYet(interval - since),
+    }
+}
+
 /// The next step of the analysis.
 pub fn step(s: &Settings, current: &CanaryStatus, o: &Observed) -> Decision {
     let mut run = Run {
@@ -233,6 +253,7 @@ pub fn step(s: &Settings, current: &CanaryStatus, o: &Observed) -> Decision {
         notes: Vec::new(),
         detail: None,
         requeue: s.interval,
+        late: None,
     };
     match run.decide() {
         Ok(()) => {
@@ -243,6 +264,7 @@ pub fn step(s: &Settings, current: &CanaryStatus, o: &Observed) -> Decision {
                 actions: run.actions,
                 notes: run.notes,
                 requeue: run.requeue,
+                late: run.late,
             }))
         }
         Err(need) => Decision::Need(need),
@@ -261,6 +283,8 @@ struct Run<'a> {
     /// What the Ready condition says, when not the last note.
     detail: Option<String>,
     requeue: Duration,
+    /// How late the tick this step runs is, once one is due.
+    late: Option<Duration>,
 }
 
 type Decided = Result<(), Need>;
@@ -329,12 +353,15 @@ impl Run<'_> {
 
     /// Whether a step of the analysis is due; if not, when to look again.
     fn step_due(&mut self) -> bool {
-        let since = self.since_step();
-        if since >= self.s.interval {
-            true
-        } else {
-            self.wait(self.s.interval - since);
-            false
+        match tick(self.since_step(), self.s.interval) {
+            Tick::Due { late } => {
+                self.late = Some(late);
+                true
+            }
+            Tick::NotYet(wait) => {
+                self.wait(wait);
+                false
+            }
         }
     }
 

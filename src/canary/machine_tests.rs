@@ -381,6 +381,59 @@ fn a_good_revision_climbs_every_weight_and_is_promoted() {
 }
 
 #[test]
+fn a_tick_is_due_an_interval_after_the_last_step_and_says_how_late_it_runs() {
+    let ten = Duration::from_secs(10);
+    assert_eq!(
+        tick(Duration::from_secs(4), ten),
+        Tick::NotYet(Duration::from_secs(6))
+    );
+    assert_eq!(
+        tick(ten, ten),
+        Tick::Due {
+            late: Duration::ZERO
+        }
+    );
+    assert_eq!(
+        tick(Duration::from_millis(12_250), ten),
+        Tick::Due {
+            late: Duration::from_millis(2_250)
+        }
+    );
+    assert_eq!(
+        tick(Duration::ZERO, Duration::ZERO),
+        Tick::Due {
+            late: Duration::ZERO
+        }
+    );
+}
+
+#[test]
+fn only_analysis_ticks_report_their_lateness() {
+    let mut sim = Sim::initialized(progressive());
+    sim.revision = rev("v2");
+    assert_eq!(sim.tick().late, None, "starting is no tick");
+    sim.later(4);
+    assert_eq!(sim.tick().late, None, "too early");
+    sim.later(9);
+    let step = sim.tick();
+    assert_eq!(sim.status.canary_weight, 20);
+    assert_eq!(
+        step.late,
+        Some(Duration::from_secs(3)),
+        "due 10 s after the start"
+    );
+    // The next tick is due 10 s after this step, not after the previous due time.
+    sim.later(10);
+    let step = sim.tick();
+    assert_eq!(sim.status.canary_weight, 50);
+    assert_eq!(step.late, Some(Duration::ZERO));
+    // Waiting for pods is no tick, however long it takes.
+    sim.canary = Pods::NotReady("0 of 1 updated replicas are available".into());
+    sim.later(25);
+    assert_eq!(sim.tick().late, None);
+}
+
+#[test]
 fn failed_checks_reach_the_threshold_and_roll_back() {
     let mut sim = Sim::initialized(progressive());
     sim.revision = rev("v2");
