@@ -579,6 +579,8 @@ impl Reconciler for Canaries {
         }
         let current = obj.status.clone().unwrap_or_default();
         let now = Timestamp::now();
+        // The machine's waits count from `now`; what this reconcile spends is waited already.
+        let decided = tokio::time::Instant::now();
         let now_text = now.to_string();
         let stamp = Stamp {
             generation: obj.metadata.generation,
@@ -772,7 +774,7 @@ impl Reconciler for Canaries {
         let executed = work.run(&step.actions, &step.status).await;
         tracing::debug!(actions = ?step.actions, ?executed, "carried out");
         let mut notes = step.notes.clone();
-        let mut requeue = Requeue::After(step.requeue);
+        let mut retry = None;
         if let Err(e) = &executed {
             let message = error_chain(e);
             tracing::warn!(namespace = %namespace, canary = %obj.name_any(), error = %message, "carrying out the analysis failed; retrying");
@@ -781,9 +783,7 @@ impl Reconciler for Canaries {
                 reason: machine::CanaryReason::Waiting,
                 message: format!("{}: {message}", router.name()),
             });
-            requeue = Requeue::Retry(
-                backoff(attempt.failures.saturating_add(1), BACKOFF_MAX).min(s.interval),
-            );
+            retry = Some(backoff(attempt.failures.saturating_add(1), BACKOFF_MAX).min(s.interval));
         }
         let new = handled(step.status.clone());
         self.write_status(obj, &current, &new).await?;
@@ -816,6 +816,10 @@ impl Reconciler for Canaries {
             new.failed_checks
         );
         self.publish(obj, &notes, &action, Some(&s), &payload).await;
+        let requeue = match retry {
+            Some(after) => Requeue::Retry(after),
+            None => Requeue::After(step.requeue_after(decided.elapsed())),
+        };
         Ok(Plan {
             status: None,
             event: None,

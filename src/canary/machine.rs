@@ -213,6 +213,15 @@ pub struct Step {
     pub late: Option<Duration>,
 }
 
+impl Step {
+    /// How long to wait before looking again once carrying out the step took `spent`: the
+    /// step's waits count from when it was decided (`Observed::now`), so a tick stays due an
+    /// interval after the last step however long the reconcile that scheduled it took.
+    pub fn requeue_after(&self, spent: Duration) -> Duration {
+        self.requeue.saturating_sub(spent)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Decision {
     Need(Need),

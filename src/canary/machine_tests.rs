@@ -427,9 +427,18 @@ fn only_analysis_ticks_report_their_lateness() {
     let step = sim.tick();
     assert_eq!(sim.status.canary_weight, 50);
     assert_eq!(step.late, Some(Duration::ZERO));
+    // The wait until the next tick counts from when the step was decided.
+    sim.later(4);
+    let early = sim.tick();
+    assert_eq!(early.requeue, Duration::from_secs(6));
+    assert_eq!(
+        early.requeue_after(Duration::from_millis(1_500)),
+        Duration::from_millis(4_500)
+    );
+    assert_eq!(early.requeue_after(Duration::from_secs(8)), Duration::ZERO);
     // Waiting for pods is no tick, however long it takes.
     sim.canary = Pods::NotReady("0 of 1 updated replicas are available".into());
-    sim.later(25);
+    sim.later(21);
     assert_eq!(sim.tick().late, None);
 }
 
