@@ -44,6 +44,7 @@ use crate::runtime::controller::{Attempt, Plan, Reconciler, Scaffold, patch_stat
 use crate::runtime::events::{self, EventPlan};
 use crate::runtime::schedule::{BACKOFF_MAX, Requeue, backoff};
 use crate::runtime::text::error_chain;
+use crate::runtime::written::Written;
 
 /// Finalizer that lets `revertOnDeletion` give the target its traffic back before the generated
 /// objects go.
@@ -104,6 +105,7 @@ impl Analyzer {
             metric_clients: Clients::new(),
             metrics_server: settings.metrics_server,
             memo: RouteMemo::default(),
+            written: Written::default(),
         };
         let scaffold = Scaffold::new(reconciler, client, canaries, watcher::Config::default());
         let (wake, woken) = futures::channel::mpsc::unbounded();
@@ -150,6 +152,8 @@ pub struct Canaries {
     metric_clients: Clients,
     metrics_server: Option<String>,
     memo: RouteMemo,
+    /// The statuses written, for reconciles that come before the watch shows them.
+    written: Written<CanaryStatus>,
 }
 
 /// What a Deployment looks like to the analysis: its spec and the progress of its pods.
@@ -205,14 +209,10 @@ fn short_hash(text: &str) -> String {
     hex::encode(&Sha256::digest(text.as_bytes())[..4])
 }
 
-/// A gate the Canary asks for and the analysis has not handled.
-fn pending_gate(obj: &Canary) -> Option<(Manual, String)> {
+/// A gate the Canary asks for and the analysis (at `status`) has not handled.
+fn pending_gate(obj: &Canary, status: &CanaryStatus) -> Option<(Manual, String)> {
     let value = annotation(obj, GATE_ANNOTATION)?;
-    let handled = obj
-        .status
-        .as_ref()
-        .and_then(|s| s.last_handled_gate.as_deref());
-    if handled == Some(value) {
+    if status.last_handled_gate.as_deref() == Some(value) {
         return None;
     }
     let gate = match value.split('@').next() {
@@ -273,22 +273,27 @@ impl Canaries {
         }
     }
 
-    /// Writes `new` over `old` (a merge patch that also removes what is gone).
+    /// Writes `new` over `old` (a merge patch that also removes what is gone) and remembers it
+    /// until the watch shows it.
     async fn write_status(
         &self,
         obj: &Canary,
         old: &CanaryStatus,
         new: &CanaryStatus,
     ) -> Result<(), ControllerError> {
-        let old = serde_json::to_value(old).expect("statuses serialize");
-        let new = serde_json::to_value(new).expect("statuses serialize");
-        let patch = status::merge_patch(&old, &new);
+        let patch = status::merge_patch(
+            &serde_json::to_value(old).expect("statuses serialize"),
+            &serde_json::to_value(new).expect("statuses serialize"),
+        );
         if patch.is_null() {
             return Ok(());
         }
         patch_status(&self.client, obj, &patch)
             .await
-            .map_err(|e| ControllerError::Status(Box::new(e)))
+            .map_err(|e| ControllerError::Status(Box::new(e)))?;
+        let (uid, version) = (obj.uid().unwrap_or_default(), obj.resource_version());
+        self.written.wrote(&uid, version.as_deref(), new.clone());
+        Ok(())
     }
 
     async fn call_hooks(
@@ -445,6 +450,7 @@ impl Canaries {
         }
         if let Some(uid) = obj.uid() {
             self.memo.forget(&uid);
+            self.written.forget(&uid);
         }
         Ok(Some(Plan {
             status: None,
@@ -577,7 +583,12 @@ impl Reconciler for Canaries {
         if let Some(plan) = self.finalizer(obj, &namespace).await? {
             return Ok(plan);
         }
-        let current = obj.status.clone().unwrap_or_default();
+        // The status as last written: the watch may not have shown the last write yet.
+        let current = self.written.current(
+            &obj.uid().unwrap_or_default(),
+            obj.resource_version().as_deref(),
+            obj.status.clone().unwrap_or_default(),
+        );
         let now = Timestamp::now();
         // The machine's waits count from `now`; what this reconcile spends is waited already.
         let decided = tokio::time::Instant::now();
@@ -718,7 +729,7 @@ impl Reconciler for Canaries {
                 || target.status.as_ref().and_then(|s| s.replicas).unwrap_or(0) > 0,
             suspended: obj.spec.suspend,
             paused: annotation(obj, PAUSED_ANNOTATION) == Some("true"),
-            manual: pending_gate(obj),
+            manual: pending_gate(obj, &current),
             routes: None,
             hooks: Default::default(),
             checks: None,
