@@ -288,10 +288,10 @@ impl Canaries {
         if patch.is_null() {
             return Ok(());
         }
-        patch_status(&self.client, obj, &patch)
+        let version = patch_status(&self.client, obj, &patch)
             .await
             .map_err(|e| ControllerError::Status(Box::new(e)))?;
-        let (uid, version) = (obj.uid().unwrap_or_default(), obj.resource_version());
+        let uid = obj.uid().unwrap_or_default();
         self.written.wrote(&uid, version.as_deref(), new.clone());
         Ok(())
     }
