@@ -42,6 +42,7 @@ use crate::apply::handoff::HandoffRef;
 use crate::runtime::conditions::{Common, Reason, Stamp};
 use crate::runtime::controller::{Attempt, Plan, Reconciler, Scaffold, patch_status};
 use crate::runtime::events::{self, EventPlan};
+use crate::runtime::metrics::TickAfter;
 use crate::runtime::schedule::{BACKOFF_MAX, Requeue, backoff};
 use crate::runtime::text::error_chain;
 use crate::runtime::written::Written;
@@ -799,8 +800,13 @@ impl Reconciler for Canaries {
         let new = handled(step.status.clone());
         self.write_status(obj, &current, &new).await?;
         // Counted once the step is written: a step that failed to be written runs again.
-        if let Some(late) = step.late {
-            crate::runtime::metrics::metrics().canary_tick(late);
+        if let Some(tick) = step.late {
+            let after = if tick.after_wait {
+                TickAfter::wait
+            } else {
+                TickAfter::step
+            };
+            crate::runtime::metrics::metrics().canary_tick(tick.late, after);
         }
         if step.actions.contains(&machine::Action::PostRollout) {
             let payload = Payload {

@@ -210,7 +210,15 @@ pub struct Step {
     pub requeue: Duration,
     /// When this step is an analysis tick (one step per interval): how long after it was due
     /// (the last step plus the interval) it ran.
-    pub late: Option<Duration>,
+    pub late: Option<Lateness>,
+}
+
+/// How late an analysis tick ran, and whether a wait held it (the reconcile before it waited for
+/// the canary's pods, for traffic or for an approval) rather than the analyzer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lateness {
+    pub late: Duration,
+    pub after_wait: bool,
 }
 
 impl Step {
@@ -232,6 +240,9 @@ pub enum Decision {
 pub const POD_POLL: Duration = Duration::from_secs(5);
 /// How often to look while traffic moves (endpoints are not watched).
 pub const ROUTE_POLL: Duration = Duration::from_secs(1);
+
+/// How the Ready message of an analysis waiting (for pods, traffic, an approval) begins.
+const WAITING_FOR: &str = "Waiting for ";
 
 /// Whether the analysis tick that follows a step is due.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -293,7 +304,7 @@ struct Run<'a> {
     detail: Option<String>,
     requeue: Duration,
     /// How late the tick this step runs is, once one is due.
-    late: Option<Duration>,
+    late: Option<Lateness>,
 }
 
 type Decided = Result<(), Need>;
@@ -364,7 +375,10 @@ impl Run<'_> {
     fn step_due(&mut self) -> bool {
         match tick(self.since_step(), self.s.interval) {
             Tick::Due { late } => {
-                self.late = Some(late);
+                // The Ready message of the reconcile before says whether it waited.
+                let after_wait = condition::find(&self.was.conditions, READY)
+                    .is_some_and(|c| c.message.starts_with(WAITING_FOR));
+                self.late = Some(Lateness { late, after_wait });
                 true
             }
             Tick::NotYet(wait) => {
@@ -725,7 +739,7 @@ impl Run<'_> {
             );
             return self.rollback(why);
         }
-        let message = format!("Waiting for {what} of {}: {why}", self.name());
+        let message = format!("{WAITING_FOR}{what} of {}: {why}", self.name());
         self.note_once(CanaryReason::Waiting, message);
         self.wait(poll);
         self.wait(self.s.deadline - since + Duration::from_secs(1));

@@ -409,6 +409,12 @@ fn a_tick_is_due_an_interval_after_the_last_step_and_says_how_late_it_runs() {
 
 #[test]
 fn only_analysis_ticks_report_their_lateness() {
+    let on_time = |seconds| {
+        Some(Lateness {
+            late: Duration::from_secs(seconds),
+            after_wait: false,
+        })
+    };
     let mut sim = Sim::initialized(progressive());
     sim.revision = rev("v2");
     assert_eq!(sim.tick().late, None, "starting is no tick");
@@ -417,16 +423,12 @@ fn only_analysis_ticks_report_their_lateness() {
     sim.later(9);
     let step = sim.tick();
     assert_eq!(sim.status.canary_weight, 20);
-    assert_eq!(
-        step.late,
-        Some(Duration::from_secs(3)),
-        "due 10 s after the start"
-    );
+    assert_eq!(step.late, on_time(3), "due 10 s after the start");
     // The next tick is due 10 s after this step, not after the previous due time.
     sim.later(10);
     let step = sim.tick();
     assert_eq!(sim.status.canary_weight, 50);
-    assert_eq!(step.late, Some(Duration::ZERO));
+    assert_eq!(step.late, on_time(0));
     // The wait until the next tick counts from when the step was decided.
     sim.later(4);
     let early = sim.tick();
@@ -436,10 +438,15 @@ fn only_analysis_ticks_report_their_lateness() {
         Duration::from_millis(4_500)
     );
     assert_eq!(early.requeue_after(Duration::from_secs(8)), Duration::ZERO);
-    // Waiting for pods is no tick, however long it takes.
+    // Waiting for pods is no tick, however long it takes; the tick it held says so.
     sim.canary = Pods::NotReady("0 of 1 updated replicas are available".into());
     sim.later(21);
     assert_eq!(sim.tick().late, None);
+    sim.canary = Pods::Ready;
+    sim.later(1);
+    let held = sim.tick().late.expect("a tick once the pods are ready");
+    assert_eq!(held.late, Duration::from_secs(16));
+    assert!(held.after_wait);
 }
 
 #[test]

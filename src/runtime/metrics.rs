@@ -76,6 +76,21 @@ struct ResultLabels {
     result: String,
 }
 
+/// What came before a canary analysis tick, as the `after` label says it.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum TickAfter {
+    /// A step of the analysis: the tick ran on the analyzer's own schedule.
+    step,
+    /// A wait (for the canary's pods, for traffic, for an approval) held the tick.
+    wait,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TickLabels {
+    after: TickAfter,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
     version: String,
@@ -91,7 +106,7 @@ pub struct Metrics {
     git: Family<ResultLabels, Counter>,
     api_writes: Family<ResultLabels, Counter>,
     notifications: Family<ResultLabels, Counter>,
-    canary_ticks: Histogram,
+    canary_ticks: Family<TickLabels, Histogram>,
     leader: Gauge,
 }
 
@@ -159,11 +174,14 @@ impl Metrics {
             "Notifications delivered (operation: the provider type) by result",
             notifications.clone(),
         );
-        let canary_ticks = Histogram::new(LATENESS_BUCKETS);
+        let canary_ticks = Family::<TickLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(LATENESS_BUCKETS)
+        });
         registry.register(
             "canary_tick_lateness_seconds",
             "How long after it was due (the last step plus the analysis interval) each canary \
-             analysis tick ran; a tick held by pods or traffic not ready yet counts as late",
+             analysis tick ran, by what came before it (after=wait: pods, traffic or an approval held \
+             it)",
             canary_ticks.clone(),
         );
         let leader = Gauge::default();
@@ -259,8 +277,10 @@ impl Metrics {
     }
 
     /// Records how late a canary analysis tick ran.
-    pub fn canary_tick(&self, late: Duration) {
-        self.canary_ticks.observe(late.as_secs_f64());
+    pub fn canary_tick(&self, late: Duration, after: TickAfter) {
+        self.canary_ticks
+            .get_or_create(&TickLabels { after })
+            .observe(late.as_secs_f64());
     }
 
     /// Says whether this process leads.
@@ -359,7 +379,8 @@ mod tests {
         );
         m.git_request("fetch", true);
         m.apply_request("apply", false);
-        m.canary_tick(Duration::from_millis(30));
+        m.canary_tick(Duration::from_millis(30), TickAfter::step);
+        m.canary_tick(Duration::from_secs(25), TickAfter::wait);
         m.set_leader(true);
         let text = m.encode();
         for line in [
@@ -369,8 +390,10 @@ mod tests {
             r#"sluice_condition{kind="Kustomization",namespace="team",name="app",type="Ready",status="True"} 0"#,
             r#"sluice_git_requests_total{operation="fetch",result="success"} 1"#,
             r#"sluice_apply_requests_total{operation="apply",result="failure"} 1"#,
-            r#"sluice_canary_tick_lateness_seconds_bucket{le="0.05"} 1"#,
-            r#"sluice_canary_tick_lateness_seconds_bucket{le="0.02"} 0"#,
+            r#"sluice_canary_tick_lateness_seconds_bucket{le="0.05",after="step"} 1"#,
+            r#"sluice_canary_tick_lateness_seconds_bucket{le="0.02",after="step"} 0"#,
+            r#"sluice_canary_tick_lateness_seconds_bucket{le="20.0",after="wait"} 0"#,
+            r#"sluice_canary_tick_lateness_seconds_bucket{le="30.0",after="wait"} 1"#,
             r#"sluice_leader 1"#,
             r#"sluice_build_info{version=""#,
         ] {
