@@ -2,7 +2,8 @@
 //! canary is tested through its own Service and users (the apex Service) see only the primary;
 //! once they pass, the apex Service switches to the canary's pods at once, the primary takes the
 //! new template, and the apex switches back. A load through the apex Service all along sees no
-//! failed request, first the old version, then the new one.
+//! failed request, first the old version, then the new one. Each step of the analysis is timed
+//! in the agent's tick-lateness histogram.
 
 mod support;
 
@@ -92,6 +93,14 @@ async fn blue_green_switches_the_apex_service_only_after_the_iterations_without_
     })
     .await;
     assert_eq!((status.iterations, status.failed_checks), (3, 0));
+    // Every interval's step was a tick the agent timed: the three iterations and the promotion.
+    let ticks: u64 = sluice::runtime::metrics::metrics()
+        .encode()
+        .lines()
+        .filter(|l| l.starts_with("sluice_canary_tick_lateness_seconds_count{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert!(ticks >= 4, "ticks timed: {ticks}");
     assert_eq!(
         image_of(client, &n, "web-primary").await.as_deref(),
         Some(v2.as_str())

@@ -43,9 +43,11 @@ use crate::apply::handoff::HandoffRef;
 use crate::runtime::conditions::{Common, Reason, Stamp};
 use crate::runtime::controller::{Attempt, Plan, Reconciler, Scaffold, patch_status};
 use crate::runtime::events::{self, EventPlan};
+use crate::runtime::metrics::TickAfter;
 use crate::runtime::references::CrossNamespaceRefs;
 use crate::runtime::schedule::{BACKOFF_MAX, Requeue, backoff};
 use crate::runtime::text::error_chain;
+use crate::runtime::written::Written;
 
 /// Finalizer that lets `revertOnDeletion` give the target its traffic back before the generated
 /// objects go.
@@ -109,6 +111,7 @@ impl Analyzer {
             metrics_server: settings.metrics_server,
             refs: settings.cross_namespace_refs,
             memo: RouteMemo::default(),
+            written: Written::default(),
         };
         let scaffold = Scaffold::new(reconciler, client, canaries, watcher::Config::default());
         let (wake, woken) = futures::channel::mpsc::unbounded();
@@ -156,6 +159,8 @@ pub struct Canaries {
     metrics_server: Option<String>,
     refs: CrossNamespaceRefs,
     memo: RouteMemo,
+    /// The statuses written, for reconciles that come before the watch shows them.
+    written: Written<CanaryStatus>,
 }
 
 /// What a Deployment looks like to the analysis: its spec and the progress of its pods.
@@ -211,14 +216,10 @@ fn short_hash(text: &str) -> String {
     hex::encode(&Sha256::digest(text.as_bytes())[..4])
 }
 
-/// A gate the Canary asks for and the analysis has not handled.
-fn pending_gate(obj: &Canary) -> Option<(Manual, String)> {
+/// A gate the Canary asks for and the analysis (at `status`) has not handled.
+fn pending_gate(obj: &Canary, status: &CanaryStatus) -> Option<(Manual, String)> {
     let value = annotation(obj, GATE_ANNOTATION)?;
-    let handled = obj
-        .status
-        .as_ref()
-        .and_then(|s| s.last_handled_gate.as_deref());
-    if handled == Some(value) {
+    if status.last_handled_gate.as_deref() == Some(value) {
         return None;
     }
     let gate = match value.split('@').next() {
@@ -291,22 +292,27 @@ impl Canaries {
         }
     }
 
-    /// Writes `new` over `old` (a merge patch that also removes what is gone).
+    /// Writes `new` over `old` (a merge patch that also removes what is gone) and remembers it
+    /// until the watch shows it.
     async fn write_status(
         &self,
         obj: &Canary,
         old: &CanaryStatus,
         new: &CanaryStatus,
     ) -> Result<(), ControllerError> {
-        let old = serde_json::to_value(old).expect("statuses serialize");
-        let new = serde_json::to_value(new).expect("statuses serialize");
-        let patch = status::merge_patch(&old, &new);
+        let patch = status::merge_patch(
+            &serde_json::to_value(old).expect("statuses serialize"),
+            &serde_json::to_value(new).expect("statuses serialize"),
+        );
         if patch.is_null() {
             return Ok(());
         }
-        patch_status(&self.client, obj, &patch)
+        let version = patch_status(&self.client, obj, &patch)
             .await
-            .map_err(|e| ControllerError::Status(Box::new(e)))
+            .map_err(|e| ControllerError::Status(Box::new(e)))?;
+        let uid = obj.uid().unwrap_or_default();
+        self.written.wrote(&uid, version.as_deref(), new.clone());
+        Ok(())
     }
 
     async fn call_hooks(
@@ -463,6 +469,7 @@ impl Canaries {
         }
         if let Some(uid) = obj.uid() {
             self.memo.forget(&uid);
+            self.written.forget(&uid);
         }
         Ok(Some(Plan {
             status: None,
@@ -595,8 +602,15 @@ impl Reconciler for Canaries {
         if let Some(plan) = self.finalizer(obj, &namespace).await? {
             return Ok(plan);
         }
-        let current = obj.status.clone().unwrap_or_default();
+        // The status as last written: the watch may not have shown the last write yet.
+        let current = self.written.current(
+            &obj.uid().unwrap_or_default(),
+            obj.resource_version().as_deref(),
+            obj.status.clone().unwrap_or_default(),
+        );
         let now = Timestamp::now();
+        // The machine's waits count from `now`; what this reconcile spends is waited already.
+        let decided = tokio::time::Instant::now();
         let now_text = now.to_string();
         let stamp = Stamp {
             generation: obj.metadata.generation,
@@ -747,7 +761,7 @@ impl Reconciler for Canaries {
                 || target.status.as_ref().and_then(|s| s.replicas).unwrap_or(0) > 0,
             suspended: obj.spec.suspend,
             paused: annotation(obj, PAUSED_ANNOTATION) == Some("true"),
-            manual: pending_gate(obj),
+            manual: pending_gate(obj, &current),
             routes: None,
             hooks: Default::default(),
             checks: None,
@@ -803,7 +817,7 @@ impl Reconciler for Canaries {
         let executed = work.run(&step.actions, &step.status).await;
         tracing::debug!(actions = ?step.actions, ?executed, "carried out");
         let mut notes = step.notes.clone();
-        let mut requeue = Requeue::After(step.requeue);
+        let mut retry = None;
         if let Err(e) = &executed {
             let message = error_chain(e);
             tracing::warn!(namespace = %namespace, canary = %obj.name_any(), error = %message, "carrying out the analysis failed; retrying");
@@ -812,12 +826,19 @@ impl Reconciler for Canaries {
                 reason: machine::CanaryReason::Waiting,
                 message: format!("{}: {message}", router.name()),
             });
-            requeue = Requeue::Retry(
-                backoff(attempt.failures.saturating_add(1), BACKOFF_MAX).min(s.interval),
-            );
+            retry = Some(backoff(attempt.failures.saturating_add(1), BACKOFF_MAX).min(s.interval));
         }
         let new = handled(step.status.clone());
         self.write_status(obj, &current, &new).await?;
+        // Counted once the step is written: a step that failed to be written runs again.
+        if let Some(tick) = step.late {
+            let after = if tick.after_wait {
+                TickAfter::wait
+            } else {
+                TickAfter::step
+            };
+            crate::runtime::metrics::metrics().canary_tick(tick.late, after);
+        }
         if step.actions.contains(&machine::Action::PostRollout) {
             let payload = Payload {
                 phase: new.phase.unwrap_or_default().as_str().into(),
@@ -843,6 +864,10 @@ impl Reconciler for Canaries {
             new.failed_checks
         );
         self.publish(obj, &notes, &action, Some(&s), &payload).await;
+        let requeue = match retry {
+            Some(after) => Requeue::Retry(after),
+            None => Requeue::After(step.requeue_after(decided.elapsed())),
+        };
         Ok(Plan {
             status: None,
             event: None,

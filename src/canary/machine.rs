@@ -208,6 +208,26 @@ pub struct Step {
     pub actions: Vec<Action>,
     pub notes: Vec<Note>,
     pub requeue: Duration,
+    /// When this step is an analysis tick (one step per interval): how long after it was due
+    /// (the last step plus the interval) it ran.
+    pub late: Option<Lateness>,
+}
+
+/// How late an analysis tick ran, and whether a wait held it (the reconcile before it waited for
+/// the canary's pods, for traffic or for an approval) rather than the analyzer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lateness {
+    pub late: Duration,
+    pub after_wait: bool,
+}
+
+impl Step {
+    /// How long to wait before looking again once carrying out the step took `spent`: the
+    /// step's waits count from when it was decided (`Observed::now`), so a tick stays due an
+    /// interval after the last step however long the reconcile that scheduled it took.
+    pub fn requeue_after(&self, spent: Duration) -> Duration {
+        self.requeue.saturating_sub(spent)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -221,6 +241,26 @@ pub const POD_POLL: Duration = Duration::from_secs(5);
 /// How often to look while traffic moves (endpoints are not watched).
 pub const ROUTE_POLL: Duration = Duration::from_secs(1);
 
+/// How the Ready message of an analysis waiting (for pods, traffic, an approval) begins.
+const WAITING_FOR: &str = "Waiting for ";
+
+/// Whether the analysis tick that follows a step is due.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tick {
+    /// Due: it runs `late` after the last step plus the interval.
+    Due { late: Duration },
+    /// Not yet: due in this long.
+    NotYet(Duration),
+}
+
+/// Whether a tick is due `since` the last step, with one tick per `interval`.
+pub fn tick(since: Duration, interval: Duration) -> Tick {
+    match since.checked_sub(interval) {
+        Some(late) => Tick::Due { late },
+        None => Tick::NotYet(interval - since),
+    }
+}
+
 /// The next step of the analysis.
 pub fn step(s: &Settings, current: &CanaryStatus, o: &Observed) -> Decision {
     let mut run = Run {
@@ -233,6 +273,7 @@ pub fn step(s: &Settings, current: &CanaryStatus, o: &Observed) -> Decision {
         notes: Vec::new(),
         detail: None,
         requeue: s.interval,
+        late: None,
     };
     match run.decide() {
         Ok(()) => {
@@ -243,6 +284,7 @@ pub fn step(s: &Settings, current: &CanaryStatus, o: &Observed) -> Decision {
                 actions: run.actions,
                 notes: run.notes,
                 requeue: run.requeue,
+                late: run.late,
             }))
         }
         Err(need) => Decision::Need(need),
@@ -261,6 +303,8 @@ struct Run<'a> {
     /// What the Ready condition says, when not the last note.
     detail: Option<String>,
     requeue: Duration,
+    /// How late the tick this step runs is, once one is due.
+    late: Option<Lateness>,
 }
 
 type Decided = Result<(), Need>;
@@ -329,12 +373,18 @@ impl Run<'_> {
 
     /// Whether a step of the analysis is due; if not, when to look again.
     fn step_due(&mut self) -> bool {
-        let since = self.since_step();
-        if since >= self.s.interval {
-            true
-        } else {
-            self.wait(self.s.interval - since);
-            false
+        match tick(self.since_step(), self.s.interval) {
+            Tick::Due { late } => {
+                // The Ready message of the reconcile before says whether it waited.
+                let after_wait = condition::find(&self.was.conditions, READY)
+                    .is_some_and(|c| c.message.starts_with(WAITING_FOR));
+                self.late = Some(Lateness { late, after_wait });
+                true
+            }
+            Tick::NotYet(wait) => {
+                self.wait(wait);
+                false
+            }
         }
     }
 
@@ -689,7 +739,7 @@ impl Run<'_> {
             );
             return self.rollback(why);
         }
-        let message = format!("Waiting for {what} of {}: {why}", self.name());
+        let message = format!("{WAITING_FOR}{what} of {}: {why}", self.name());
         self.note_once(CanaryReason::Waiting, message);
         self.wait(poll);
         self.wait(self.s.deadline - since + Duration::from_secs(1));

@@ -381,6 +381,75 @@ fn a_good_revision_climbs_every_weight_and_is_promoted() {
 }
 
 #[test]
+fn a_tick_is_due_an_interval_after_the_last_step_and_says_how_late_it_runs() {
+    let ten = Duration::from_secs(10);
+    assert_eq!(
+        tick(Duration::from_secs(4), ten),
+        Tick::NotYet(Duration::from_secs(6))
+    );
+    assert_eq!(
+        tick(ten, ten),
+        Tick::Due {
+            late: Duration::ZERO
+        }
+    );
+    assert_eq!(
+        tick(Duration::from_millis(12_250), ten),
+        Tick::Due {
+            late: Duration::from_millis(2_250)
+        }
+    );
+    assert_eq!(
+        tick(Duration::ZERO, Duration::ZERO),
+        Tick::Due {
+            late: Duration::ZERO
+        }
+    );
+}
+
+#[test]
+fn only_analysis_ticks_report_their_lateness() {
+    let on_time = |seconds| {
+        Some(Lateness {
+            late: Duration::from_secs(seconds),
+            after_wait: false,
+        })
+    };
+    let mut sim = Sim::initialized(progressive());
+    sim.revision = rev("v2");
+    assert_eq!(sim.tick().late, None, "starting is no tick");
+    sim.later(4);
+    assert_eq!(sim.tick().late, None, "too early");
+    sim.later(9);
+    let step = sim.tick();
+    assert_eq!(sim.status.canary_weight, 20);
+    assert_eq!(step.late, on_time(3), "due 10 s after the start");
+    // The next tick is due 10 s after this step, not after the previous due time.
+    sim.later(10);
+    let step = sim.tick();
+    assert_eq!(sim.status.canary_weight, 50);
+    assert_eq!(step.late, on_time(0));
+    // The wait until the next tick counts from when the step was decided.
+    sim.later(4);
+    let early = sim.tick();
+    assert_eq!(early.requeue, Duration::from_secs(6));
+    assert_eq!(
+        early.requeue_after(Duration::from_millis(1_500)),
+        Duration::from_millis(4_500)
+    );
+    assert_eq!(early.requeue_after(Duration::from_secs(8)), Duration::ZERO);
+    // Waiting for pods is no tick, however long it takes; the tick it held says so.
+    sim.canary = Pods::NotReady("0 of 1 updated replicas are available".into());
+    sim.later(21);
+    assert_eq!(sim.tick().late, None);
+    sim.canary = Pods::Ready;
+    sim.later(1);
+    let held = sim.tick().late.expect("a tick once the pods are ready");
+    assert_eq!(held.late, Duration::from_secs(16));
+    assert!(held.after_wait);
+}
+
+#[test]
 fn failed_checks_reach_the_threshold_and_roll_back() {
     let mut sim = Sim::initialized(progressive());
     sim.revision = rev("v2");

@@ -343,6 +343,7 @@ impl Kustomizations {
         let status = serde_json::json!({ "conditions": current.conditions });
         patch_status(&self.client, obj, &status)
             .await
+            .map(drop)
             .map_err(|e| ControllerError::MarkReconciling(Box::new(e)))
     }
 

@@ -496,12 +496,13 @@ async fn report_panic<R: Reconciler>(shared: &Shared<R>, obj: &R::Object, panic:
     .await;
 }
 
-/// Writes `status` as a merge patch of the object's status subresource.
+/// Writes `status` as a merge patch of the object's status subresource; returns the
+/// `resourceVersion` the write made.
 pub async fn patch_status<K>(
     client: &Client,
     obj: &K,
     status: &impl Serialize,
-) -> Result<(), kube::Error>
+) -> Result<Option<String>, kube::Error>
 where
     K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
         + Clone
@@ -516,7 +517,7 @@ where
         &Patch::Merge(&patch),
     )
     .await
-    .map(drop)
+    .map(|written| written.resource_version())
 }
 
 /// The text a panic was raised with.

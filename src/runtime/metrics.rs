@@ -1,6 +1,7 @@
 //! The agent's Prometheus metrics: one registry for the process, written to by the controller
-//! scaffold (reconciles, conditions), the Git source (fetches), the applier (API writes) and
-//! leader election, and read by `/metrics` (`runtime::server`). No I/O: counters in memory.
+//! scaffold (reconciles, conditions), the Git source (fetches), the applier (API writes), the
+//! canary analyzer (tick lateness) and leader election, and read by `/metrics`
+//! (`runtime::server`). No I/O: counters in memory.
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -75,6 +76,21 @@ struct ResultLabels {
     result: String,
 }
 
+/// What came before a canary analysis tick, as the `after` label says it.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum TickAfter {
+    /// A step of the analysis: the tick ran on the analyzer's own schedule.
+    step,
+    /// A wait (for the canary's pods, for traffic, for an approval) held the tick.
+    wait,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TickLabels {
+    after: TickAfter,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
     version: String,
@@ -90,8 +106,16 @@ pub struct Metrics {
     git: Family<ResultLabels, Counter>,
     api_writes: Family<ResultLabels, Counter>,
     notifications: Family<ResultLabels, Counter>,
+    canary_ticks: Family<TickLabels, Histogram>,
     leader: Gauge,
 }
+
+/// Buckets of the canary tick lateness, in seconds: from a millisecond (a tick on time) to a
+/// minute (an analyzer far behind).
+const LATENESS_BUCKETS: [f64; 17] = [
+    0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0,
+    120.0,
+];
 
 /// The process's metrics.
 pub fn metrics() -> &'static Metrics {
@@ -150,6 +174,16 @@ impl Metrics {
             "Notifications delivered (operation: the provider type) by result",
             notifications.clone(),
         );
+        let canary_ticks = Family::<TickLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(LATENESS_BUCKETS)
+        });
+        registry.register(
+            "canary_tick_lateness_seconds",
+            "How long after it was due (the last step plus the analysis interval) each canary \
+             analysis tick ran, by what came before it (after=wait: pods, traffic or an approval held \
+             it)",
+            canary_ticks.clone(),
+        );
         let leader = Gauge::default();
         registry.register(
             "leader",
@@ -172,6 +206,7 @@ impl Metrics {
             git,
             api_writes,
             notifications,
+            canary_ticks,
             leader,
         }
     }
@@ -239,6 +274,13 @@ impl Metrics {
         self.notifications
             .get_or_create(&result_labels(provider, ok))
             .inc();
+    }
+
+    /// Records how late a canary analysis tick ran.
+    pub fn canary_tick(&self, late: Duration, after: TickAfter) {
+        self.canary_ticks
+            .get_or_create(&TickLabels { after })
+            .observe(late.as_secs_f64());
     }
 
     /// Says whether this process leads.
@@ -337,6 +379,8 @@ mod tests {
         );
         m.git_request("fetch", true);
         m.apply_request("apply", false);
+        m.canary_tick(Duration::from_millis(30), TickAfter::step);
+        m.canary_tick(Duration::from_secs(25), TickAfter::wait);
         m.set_leader(true);
         let text = m.encode();
         for line in [
@@ -346,6 +390,10 @@ mod tests {
             r#"sluice_condition{kind="Kustomization",namespace="team",name="app",type="Ready",status="True"} 0"#,
             r#"sluice_git_requests_total{operation="fetch",result="success"} 1"#,
             r#"sluice_apply_requests_total{operation="apply",result="failure"} 1"#,
+            r#"sluice_canary_tick_lateness_seconds_bucket{le="0.05",after="step"} 1"#,
+            r#"sluice_canary_tick_lateness_seconds_bucket{le="0.02",after="step"} 0"#,
+            r#"sluice_canary_tick_lateness_seconds_bucket{le="20.0",after="wait"} 0"#,
+            r#"sluice_canary_tick_lateness_seconds_bucket{le="30.0",after="wait"} 1"#,
             r#"sluice_leader 1"#,
             r#"sluice_build_info{version=""#,
         ] {

@@ -1,6 +1,6 @@
 //! What every controller and the CLI share: the controller scaffold (`controller`, with its
-//! `schedule`, `trigger` and typed `conditions`), Events, logging, crash points, the
-//! cross-namespace rule (`references`) and text for people.
+//! `schedule`, `trigger` and typed `conditions`), what a controller last wrote (`written`),
+//! Events, logging, crash points, the cross-namespace rule (`references`) and text for people.
 
 pub mod conditions;
 pub mod controller;
@@ -16,3 +16,4 @@ pub mod schedule;
 pub mod server;
 pub mod text;
 pub mod trigger;
+pub mod written;
