@@ -40,6 +40,9 @@ pub struct ImagePolicySpec {
     /// How often to re-read the digest with `digestReflectionPolicy: Always`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interval: Option<String>,
+    /// Stop choosing while true: `status.latestRef` stays as it is, new scans are not looked at.
+    #[serde(default)]
+    pub suspend: bool,
 }
 
 /// A reference to an object, optionally in another namespace.

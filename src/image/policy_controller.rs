@@ -107,6 +107,10 @@ impl Reconciler for Selectors {
         repo.status?.last_scan_result.map(|r| r.revision)
     }
 
+    fn suspended(obj: &ImagePolicy) -> bool {
+        obj.spec.suspend
+    }
+
     async fn reconcile(
         &self,
         obj: &ImagePolicy,
@@ -183,6 +187,9 @@ impl Selectors {
         status: &mut ImagePolicyStatus,
     ) -> Outcome<PolicyReason> {
         let spec = &obj.spec;
+        if spec.suspend {
+            return Outcome::Suspended;
+        }
         let ns = obj.namespace().unwrap_or_default();
         let invalid = |message: String| Outcome::InvalidSpec { message };
         let selector = match Selector::from_spec(&spec.policy, spec.filter_tags.as_ref()) {

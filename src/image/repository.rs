@@ -61,6 +61,10 @@ impl Reconciler for Scanner {
 
     async fn inputs(&self, _obj: &ImageRepository) {}
 
+    fn suspended(obj: &ImageRepository) -> bool {
+        obj.spec.suspend
+    }
+
     async fn reconcile(
         &self,
         obj: &ImageRepository,
