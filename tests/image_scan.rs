@@ -2,7 +2,8 @@
 //! cluster's CA, basic auth), an anonymous one and one behind the Bearer token flow (a token server
 //! written for the test; the registry verifies its tokens). Tags pushed with skopeo; each policy
 //! kind picks the right tag; a tag pushed later is picked at the next scan; credentials through a
-//! ServiceAccount's imagePullSecrets. Bad input is in `image_scan_bad_input.rs`.
+//! ServiceAccount's imagePullSecrets; a suspended repository or policy changes nothing until it is
+//! resumed. Bad input is in `image_scan_bad_input.rs`.
 
 mod support;
 
@@ -17,8 +18,8 @@ use sluice::api::condition;
 use sluice::api::image_policy::ImagePolicy;
 use sluice::api::image_repository::ImageRepository;
 use support::image::{
-    cluster_registry_secrets, latest_tag, not_ready_because, policy, repo_status, repository,
-    start_controllers,
+    cluster_registry_secrets, latest_tag, not_ready_because, policy, policy_status, repo_status,
+    repository, start_controllers,
 };
 use support::registry::{self, ExtraRegistry};
 
@@ -286,5 +287,84 @@ async fn anonymous_and_token_registries() {
         first,
         "rescans ask for no new token"
     );
+    ns.cleanup(&client).await;
+}
+
+#[tokio::test]
+async fn suspended_repositories_and_policies_change_nothing_until_resumed() {
+    let client = support::client().await;
+    support::install_crds(&client).await;
+    let ns = support::TestNamespace::new(&client, "scan-suspend").await;
+    let n = ns.name().to_string();
+    let repo = format!("suspend-{n}");
+    let image = registry::push_tags(&repo, &["1.0.0"]);
+    cluster_registry_secrets(&client, &n).await;
+    let storage = tempfile::tempdir().unwrap();
+    start_controllers(&client, &n, storage.path(), 1000);
+    support::create_sluice_object(
+        &client,
+        &n,
+        repository(
+            "app",
+            &image,
+            json!({"secretRef": {"name": "registry"}, "certSecretRef": {"name": "registry-ca"}}),
+        ),
+    )
+    .await;
+    let range = json!({"policy": {"semver": {"range": ">=1.0.0"}}});
+    for name in ["follows", "held"] {
+        support::create_sluice_object(&client, &n, policy(name, "app", range.clone())).await;
+    }
+    let repos: Api<ImageRepository> = Api::namespaced(client.clone(), &n);
+    let policies: Api<ImagePolicy> = Api::namespaced(client.clone(), &n);
+    latest_tag(&policies, "held", "1.0.0").await;
+    let tag_count = |count: i64| {
+        move |s: &sluice::api::image_repository::ImageRepositoryStatus| {
+            s.last_scan_result
+                .as_ref()
+                .is_some_and(|r| r.tag_count == count)
+        }
+    };
+
+    // A suspended repository does not scan, not even when asked to: a new tag goes unseen.
+    support::merge_patch(&repos, "app", json!({"spec": {"suspend": true}})).await;
+    let generation = repos.get("app").await.unwrap().metadata.generation;
+    repo_status(&repos, "app", "observed suspended", |s| {
+        s.observed_generation == generation
+    })
+    .await;
+    registry::push_tags(&repo, &["1.1.0"]);
+    support::request_reconcile(&repos, "app", "while-suspended").await;
+    let s = repo_status(&repos, "app", "asked while suspended", |s| {
+        s.last_handled_reconcile_at.as_deref() == Some("while-suspended")
+    })
+    .await;
+    assert!(tag_count(1)(&s), "{s:#?}");
+
+    // Resumed: the new tag is scanned and chosen.
+    support::merge_patch(&repos, "app", json!({"spec": {"suspend": false}})).await;
+    repo_status(&repos, "app", "rescanned", tag_count(2)).await;
+    latest_tag(&policies, "held", "1.1.0").await;
+
+    // A suspended policy keeps its choice while another policy of the same repository moves.
+    support::merge_patch(&policies, "held", json!({"spec": {"suspend": true}})).await;
+    let generation = policies.get("held").await.unwrap().metadata.generation;
+    policy_status(&policies, "held", "observed suspended", |s| {
+        s.observed_generation == generation
+    })
+    .await;
+    registry::push_tags(&repo, &["1.2.0"]);
+    latest_tag(&policies, "follows", "1.2.0").await;
+    support::request_reconcile(&policies, "held", "while-suspended").await;
+    let s = policy_status(&policies, "held", "asked while suspended", |s| {
+        s.last_handled_reconcile_at.as_deref() == Some("while-suspended")
+    })
+    .await;
+    assert_eq!(s.latest_ref.unwrap().tag, "1.1.0");
+
+    // Resumed: it chooses from the latest scan.
+    support::merge_patch(&policies, "held", json!({"spec": {"suspend": false}})).await;
+    let s = latest_tag(&policies, "held", "1.2.0").await;
+    assert_eq!(s.observed_previous_ref.unwrap().tag, "1.1.0");
     ns.cleanup(&client).await;
 }

@@ -1,8 +1,9 @@
 //! Bad input to ImageRepository and ImagePolicy: a wrong password, a Secret that is not JSON, a
 //! missing repository, more tags than the limit, no CA, a bad image or exclusion pattern, a registry
 //! answering garbage instead of a tag list, one page of millions of tags, a busy registry (retried),
-//! a semver range that does not parse and one that matches nothing, a policy naming no repository:
-//! each gives a clear condition, stores nothing, and the same controllers go on scanning.
+//! a semver range that does not parse and one that matches nothing, a policy naming no repository,
+//! a registry that never answers, or never answers for a digest (`spec.timeout`): each gives a clear condition, stores nothing,
+//! and the same controllers go on scanning.
 
 mod support;
 
@@ -17,7 +18,7 @@ use support::image::{
 };
 use support::node;
 use support::registry;
-use support::scripted_registry::ScriptedRegistry;
+use support::scripted_registry::{self, ScriptedRegistry};
 
 #[tokio::test]
 async fn bad_input_gives_a_clear_condition_and_the_controllers_keep_running() {
@@ -197,5 +198,105 @@ async fn bad_input_gives_a_clear_condition_and_the_controllers_keep_running() {
     support::create_sluice_object(&client, &n, repository("good", &good, with("registry"))).await;
     let s = repo_status(&repos, "good", "scanned", |s| s.last_scan_result.is_some()).await;
     assert_eq!(s.last_scan_result.unwrap().tag_count, 2);
+    ns.cleanup(&client).await;
+}
+
+#[tokio::test]
+async fn a_registry_that_never_answers_fails_within_the_timeout_and_others_are_scanned() {
+    let client = support::client().await;
+    support::install_crds(&client).await;
+    let ns = support::TestNamespace::new(&client, "scan-silent").await;
+    let n = ns.name().to_string();
+    let storage = tempfile::tempdir().unwrap();
+    start_controllers(&client, &n, storage.path(), 1000);
+    let silent = scripted_registry::silent();
+    let image = format!("{silent}/app");
+    support::create_sluice_object(
+        &client,
+        &n,
+        repository("silent", &image, json!({"insecure": true, "timeout": "2s"})),
+    )
+    .await;
+    // Waits an hour for its answer: the scan is still hanging when the others are done.
+    support::create_sluice_object(
+        &client,
+        &n,
+        repository(
+            "waiting",
+            &image,
+            json!({"insecure": true, "timeout": "1h"}),
+        ),
+    )
+    .await;
+
+    let repos: Api<ImageRepository> = Api::namespaced(client.clone(), &n);
+    let s = repo_status(&repos, "silent", "timing out", |s| {
+        not_ready_because(&s.conditions, "ScanFailed")
+    })
+    .await;
+    let message = &condition::find(&s.conditions, "Ready").unwrap().message;
+    assert!(
+        message.contains(&format!("scanning {image}"))
+            && message.contains("longer than the timeout of 2s"),
+        "{message}"
+    );
+    assert!(s.last_scan_result.is_none());
+
+    // The same controllers scan other repositories meanwhile. The registry of one of them lists
+    // its tags but never answers for a digest: the policy asking for one fails within the
+    // repository's timeout.
+    let scripted = ScriptedRegistry::start();
+    for name in ["paged", "stalls"] {
+        support::create_sluice_object(
+            &client,
+            &n,
+            repository(
+                name,
+                &format!("{}/{name}", scripted.address),
+                json!({"insecure": true, "timeout": "2s"}),
+            ),
+        )
+        .await;
+    }
+    support::create_sluice_object(
+        &client,
+        &n,
+        policy(
+            "digest",
+            "stalls",
+            json!({"policy": {"semver": {"range": "1.x"}}, "digestReflectionPolicy": "IfNotPresent"}),
+        ),
+    )
+    .await;
+    let api: Api<ImagePolicy> = Api::namespaced(client.clone(), &n);
+    let s = policy_status(&api, "digest", "timing out", |s| {
+        not_ready_because(&s.conditions, "ScanFailed")
+    })
+    .await;
+    let message = &condition::find(&s.conditions, "Ready").unwrap().message;
+    assert!(
+        message.contains(&format!(
+            "reading the digest of {}/stalls:1.0.0 took longer than the timeout of 2s",
+            scripted.address
+        )),
+        "{message}"
+    );
+    assert!(s.latest_ref.is_none(), "nothing chosen without its digest");
+    let s = repo_status(&repos, "paged", "scanned", |s| s.last_scan_result.is_some()).await;
+    assert_eq!(
+        s.last_scan_result.unwrap().tag_count,
+        scripted_registry::PAGED as i64
+    );
+    let waiting = repos
+        .get("waiting")
+        .await
+        .unwrap()
+        .status
+        .unwrap_or_default();
+    assert!(
+        waiting.last_scan_result.is_none()
+            && condition::find(&waiting.conditions, "Ready").is_none_or(|c| !c.is_true()),
+        "{waiting:#?}"
+    );
     ns.cleanup(&client).await;
 }

@@ -9,12 +9,8 @@ mod support;
 
 use std::process::Command;
 
-use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
-use sluice::api::git_repository::GitRepository;
-use sluice::api::image_update_automation::ImageUpdateAutomation;
 use support::automation::{DIGEST, Env, corpus, ready};
-use support::git_servers::run;
 use support::git_signing::{GpgHome, Signing};
 
 #[tokio::test]
@@ -38,19 +34,14 @@ async fn the_corpus_changes_only_in_the_replaced_values_and_the_commit_is_signed
 
     // Someone else pushes to main while the first push is on its way: a pre-receive hook lands a
     // commit of theirs just before sluice's update is applied, once.
-    let bare = env.daemon.root.path().join("app");
-    let hook = bare.join("hooks/pre-receive");
-    std::fs::write(
-        &hook,
+    env.hook(
+        "pre-receive",
         "#!/bin/sh\nset -e\nunset GIT_QUARANTINE_PATH GIT_OBJECT_DIRECTORY GIT_ALTERNATE_OBJECT_DIRECTORIES\n\
          [ -e raced ] && exit 0\ntouch raced\n\
          tree=$(git rev-parse 'refs/heads/main^{tree}')\n\
          c=$(echo 'a concurrent commit' | GIT_AUTHOR_NAME=Other GIT_AUTHOR_EMAIL=other@example.com GIT_COMMITTER_NAME=Other GIT_COMMITTER_EMAIL=other@example.com git commit-tree \"$tree\" -p refs/heads/main)\n\
          git update-ref refs/heads/main \"$c\"\n",
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+    );
 
     env.automation(
         "auto",
@@ -63,25 +54,23 @@ async fn the_corpus_changes_only_in_the_replaced_values_and_the_commit_is_signed
     let pushed = status.last_push_commit.clone().unwrap();
     assert_eq!(env.tip("main").as_deref(), Some(pushed.as_str()));
     assert!(ready(&status).unwrap().is_true(), "{status:#?}");
-    assert!(bare.join("raced").exists(), "the concurrent push happened");
+    assert!(
+        env.bare().join("raced").exists(),
+        "the concurrent push happened"
+    );
 
     // The concurrent commit is kept: it is the parent of sluice's commit, itself on the old tip.
-    let git = |args: &[&str]| {
-        run(Command::new("git").arg("-C").arg(&bare).args(args))
-            .trim()
-            .to_owned()
-    };
-    let parent = git(&["rev-parse", &format!("{pushed}^")]);
+    let parent = env.git(&["rev-parse", &format!("{pushed}^")]);
     assert_eq!(
-        git(&["log", "-1", "--format=%an %s", &parent]),
+        env.git(&["log", "-1", "--format=%an %s", &parent]),
         "Other a concurrent commit"
     );
-    assert_eq!(git(&["rev-parse", &format!("{parent}^")]), before);
+    assert_eq!(env.git(&["rev-parse", &format!("{parent}^")]), before);
     assert_eq!(
-        git(&["log", "-1", "--format=%an <%ae>", &pushed]),
+        env.git(&["log", "-1", "--format=%an <%ae>", &pushed]),
         "sluice bot <bot@example.com>"
     );
-    let message = git(&["log", "-1", "--format=%B", &pushed]);
+    let message = env.git(&["log", "-1", "--format=%B", &pushed]);
     assert!(
         message.starts_with(&format!("Update images by {}/auto", env.n())),
         "{message}"
@@ -100,7 +89,7 @@ async fn the_corpus_changes_only_in_the_replaced_values_and_the_commit_is_signed
             "{path} differs from fixtures/image-automation/expected"
         );
     }
-    let changed = git(&["diff", "--name-only", &parent, &pushed]);
+    let changed = env.git(&["diff", "--name-only", &parent, &pushed]);
     assert_eq!(
         changed,
         "crlf.yaml\ndeploy.yaml\nhelmrelease.yaml\nkustomization.yaml"
@@ -109,7 +98,7 @@ async fn the_corpus_changes_only_in_the_replaced_values_and_the_commit_is_signed
     // The commit is signed with the Secret's key, and git accepts the signature.
     let verify = Command::new("git")
         .arg("-C")
-        .arg(&bare)
+        .arg(env.bare())
         .args(["verify-commit", "--raw", &pushed])
         .env("GNUPGHOME", gpg.dir.path())
         .output()
@@ -124,28 +113,10 @@ async fn the_corpus_changes_only_in_the_replaced_values_and_the_commit_is_signed
     );
 
     // The loop closes: the GitRepository tracking main was asked to reconcile.
-    let repos: Api<GitRepository> = Api::namespaced(env.client.clone(), env.n());
-    let annotations = repos
-        .get("app")
-        .await
-        .unwrap()
-        .metadata
-        .annotations
-        .unwrap_or_default();
-    assert!(
-        annotations.contains_key("sluice.dev/requestedAt"),
-        "{annotations:?}"
-    );
+    assert!(env.source_asked_to_reconcile().await);
 
     // Nothing new: no commit.
-    let api: Api<ImageUpdateAutomation> = Api::namespaced(env.client.clone(), env.n());
-    api.patch(
-        "auto",
-        &PatchParams::default(),
-        &Patch::Merge(json!({"metadata": {"annotations": {"sluice.dev/requestedAt": "again"}}})),
-    )
-    .await
-    .unwrap();
+    support::request_reconcile(&env.automations(), "auto", "again").await;
     env.wait("auto", "ran again", |s| {
         s.last_handled_reconcile_at.as_deref() == Some("again")
     })
@@ -208,18 +179,12 @@ async fn one_branch_per_update() {
     .await;
     let api_branch = env.tip("image-updates/api").expect("a branch for api");
     let web2 = env.tip("image-updates/web").unwrap();
-    let bare = env.daemon.root.path().join("app");
-    let git = |args: &[&str]| {
-        run(Command::new("git").arg("-C").arg(&bare).args(args))
-            .trim()
-            .to_owned()
-    };
     assert_eq!(
-        git(&["rev-parse", &format!("{web2}^")]),
+        env.git(&["rev-parse", &format!("{web2}^")]),
         web,
         "fast-forwarded"
     );
-    assert_eq!(git(&["rev-parse", &format!("{api_branch}^")]), main);
+    assert_eq!(env.git(&["rev-parse", &format!("{api_branch}^")]), main);
     assert!(
         String::from_utf8(env.show(&web2, "crlf.yaml"))
             .unwrap()

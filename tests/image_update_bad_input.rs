@@ -5,10 +5,8 @@
 
 mod support;
 
-use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 use sluice::api::condition::ConditionStatus;
-use sluice::api::image_update_automation::ImageUpdateAutomation;
 use support::automation::{DIGEST, Env, ready};
 use support::git_signing::Signing;
 
@@ -58,14 +56,8 @@ async fn bad_markers_files_and_pushes_change_nothing() {
     env.work.commit("not yaml", &Signing::None);
     env.work.push(&["main"]);
     let not_yaml = env.tip("main").unwrap();
-    let api: Api<ImageUpdateAutomation> = Api::namespaced(env.client.clone(), env.n());
-    api.patch(
-        "auto",
-        &PatchParams::default(),
-        &Patch::Merge(json!({"metadata": {"annotations": {"sluice.dev/requestedAt": "1"}}})),
-    )
-    .await
-    .unwrap();
+    let api = env.automations();
+    support::request_reconcile(&api, "auto", "1").await;
     let s = env
         .wait("auto", "failing on YAML", |s| {
             ready(s).is_some_and(|c| c.message.contains("is not YAML"))
@@ -84,17 +76,11 @@ async fn bad_markers_files_and_pushes_change_nothing() {
     env.work.commit("fixed", &Signing::None);
     env.work.push(&["main"]);
     let fixed = env.tip("main").unwrap();
-    let hook = env.daemon.root.path().join("app/hooks/pre-receive");
-    std::fs::write(&hook, "#!/bin/sh\necho 'pushes are frozen' >&2\nexit 1\n").unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
-    api.patch(
-        "auto",
-        &PatchParams::default(),
-        &Patch::Merge(json!({"metadata": {"annotations": {"sluice.dev/requestedAt": "2"}}})),
-    )
-    .await
-    .unwrap();
+    env.hook(
+        "pre-receive",
+        "#!/bin/sh\necho 'pushes are frozen' >&2\nexit 1\n",
+    );
+    support::request_reconcile(&api, "auto", "2").await;
     let s = env
         .wait("auto", "rejected", |s| {
             ready(s).is_some_and(|c| c.reason == "PushRejected")
@@ -109,14 +95,8 @@ async fn bad_markers_files_and_pushes_change_nothing() {
     assert_ne!(fixed, main);
 
     // Once the server accepts pushes again, the same automation pushes.
-    std::fs::remove_file(&hook).unwrap();
-    api.patch(
-        "auto",
-        &PatchParams::default(),
-        &Patch::Merge(json!({"metadata": {"annotations": {"sluice.dev/requestedAt": "3"}}})),
-    )
-    .await
-    .unwrap();
+    std::fs::remove_file(env.bare().join("hooks/pre-receive")).unwrap();
+    support::request_reconcile(&api, "auto", "3").await;
     let s = env
         .wait("auto", "pushed", |s| s.last_push_commit.is_some())
         .await;

@@ -41,6 +41,9 @@ pub struct ImagePolicySpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(pattern(super::duration::PATTERN))]
     pub interval: Option<String>,
+    /// Stop choosing while true: `status.latestRef` stays as it is, new scans are not looked at.
+    #[serde(default)]
+    pub suspend: bool,
 }
 
 /// A reference to an object, optionally in another namespace.

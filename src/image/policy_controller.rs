@@ -16,7 +16,7 @@ use super::policy::Selector;
 use super::reference::ImageName;
 use super::registry::http::HttpRegistry;
 use super::registry::{Registry, RetryPolicy};
-use super::repository::{ScanReason, access_failure, registry_failure};
+use super::repository::{ScanReason, access_failure, registry_failure, scan_timeout, timed_out};
 use super::status::{self, Outcome};
 use super::tags::TagStore;
 use crate::api::duration;
@@ -107,6 +107,10 @@ impl Reconciler for Selectors {
         repo.status?.last_scan_result.map(|r| r.revision)
     }
 
+    fn suspended(obj: &ImagePolicy) -> bool {
+        obj.spec.suspend
+    }
+
     async fn reconcile(
         &self,
         obj: &ImagePolicy,
@@ -183,6 +187,9 @@ impl Selectors {
         status: &mut ImagePolicyStatus,
     ) -> Outcome<PolicyReason> {
         let spec = &obj.spec;
+        if spec.suspend {
+            return Outcome::Suspended;
+        }
         let ns = obj.namespace().unwrap_or_default();
         let invalid = |message: String| Outcome::InvalidSpec { message };
         let selector = match Selector::from_spec(&spec.policy, spec.filter_tags.as_ref()) {
@@ -292,16 +299,19 @@ impl Selectors {
         }
     }
 
-    /// Reads `tag`'s digest from `repo`'s registry.
+    /// Reads `tag`'s digest from `repo`'s registry, within the repository's `spec.timeout`.
     async fn digest(
         &self,
         repo: &ImageRepository,
         tag: &str,
     ) -> Result<String, Outcome<PolicyReason>> {
-        let name = ImageName::parse(&repo.spec.image).map_err(|e| Outcome::Failed {
+        let not_ready = |message: String| Outcome::Failed {
             reason: PolicyReason::DependencyNotReady,
-            message: format!("ImageRepository {}: spec.image: {e}", repo.name_any()),
-        })?;
+            message: format!("ImageRepository {}: {message}", repo.name_any()),
+        };
+        let name = ImageName::parse(&repo.spec.image)
+            .map_err(|e| not_ready(format!("spec.image: {e}")))?;
+        let timeout = scan_timeout(repo).map_err(not_ready)?;
         let access = access::access(&self.client, repo, &name)
             .await
             .map_err(|e| access_failure(&e))?;
@@ -310,9 +320,12 @@ impl Selectors {
                 reason: PolicyReason::InvalidSecret,
                 message: error_chain(&e),
             })?;
-        registry
-            .digest(&name.repository, tag)
-            .await
-            .map_err(|e| registry_failure(&e))
+        match tokio::time::timeout(timeout, registry.digest(&name.repository, tag)).await {
+            Ok(read) => read.map_err(|e| registry_failure(&e)),
+            Err(_) => Err(timed_out(
+                &format!("reading the digest of {name}:{tag}"),
+                timeout,
+            )),
+        }
     }
 }

@@ -61,6 +61,10 @@ impl Reconciler for Scanner {
 
     async fn inputs(&self, _obj: &ImageRepository) {}
 
+    fn suspended(obj: &ImageRepository) -> bool {
+        obj.spec.suspend
+    }
+
     async fn reconcile(
         &self,
         obj: &ImageRepository,
@@ -125,10 +129,9 @@ impl Scanner {
         if let Err(e) = duration::parse(&spec.interval) {
             return invalid(format!("spec.interval: {e}"));
         }
-        let timeout = match duration::parse(spec.timeout.as_deref().unwrap_or(DEFAULT_SCAN_TIMEOUT))
-        {
+        let timeout = match scan_timeout(obj) {
             Ok(t) => t,
-            Err(e) => return invalid(format!("spec.timeout: {e}")),
+            Err(message) => return invalid(message),
         };
         let name = match ImageName::parse(&spec.image) {
             Ok(n) => n,
@@ -147,12 +150,7 @@ impl Scanner {
         let listed = match listed {
             Ok(Ok(tags)) => tags,
             Ok(Err(e)) => return registry_failure(&e),
-            Err(_) => {
-                return Outcome::Failed {
-                    reason: ScanReason::ScanFailed,
-                    message: format!("scanning {name} took longer than the timeout of {timeout:?}"),
-                };
-            }
+            Err(_) => return timed_out(&format!("scanning {name}"), timeout),
         };
         let kept = listed
             .into_iter()
@@ -221,6 +219,20 @@ impl Scanner {
         let registry = Arc::new(registry);
         registries.insert(key, (fingerprint, registry.clone()));
         Ok(registry)
+    }
+}
+
+/// How long one registry operation for `obj` may take: `spec.timeout`, by default 60 s.
+pub fn scan_timeout(obj: &ImageRepository) -> Result<Duration, String> {
+    duration::parse(obj.spec.timeout.as_deref().unwrap_or(DEFAULT_SCAN_TIMEOUT))
+        .map_err(|e| format!("spec.timeout: {e}"))
+}
+
+/// The outcome of `what` (e.g. `scanning IMAGE`) outlasting the timeout.
+pub fn timed_out<R: From<ScanReason>>(what: &str, timeout: Duration) -> Outcome<R> {
+    Outcome::Failed {
+        reason: ScanReason::ScanFailed.into(),
+        message: format!("{what} took longer than the timeout of {timeout:?}"),
     }
 }
 

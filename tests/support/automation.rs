@@ -4,7 +4,7 @@
 //! automation only reads it), and the server's branches and files. Does I/O (processes, the API
 //! server).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
@@ -12,6 +12,7 @@ use kube::Client;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::{Value, json};
 use sluice::api::condition;
+use sluice::api::git_repository::GitRepository;
 use sluice::api::image_policy::ImagePolicy;
 use sluice::api::image_update_automation::{ImageUpdateAutomation, ImageUpdateAutomationStatus};
 
@@ -99,18 +100,65 @@ impl Env {
             .unwrap();
     }
 
+    /// An ImageUpdateAutomation of GitRepository `app`, path `./`, whose `spec.git` is `git`
+    /// merged over an author and a message template listing the changes.
     pub async fn automation(&self, name: &str, git: Value) {
+        self.automation_with(name, git, json!({})).await;
+    }
+
+    /// As `automation`, with `spec` merged over the rest of the spec (`suspend`,
+    /// `policySelector`, ...).
+    pub async fn automation_with(&self, name: &str, git: Value, spec: Value) {
         let mut spec_git = json!({"commit": {"author": {"name": "sluice bot", "email": "bot@example.com"},
             "messageTemplate": "Update images by {{ .AutomationObject }}\n\n{{ range .Changed.Changes }}- {{ .File }}: {{ .OldValue }} -> {{ .NewValue }}\n{{ end }}"}});
         json_patch::merge(&mut spec_git, &git);
+        let mut full = json!({"sourceRef": {"kind": "GitRepository", "name": "app"}, "interval": "1h", "git": spec_git,
+                              "update": {"path": "./", "strategy": "Setters"}});
+        json_patch::merge(&mut full, &spec);
         super::create_sluice_object(
             &self.client,
             self.n(),
             json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "ImageUpdateAutomation", "metadata": {"name": name},
-                   "spec": {"sourceRef": {"kind": "GitRepository", "name": "app"}, "interval": "1h", "git": spec_git,
-                            "update": {"path": "./", "strategy": "Setters"}}}),
+                   "spec": full}),
         )
         .await;
+    }
+
+    pub fn automations(&self) -> Api<ImageUpdateAutomation> {
+        Api::namespaced(self.client.clone(), self.n())
+    }
+
+    /// The server's bare repository `app`.
+    pub fn bare(&self) -> PathBuf {
+        self.daemon.root.path().join("app")
+    }
+
+    /// Runs `git` in the server's repository and returns its trimmed output.
+    pub fn git(&self, args: &[&str]) -> String {
+        run(Command::new("git").arg("-C").arg(self.bare()).args(args))
+            .trim()
+            .to_owned()
+    }
+
+    /// Installs `script` as the server's `hook` (e.g. `pre-receive`).
+    pub fn hook(&self, hook: &str, script: &str) {
+        use std::os::unix::fs::PermissionsExt;
+        let path = self.bare().join("hooks").join(hook);
+        std::fs::write(&path, script).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    /// Whether GitRepository `app` was asked to reconcile (after a push to the branch it tracks).
+    pub async fn source_asked_to_reconcile(&self) -> bool {
+        let repos: Api<GitRepository> = Api::namespaced(self.client.clone(), self.n());
+        repos
+            .get("app")
+            .await
+            .unwrap()
+            .metadata
+            .annotations
+            .unwrap_or_default()
+            .contains_key(sluice::api::REQUESTED_AT_ANNOTATION)
     }
 
     pub async fn wait(

@@ -198,3 +198,24 @@ pub async fn create_sluice_object(client: &Client, ns: &str, manifest: serde_jso
         .await
         .unwrap_or_else(|e| panic!("creating {kind}: {e}"));
 }
+
+/// Merge-patches object `name` (a spec field, a label, an annotation) and panics if that fails.
+pub async fn merge_patch<K>(api: &Api<K>, name: &str, patch: serde_json::Value)
+where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    use kube::api::{Patch, PatchParams};
+    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap_or_else(|e| panic!("patching {name}: {e}"));
+}
+
+/// Asks for a reconcile of `name` now, as `sluice reconcile` does; the controller reports `value`
+/// back in `status.lastHandledReconcileAt` once it has acted on it.
+pub async fn request_reconcile<K>(api: &Api<K>, name: &str, value: &str)
+where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let patch = serde_json::json!({"metadata": {"annotations": {sluice::api::REQUESTED_AT_ANNOTATION: value}}});
+    merge_patch(api, name, patch).await;
+}

@@ -1,8 +1,8 @@
 //! A registry scripted to do what the installed `docker-registry` (distribution 2.8) will not: a
 //! plain-HTTP server on 127.0.0.1 that paginates tag lists with `Link` headers (distribution 2.8
 //! ignores `n`), answers garbage instead of a tag list, streams one page of millions of tags, or is
-//! busy (503, then 429 with `Retry-After`) before it answers. Counts the requests per path.
-//! Network I/O.
+//! busy (503, then 429 with `Retry-After`) before it answers, or never answers a manifest request.
+//! Counts the requests per path. And a listener that never answers at all. Network I/O.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
@@ -23,8 +23,8 @@ pub struct ScriptedRegistry {
 impl ScriptedRegistry {
     /// Repositories: `paged` ([`PAGED`] tags `1.0.0`, `1.0.1`, ..., `n` per page, linked),
     /// `garbage` (a 200 whose body is not JSON), `millions` (one page of [`MILLIONS`] tags,
-    /// without a length), `busy` (503, then 429, then tags `1.0.0` and `1.1.0`); any other name is
-    /// not found.
+    /// without a length), `busy` (503, then 429, then tags `1.0.0` and `1.1.0`), `stalls` (tag
+    /// `1.0.0`, but no answer to a manifest request); any other name is not found.
     pub fn start() -> ScriptedRegistry {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let address = listener.local_addr().unwrap().to_string();
@@ -48,6 +48,20 @@ impl ScriptedRegistry {
             .copied()
             .unwrap_or(0)
     }
+}
+
+/// A TCP listener on 127.0.0.1 that accepts every connection and never answers, for as long as
+/// the test runs. Returns `127.0.0.1:PORT`.
+pub fn silent() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        let mut open = Vec::new();
+        for stream in listener.incoming().flatten() {
+            open.push(stream);
+        }
+    });
+    address
 }
 
 fn serve(mut stream: TcpStream, counts: &Mutex<HashMap<String, usize>>) {
@@ -98,6 +112,16 @@ fn serve(mut stream: TcpStream, counts: &Mutex<HashMap<String, usize>>) {
             r#"{"name":"busy","tags":["1.0.0","1.1.0"]}"#,
         ),
         "/v2/millions/tags/list" => millions(&mut stream),
+        "/v2/stalls/tags/list" => respond(
+            &mut stream,
+            "200 OK",
+            "",
+            r#"{"name":"stalls","tags":["1.0.0"]}"#,
+        ),
+        // Never answers, holding the connection open.
+        p if p.starts_with("/v2/stalls/manifests/") => loop {
+            std::thread::park();
+        },
         "/v2/paged/tags/list" => paged(&mut stream, query),
         _ => respond(
             &mut stream,

@@ -73,6 +73,10 @@ impl Reconciler for Automations {
         }
     }
 
+    fn suspended(obj: &ImageUpdateAutomation) -> bool {
+        obj.spec.suspend
+    }
+
     async fn reconcile(
         &self,
         obj: &ImageUpdateAutomation,
