@@ -907,13 +907,20 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// Finalising: once traffic is back on the primary, scale the canary down.
+    /// Finalising: once traffic is back on the primary, and an interval after it left the
+    /// canary (node proxies follow the EndpointSlices with a lag of their own, and requests in
+    /// flight finish), scale the canary down, as Flagger's next analysis step does.
     fn finalising(&mut self) -> Decided {
         if self.new_revision() {
             return self.confirm_start();
         }
         if let Routes::Converging(why) = self.routes()? {
             return self.wait_for("traffic", why, ROUTE_POLL);
+        }
+        let since = self.since_step();
+        if since < self.s.interval {
+            self.wait(self.s.interval - since);
+            return Ok(());
         }
         self.handled_gate();
         self.actions.push(Action::Canary(Scale::Zero));

@@ -890,6 +890,15 @@ fn the_switch_waits_for_traffic_before_the_primary_changes() {
     sim.tick();
     assert_eq!(sim.phase(), Phase::Finalising);
     assert_eq!(sim.status.canary_weight, 0);
+    // Traffic has left the canary; it keeps serving what node proxies still send for an interval.
+    sim.later(3);
+    sim.tick();
+    assert_eq!(sim.phase(), Phase::Finalising);
+    assert!(sim.canary_running);
+    sim.later(7);
+    sim.tick();
+    assert_eq!(sim.phase(), Phase::Succeeded);
+    assert!(!sim.canary_running);
 }
 
 #[test]
