@@ -16,21 +16,6 @@ use support::recorder::Recorder;
 
 const LONG: Duration = Duration::from_secs(300);
 
-/// A Deployment on kwok's node (its pods are Ready at once and run nothing).
-fn deployment(name: &str) -> Value {
-    json!({
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": name},
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {"metadata": {"labels": {"app": name}}, "spec": {
-                "containers": [{"name": "app", "image": "example.com/app:v1", "ports": [{"name": "http", "containerPort": 8080}]}],
-            }},
-        },
-    })
-}
-
 fn provider(name: &str, type_: &str, address: String) -> Value {
     json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "Provider", "metadata": {"name": name},
         "spec": {"type": type_, "address": address}})
@@ -84,7 +69,7 @@ async fn each_alert_hears_the_canary_events_its_severity_asks_for() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let refused = format!("http://{}/", closed.local_addr().unwrap());
     drop(closed);
-    c::create(&client, &n, deployment("app")).await;
+    c::create(&client, &n, c::kwok_deployment("app")).await;
     c::create(&client, &n, json!({
         "apiVersion": "sluice.dev/v1alpha1", "kind": "Canary",
         "metadata": {"name": "app"},

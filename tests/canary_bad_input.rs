@@ -13,21 +13,6 @@ use support::canary::{self as c, Analyzer, Prometheus, wait_canary};
 
 const LONG: Duration = Duration::from_secs(300);
 
-/// A Deployment on kwok's node (its pods are Ready at once and run nothing).
-fn deployment(name: &str) -> Value {
-    json!({
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": name},
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {"metadata": {"labels": {"app": name}}, "spec": {
-                "containers": [{"name": "app", "image": "example.com/app:v1", "ports": [{"name": "http", "containerPort": 8080}]}],
-            }},
-        },
-    })
-}
-
 /// A blue/green Canary of the Deployment `target`.
 fn canary(name: &str, target: &str, analysis: Value) -> Value {
     let mut blue_green = json!({"interval": "10s", "threshold": 1, "iterations": 2});
@@ -101,7 +86,7 @@ async fn bad_canaries_say_what_is_wrong_promote_nothing_and_the_others_keep_goin
 
     let running = ["good", "promql", "hang", "garbage"];
     for name in running.iter().chain(&["zero", "down"]) {
-        c::create(&client, &n, deployment(name)).await;
+        c::create(&client, &n, c::kwok_deployment(name)).await;
     }
     c::create(&client, &n, canary("good", "good", json!({}))).await;
     c::create(&client, &n, canary("missing", "absent", json!({}))).await;

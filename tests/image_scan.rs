@@ -18,8 +18,8 @@ use sluice::api::condition;
 use sluice::api::image_policy::ImagePolicy;
 use sluice::api::image_repository::ImageRepository;
 use support::image::{
-    cluster_registry_secrets, latest_tag, not_ready_because, policy, policy_status, repo_status,
-    repository, start_controllers,
+    cluster_registry_access, cluster_registry_secrets, latest_tag, not_ready_because, policy,
+    policy_status, repo_status, repository, start_controllers,
 };
 use support::registry::{self, ExtraRegistry};
 
@@ -50,11 +50,7 @@ async fn each_policy_kind_picks_its_tag_and_a_new_tag_is_picked_up() {
     support::create_sluice_object(
         &client,
         &n,
-        repository(
-            "app",
-            &image,
-            json!({"secretRef": {"name": "registry"}, "certSecretRef": {"name": "registry-ca"}}),
-        ),
+        repository("app", &image, cluster_registry_access()),
     )
     .await;
     let policies = [
@@ -304,11 +300,7 @@ async fn suspended_repositories_and_policies_change_nothing_until_resumed() {
     support::create_sluice_object(
         &client,
         &n,
-        repository(
-            "app",
-            &image,
-            json!({"secretRef": {"name": "registry"}, "certSecretRef": {"name": "registry-ca"}}),
-        ),
+        repository("app", &image, cluster_registry_access()),
     )
     .await;
     let range = json!({"policy": {"semver": {"range": ">=1.0.0"}}});

@@ -304,16 +304,13 @@ async fn a_cluster_install_runs_the_agent_on_the_real_node_and_reconciles_from_g
         spec.cluster_ip.unwrap(),
         spec.ports.unwrap()[0].port
     );
-    let ca = std::fs::read_to_string(support::registry::cluster_ca()).unwrap();
-    support::registry::create_secret(&client, &n, "registry-ca", "Opaque", json!({"ca.crt": ca}))
-        .await;
+    images::cluster_registry_ca(&client, &n).await;
     let through_service = format!("{address}/sluice");
-    let secrets =
-        json!({"secretRef": {"name": "registry"}, "certSecretRef": {"name": "registry-ca"}});
+    let access = images::cluster_registry_access();
     create(
         &client,
         &n,
-        images::repository("own", &through_service, secrets),
+        images::repository("own", &through_service, access),
     )
     .await;
     let tag = image.rsplit(':').next().unwrap();

@@ -501,17 +501,23 @@ fn widget(size: u32) -> String {
     )
 }
 
-async fn set_widget_phase(client: &kube::Client, ns: &str, phase: &str) {
-    use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
+/// The Widgets of `ns`.
+fn widgets(client: &kube::Client, ns: &str) -> Api<kube::api::DynamicObject> {
+    use kube::api::{ApiResource, GroupVersionKind};
     let resource = ApiResource::from_gvk(&GroupVersionKind::gvk("cel.sluice.test", "v1", "Widget"));
-    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &resource);
-    api.patch_status(
-        "w1",
-        &PatchParams::default(),
-        &Patch::Merge(json!({"status": {"phase": phase}})),
-    )
-    .await
-    .unwrap();
+    Api::namespaced_with(client.clone(), ns, &resource)
+}
+
+async fn set_widget_phase(client: &kube::Client, ns: &str, phase: &str) {
+    use kube::api::{Patch, PatchParams};
+    widgets(client, ns)
+        .patch_status(
+            "w1",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"phase": phase}})),
+        )
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -535,13 +541,7 @@ async fn health_check_expressions_decide_custom_resources() {
     .await;
 
     // Applied, but not Ready while the expressions say the Widget is not ready.
-    let resource = kube::api::ApiResource::from_gvk(&kube::api::GroupVersionKind::gvk(
-        "cel.sluice.test",
-        "v1",
-        "Widget",
-    ));
-    let widgets: Api<kube::api::DynamicObject> =
-        Api::namespaced_with(client.clone(), &n, &resource);
+    let widgets = widgets(&client, &n);
     for _ in 0..300 {
         if widgets.get_opt("w1").await.unwrap().is_some() {
             break;

@@ -412,6 +412,21 @@ impl Drop for Analyzer {
     }
 }
 
+/// A Deployment on kwok's node (its pods are Ready at once and run nothing).
+pub fn kwok_deployment(name: &str) -> Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {"metadata": {"labels": {"app": name}}, "spec": {
+                "containers": [{"name": "app", "image": "example.com/app:v1", "ports": [{"name": "http", "containerPort": 8080}]}],
+            }},
+        },
+    })
+}
+
 /// The test app's Deployment on the real node: probes, the `http` port Prometheus scrapes, and a
 /// short pause before stopping so kube-proxy stops sending it connections first.
 pub fn testapp(namespace: &str, name: &str, image: &str, replicas: i32) -> Value {

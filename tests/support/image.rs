@@ -91,8 +91,19 @@ pub fn not_ready_because(conditions: &[condition::Condition], reason: &str) -> b
 /// The Secrets of the cluster's registry: credentials and its CA.
 pub async fn cluster_registry_secrets(client: &Client, ns: &str) {
     node::create_pull_secret(client, ns).await;
+    cluster_registry_ca(client, ns).await;
+}
+
+/// The Secret `registry-ca` holding the cluster's CA, which signed the registry's certificate.
+pub async fn cluster_registry_ca(client: &Client, ns: &str) {
     let ca = std::fs::read_to_string(registry::cluster_ca()).unwrap();
     registry::create_secret(client, ns, "registry-ca", "Opaque", json!({"ca.crt": ca})).await;
+}
+
+/// The ImageRepository fields that read the cluster's registry with the Secrets of
+/// `cluster_registry_secrets`.
+pub fn cluster_registry_access() -> Value {
+    json!({"secretRef": {"name": "registry"}, "certSecretRef": {"name": "registry-ca"}})
 }
 
 /// The status of ImagePolicy `name` once `check` accepts it.
