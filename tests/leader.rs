@@ -205,9 +205,10 @@ async fn two_replicas_take_turns_and_a_killed_leader_is_replaced() {
     a.child.kill().unwrap();
     let killed = now();
     a.child.wait().unwrap();
+    // The Lease names the new holder a moment before its log line is written: wait for both.
     eventually(Duration::from_secs(30), "replica-b leads", || async {
-        match holder(&leases).await {
-            Some(h) if h == "replica-b" => Ok(()),
+        match (holder(&leases).await, b.logged("became the leader")) {
+            (Some(h), Some(_)) if h == "replica-b" => Ok(()),
             other => Err(format!("{other:?}")),
         }
     })
