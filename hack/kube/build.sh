@@ -26,6 +26,31 @@ fi
 
 export GOFLAGS=-mod=mod CGO_ENABLED=0
 
+# build_all <module dir> <ldflags> <package>...: the missing ones in one `go build`, which
+# compiles and links them side by side (a binary is named after its package's last element).
+build_all() {
+	local dir="$1" ldflags="$2"
+	shift 2
+	local missing=() pkg
+	for pkg in "$@"; do
+		[[ -x "$bin/${pkg##*/}" ]] || missing+=("$pkg")
+	done
+	((${#missing[@]})) || return 0
+	log "building ${missing[*]##*/} — the first build takes a while"
+	local tmp="$bin/.build.tmp"
+	rm -rf "$tmp"
+	mkdir -p "$tmp"
+	if ! (cd "$here/$dir" && go build -trimpath -ldflags "-s -w $ldflags" -o "$tmp/" "${missing[@]}") >&2; then
+		log "building ${missing[*]##*/} failed"
+		rm -rf "$tmp"
+		exit 1
+	fi
+	for pkg in "${missing[@]}"; do
+		mv "$tmp/${pkg##*/}" "$bin/${pkg##*/}"
+	done
+	rm -rf "$tmp"
+}
+
 build() { # build <module dir> <output name> <package> [ldflags]
 	local dir="$1" name="$2" pkg="$3" ldflags="${4:-}"
 	if [[ -x "$bin/$name" ]]; then
@@ -50,13 +75,10 @@ k8s_ldflags="-X $v.gitVersion=$k8s_version -X $v.gitMajor=1 -X $v.gitMinor=$mino
  -X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/client-go/pkg/version.gitMinor=$minor"
 
 build etcd etcd sluice.dev/hack/kube/etcd
-build k8s kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver "$k8s_ldflags"
-build k8s kube-controller-manager k8s.io/kubernetes/cmd/kube-controller-manager "$k8s_ldflags"
-build k8s kube-scheduler k8s.io/kubernetes/cmd/kube-scheduler "$k8s_ldflags"
-build k8s kubectl k8s.io/kubernetes/cmd/kubectl "$k8s_ldflags"
+build_all k8s "$k8s_ldflags" k8s.io/kubernetes/cmd/kube-apiserver \
+	k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kube-scheduler \
+	k8s.io/kubernetes/cmd/kubectl k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-proxy
 build kwok kwok sigs.k8s.io/kwok/cmd/kwok
-build k8s kubelet k8s.io/kubernetes/cmd/kubelet "$k8s_ldflags"
-build k8s kube-proxy k8s.io/kubernetes/cmd/kube-proxy "$k8s_ldflags"
 build pause pause sluice.dev/hack/kube/pause
 
 echo "$bin"

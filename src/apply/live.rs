@@ -1,7 +1,7 @@
 //! Reading the live objects an apply compares against: one LIST per kind and namespace where
-//! several objects of the set share them (read page by page, keeping only the set's objects), one
-//! GET each otherwise (and where the identity may not list), so that a reconcile of many objects
-//! reads in a few requests. An object settled by what was read (unchanged, skipped) keeps only
+//! several objects of the set share them (read page by page, keeping only the set's objects; a few
+//! kinds at once), one GET each otherwise (and where the identity may not list), so that a
+//! reconcile of many objects reads in a few requests. An object settled by what was read (unchanged, skipped) keeps only
 //! its verdict, as soon as its page arrives, so a large no-op never holds the live set. Reads
 //! only.
 
@@ -21,9 +21,14 @@ const LIST_FROM: usize = 4;
 const PAGE: u32 = 500;
 /// GETs in flight at once.
 const GETS_AT_ONCE: usize = 8;
+/// LISTs in flight at once (each holds at most a page of its kind).
+const LISTS_AT_ONCE: usize = 4;
 
 /// What was read of each object, by index into the desired set.
 pub(super) type LiveSet = HashMap<usize, Live>;
+
+/// What one LIST read of its members.
+type Listed = Result<Vec<(usize, Live)>, ApplyError>;
 
 /// What was read of one object of the set.
 #[derive(Debug)]
@@ -96,19 +101,26 @@ impl Applier {
                 groups.entry(key).or_default().push(i);
             }
         }
+        let (lists, singles): (Vec<Vec<usize>>, Vec<Vec<usize>>) = groups
+            .into_values()
+            .partition(|members| members.len() >= LIST_FROM);
+        let mut singles: Vec<usize> = singles.into_iter().flatten().collect();
+        let listed: Vec<(Vec<usize>, Listed)> = stream::iter(lists)
+            .map(|members| async move {
+                let read = self.list_members(desired, &members, keep).await;
+                (members, read)
+            })
+            .buffer_unordered(LISTS_AT_ONCE)
+            .collect()
+            .await;
         let mut live = LiveSet::new();
-        let mut singles = Vec::new();
-        for members in groups.into_values() {
-            if members.len() >= LIST_FROM {
-                match self.list_into(desired, &members, keep, &mut live).await {
-                    Ok(()) => {}
-                    // An identity allowed to get its objects but not to list their kind (a Role
-                    // with resourceNames) reads them one by one.
-                    Err(e) if is_forbidden(&e) => singles.extend(members),
-                    Err(e) => return Err(e),
-                }
-            } else {
-                singles.extend(members);
+        for (members, read) in listed {
+            match read {
+                Ok(read) => live.extend(read),
+                // An identity allowed to get its objects but not to list their kind (a Role
+                // with resourceNames) reads them one by one.
+                Err(e) if is_forbidden(&e) => singles.extend(members),
+                Err(e) => return Err(e),
             }
         }
         let read: Vec<(usize, Result<Option<Value>, ApplyError>)> = stream::iter(singles)
@@ -123,13 +135,7 @@ impl Applier {
     }
 
     /// Lists the kind and namespace `members` share, page by page, keeping only their objects.
-    async fn list_into(
-        &self,
-        desired: &[Desired],
-        members: &[usize],
-        keep: Keep,
-        live: &mut LiveSet,
-    ) -> Result<(), ApplyError> {
+    async fn list_members(&self, desired: &[Desired], members: &[usize], keep: Keep) -> Listed {
         let first = &desired[members[0]];
         let api = self.api(first);
         let resource = &first
@@ -141,6 +147,7 @@ impl Applier {
             .iter()
             .map(|&i| (desired[i].id.name.as_str(), i))
             .collect();
+        let mut live = Vec::with_capacity(members.len());
         let mut params = ListParams::default().limit(PAGE);
         loop {
             let page = api.list(&params).await.map_err(|source| ApplyError::Read {
@@ -155,7 +162,7 @@ impl Applier {
                 // Items of a list carry no apiVersion and kind; a GET's object does.
                 value["apiVersion"] = Value::from(resource.api_version.as_str());
                 value["kind"] = Value::from(resource.kind.as_str());
-                live.insert(i, kept(&desired[i], Some(value), keep));
+                live.push((i, kept(&desired[i], Some(value), keep)));
             }
             match page.metadata.continue_ {
                 Some(token) if !token.is_empty() && !wanted.is_empty() => {
@@ -164,10 +171,8 @@ impl Applier {
                 _ => break,
             }
         }
-        for i in wanted.into_values() {
-            live.insert(i, Live::Absent);
-        }
-        Ok(())
+        live.extend(wanted.into_values().map(|i| (i, Live::Absent)));
+        Ok(live)
     }
 
     /// The live state of one object, read by itself.
