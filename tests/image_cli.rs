@@ -128,6 +128,15 @@ fn scan_policy_and_update_on_the_command_line() {
     ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout).trim(), format!("{paged}:1.0.249"));
+    // Without --page-size no size is asked for: the registry chooses (here, all at once).
+    let out = sluice(&["image", "scan", &paged, "--insecure", "--stats"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).lines().count(), PAGED);
+    assert!(
+        text(&out.stderr).contains(&format!("{PAGED} tags, 1 requests")),
+        "{}",
+        text(&out.stderr)
+    );
 
     // The setters: the diff first (exit 1, nothing written), then --write.
     let dir = tempfile::tempdir().unwrap();

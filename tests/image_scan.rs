@@ -286,6 +286,27 @@ async fn anonymous_and_token_registries() {
     ns.cleanup(&client).await;
 }
 
+/// Runs the `sluice` binary in namespace `ns` (asynchronously: the controllers of this test keep
+/// running meanwhile): whether it succeeded, its stdout and its stderr.
+async fn sluice_cli(ns: &str, args: &[&str]) -> (bool, String, String) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(args)
+        .args(["--namespace", ns])
+        .env("KUBECONFIG", support::kubeconfig())
+        .env_remove("RUST_LOG")
+        .env_remove("SLUICE_NAMESPACE")
+        .output()
+        .await
+        .expect("sluice runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Suspending, resuming and asking for reconciles through the API and through `sluice suspend`,
+/// `resume`, `reconcile` and `get` with the image kinds.
 #[tokio::test]
 async fn suspended_repositories_and_policies_change_nothing_until_resumed() {
     let client = support::client().await;
@@ -310,6 +331,16 @@ async fn suspended_repositories_and_policies_change_nothing_until_resumed() {
     let repos: Api<ImageRepository> = Api::namespaced(client.clone(), &n);
     let policies: Api<ImagePolicy> = Api::namespaced(client.clone(), &n);
     latest_tag(&policies, "held", "1.0.0").await;
+    let (ok, table, err) = sluice_cli(&n, &["get", "image-policy", "held"]).await;
+    assert!(ok, "{err}");
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("held "))
+        .unwrap_or_default();
+    assert!(
+        row.contains(&format!("{image}:1.0.0")) && row.contains("True"),
+        "{table}"
+    );
     let tag_count = |count: i64| {
         move |s: &sluice::api::image_repository::ImageRepositoryStatus| {
             s.last_scan_result
@@ -333,13 +364,23 @@ async fn suspended_repositories_and_policies_change_nothing_until_resumed() {
     .await;
     assert!(tag_count(1)(&s), "{s:#?}");
 
-    // Resumed: the new tag is scanned and chosen.
-    support::merge_patch(&repos, "app", json!({"spec": {"suspend": false}})).await;
+    // Resumed (with `sluice resume`, which waits for the reconcile it asks for): the new tag
+    // is scanned and chosen.
+    let (ok, _, err) = sluice_cli(
+        &n,
+        &["resume", "imagerepository", "app", "--timeout", "120s"],
+    )
+    .await;
+    assert!(ok, "{err}");
     repo_status(&repos, "app", "rescanned", tag_count(2)).await;
+    let (ok, table, err) = sluice_cli(&n, &["get", "imagerepositories"]).await;
+    assert!(ok && table.contains("2 tags"), "{table}{err}");
     latest_tag(&policies, "held", "1.1.0").await;
 
-    // A suspended policy keeps its choice while another policy of the same repository moves.
-    support::merge_patch(&policies, "held", json!({"spec": {"suspend": true}})).await;
+    // A suspended policy (`sluice suspend`) keeps its choice while another policy of the same
+    // repository moves.
+    let (ok, _, err) = sluice_cli(&n, &["suspend", "imagepolicy", "held"]).await;
+    assert!(ok, "{err}");
     let generation = policies.get("held").await.unwrap().metadata.generation;
     policy_status(&policies, "held", "observed suspended", |s| {
         s.observed_generation == generation
@@ -347,6 +388,8 @@ async fn suspended_repositories_and_policies_change_nothing_until_resumed() {
     .await;
     registry::push_tags(&repo, &["1.2.0"]);
     latest_tag(&policies, "follows", "1.2.0").await;
+    let (ok, _, err) = sluice_cli(&n, &["reconcile", "imagepol", "held"]).await;
+    assert!(!ok && err.contains("is suspended"), "{err}");
     support::request_reconcile(&policies, "held", "while-suspended").await;
     let s = policy_status(&policies, "held", "asked while suspended", |s| {
         s.last_handled_reconcile_at.as_deref() == Some("while-suspended")

@@ -14,7 +14,8 @@ use crate::api::{FLUX_REQUESTED_AT_ANNOTATION, REQUESTED_AT_ANNOTATION};
 /// Arguments of `sluice export`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// gitrepository (gitrepo, source-git) or kustomization (ks).
+    /// gitrepository (gitrepo, source-git), kustomization (ks), receiver, provider, alert,
+    /// imagerepository, imagepolicy or imageupdateautomation (and their plurals).
     #[arg(value_parser = parse_kind)]
     pub kind: Kind,
     /// Only this object (default: all of the namespace).

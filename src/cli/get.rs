@@ -13,7 +13,8 @@ use super::table;
 /// Arguments of `sluice get`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// gitrepository (gitrepo, source-git) or kustomization (ks).
+    /// gitrepository (gitrepo, source-git), kustomization (ks), receiver, provider, alert,
+    /// imagerepository, imagepolicy or imageupdateautomation (and their plurals).
     #[arg(value_parser = parse_kind)]
     pub kind: Kind,
     /// Only this object.
@@ -93,7 +94,7 @@ pub fn render(
                 .unwrap_or(false);
             let mut row = vec![
                 text(obj, "/metadata/name"),
-                kind.revision(obj).unwrap_or("-").to_string(),
+                kind.revision(obj).unwrap_or_else(|| "-".into()),
                 if suspended { "True" } else { "False" }.into(),
                 ready.to_string(),
                 table::cell(message, 80),

@@ -56,9 +56,9 @@ pub struct RegistryArgs {
     /// Tags to leave out (regular expressions; default `^.*\.sig$`).
     #[arg(long = "exclude")]
     pub exclude: Vec<String>,
-    /// Tags asked for per page.
-    #[arg(long, default_value_t = Limits::default().page_size)]
-    pub page_size: usize,
+    /// Tags asked for per page (default: none asked, the registry chooses).
+    #[arg(long)]
+    pub page_size: Option<usize>,
     /// Most tags accepted.
     #[arg(long, default_value_t = Limits::default().max_tags)]
     pub max_tags: usize,

@@ -15,15 +15,21 @@ pub enum Kind {
     Receiver,
     Provider,
     Alert,
+    ImageRepository,
+    ImagePolicy,
+    ImageUpdateAutomation,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 5] = [
+    pub const ALL: [Kind; 8] = [
         Kind::GitRepository,
         Kind::Kustomization,
         Kind::Receiver,
         Kind::Provider,
         Kind::Alert,
+        Kind::ImageRepository,
+        Kind::ImagePolicy,
+        Kind::ImageUpdateAutomation,
     ];
 
     pub fn name(self) -> &'static str {
@@ -33,6 +39,9 @@ impl Kind {
             Kind::Receiver => "Receiver",
             Kind::Provider => "Provider",
             Kind::Alert => "Alert",
+            Kind::ImageRepository => "ImageRepository",
+            Kind::ImagePolicy => "ImagePolicy",
+            Kind::ImageUpdateAutomation => "ImageUpdateAutomation",
         }
     }
 
@@ -43,11 +52,14 @@ impl Kind {
             Kind::Receiver => "receivers",
             Kind::Provider => "providers",
             Kind::Alert => "alerts",
+            Kind::ImageRepository => "imagerepositories",
+            Kind::ImagePolicy => "imagepolicies",
+            Kind::ImageUpdateAutomation => "imageupdateautomations",
         }
     }
 
     /// Names people type: the kind, its plural, short names and Flux's (`source-git`,
-    /// `alert-provider`).
+    /// `alert-provider`, `image-policy`).
     fn spellings(self) -> &'static [&'static str] {
         match self {
             Kind::GitRepository => &[
@@ -62,6 +74,27 @@ impl Kind {
             Kind::Receiver => &["receiver", "receivers"],
             Kind::Provider => &["provider", "providers", "alert-provider", "alert-providers"],
             Kind::Alert => &["alert", "alerts"],
+            Kind::ImageRepository => &[
+                "imagerepository",
+                "imagerepositories",
+                "imagerepo",
+                "image-repository",
+                "image-repositories",
+            ],
+            Kind::ImagePolicy => &[
+                "imagepolicy",
+                "imagepolicies",
+                "imagepol",
+                "image-policy",
+                "image-policies",
+            ],
+            Kind::ImageUpdateAutomation => &[
+                "imageupdateautomation",
+                "imageupdateautomations",
+                "imageupdate",
+                "image-update",
+                "image-updates",
+            ],
         }
     }
 
@@ -77,14 +110,25 @@ impl Kind {
         }
     }
 
-    /// The revision an object of this kind is at, as `sluice get` shows it.
-    pub fn revision(self, obj: &Value) -> Option<&str> {
-        let pointer = match self {
-            Kind::GitRepository => "/status/artifact/revision",
-            Kind::Kustomization => "/status/lastAppliedRevision",
-            Kind::Receiver | Kind::Provider | Kind::Alert => return None,
-        };
-        obj.pointer(pointer).and_then(Value::as_str)
+    /// The revision an object of this kind is at, as `sluice get` shows it: the artifact, the
+    /// applied revision, the tags a scan found, the image a policy chose, the last commit pushed.
+    pub fn revision(self, obj: &Value) -> Option<String> {
+        let text = |pointer: &str| obj.pointer(pointer).and_then(Value::as_str);
+        match self {
+            Kind::GitRepository => text("/status/artifact/revision").map(String::from),
+            Kind::Kustomization => text("/status/lastAppliedRevision").map(String::from),
+            Kind::ImageRepository => obj
+                .pointer("/status/lastScanResult/tagCount")
+                .and_then(Value::as_i64)
+                .map(|n| format!("{n} tags")),
+            Kind::ImagePolicy => Some(format!(
+                "{}:{}",
+                text("/status/latestRef/name")?,
+                text("/status/latestRef/tag")?
+            )),
+            Kind::ImageUpdateAutomation => text("/status/lastPushCommit").map(String::from),
+            Kind::Receiver | Kind::Provider | Kind::Alert => None,
+        }
     }
 }
 
@@ -179,10 +223,31 @@ mod tests {
     fn revisions_and_conditions_are_read_per_kind() {
         let source = serde_json::json!({"status": {"artifact": {"revision": "main@sha1:ab"},
             "conditions": [{"type": "Ready", "status": "True", "message": "stored"}]}});
-        assert_eq!(Kind::GitRepository.revision(&source), Some("main@sha1:ab"));
+        assert_eq!(
+            Kind::GitRepository.revision(&source).as_deref(),
+            Some("main@sha1:ab")
+        );
         assert_eq!(condition(&source, "Ready"), Some(("True", "stored")));
         assert_eq!(condition(&source, "Stalled"), None);
         let ks = serde_json::json!({"status": {"lastAppliedRevision": "v1@sha1:cd"}});
-        assert_eq!(Kind::Kustomization.revision(&ks), Some("v1@sha1:cd"));
+        assert_eq!(
+            Kind::Kustomization.revision(&ks).as_deref(),
+            Some("v1@sha1:cd")
+        );
+        let policy = serde_json::json!({"status": {"latestRef": {"name": "ghcr.io/org/app", "tag": "1.2.3"}}});
+        assert_eq!(
+            Kind::ImagePolicy.revision(&policy).as_deref(),
+            Some("ghcr.io/org/app:1.2.3")
+        );
+        let repository = serde_json::json!({"status": {"lastScanResult": {"tagCount": 12}}});
+        assert_eq!(
+            Kind::ImageRepository.revision(&repository).as_deref(),
+            Some("12 tags")
+        );
+        for text in ["image-policy", "ImagePolicy", "imagepol"] {
+            assert_eq!(parse_kind(text), Ok(Kind::ImagePolicy));
+        }
+        assert_eq!(parse_kind("image-update"), Ok(Kind::ImageUpdateAutomation));
+        assert_eq!(parse_kind("imagerepo"), Ok(Kind::ImageRepository));
     }
 }

@@ -16,7 +16,8 @@ use crate::api::{REQUESTED_AT_ANNOTATION, duration};
 /// Arguments of `sluice reconcile`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// gitrepository (gitrepo, source-git) or kustomization (ks).
+    /// gitrepository (gitrepo, source-git), kustomization (ks), receiver, provider, alert,
+    /// imagerepository, imagepolicy or imageupdateautomation (and their plurals).
     #[arg(value_parser = parse_kind)]
     pub kind: Kind,
     pub name: String,

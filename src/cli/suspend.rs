@@ -14,7 +14,8 @@ use crate::api::duration;
 /// Arguments of `sluice suspend` and `sluice resume`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// gitrepository (gitrepo, source-git) or kustomization (ks).
+    /// gitrepository (gitrepo, source-git), kustomization (ks), receiver, provider, alert,
+    /// imagerepository, imagepolicy or imageupdateautomation (and their plurals).
     #[arg(value_parser = parse_kind)]
     pub kind: Kind,
     pub name: String,

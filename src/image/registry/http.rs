@@ -318,10 +318,10 @@ impl Registry for HttpRegistry {
         limits: &Limits,
     ) -> Result<Vec<String>, RegistryError> {
         let scope = format!("repository:{repository}:pull");
-        let mut url = self.url(&format!(
-            "/v2/{repository}/tags/list?n={}",
-            limits.page_size.max(1)
-        ));
+        let mut url = self.url(&match limits.page_size {
+            Some(n) => format!("/v2/{repository}/tags/list?n={}", n.max(1)),
+            None => format!("/v2/{repository}/tags/list"),
+        });
         let mut tags: Vec<String> = Vec::new();
         let mut seen_pages = std::collections::HashSet::new();
         loop {

@@ -61,8 +61,9 @@ impl std::fmt::Debug for Access {
 pub struct Limits {
     /// More tags than this is an error, not a partial list.
     pub max_tags: usize,
-    /// Tags asked for per page (`n`); registries may send fewer and link to the next page.
-    pub page_size: usize,
+    /// Tags asked for per page (`n`); `None` asks for no size and lets the registry choose, as
+    /// skopeo and Flux do. Either way a registry may send fewer and link to the next page.
+    pub page_size: Option<usize>,
 }
 
 /// Tags a repository may have before a scan refuses it.
@@ -72,7 +73,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_tags: DEFAULT_MAX_TAGS,
-            page_size: 1000,
+            page_size: None,
         }
     }
 }
