@@ -1,8 +1,9 @@
 //! A Canary's own alerts (`analysis.alerts`) on the real API server (pods on kwok's node): a
-//! canary whose pre-rollout webhook refuses rolls back, and each alert's Provider (Slack and
-//! generic webhooks on a recording HTTP server, standing in for Slack) hears the Events its
-//! severity asks for: `info` everything, `warn` the halted step and the rollback, `error` the
-//! rollback only. An alert naming a Provider that does not exist changes nothing for the others.
+//! canary whose pre-rollout webhook refuses rolls back, and each alert's Provider (Slack, Teams,
+//! Discord, Google Chat, Rocket.Chat and generic webhooks on a recording HTTP server, standing in
+//! for those services) hears the Events its severity asks for: `info` everything, `warn` the
+//! halted step and the rollback, `error` the rollback only, in the payload shape its service
+//! accepts, with the phase, weight and failed checks. An alert naming a Provider that does not exist changes nothing for the others.
 
 mod support;
 
@@ -57,6 +58,15 @@ async fn each_alert_hears_the_canary_events_its_severity_asks_for() {
         provider("chat", "slack", format!("{base}/slack")),
     )
     .await;
+    // Flagger's other AlertProvider types, by their names there.
+    for type_ in ["msteams", "discord", "gchat", "rocket"] {
+        c::create(
+            &client,
+            &n,
+            provider(type_, type_, format!("{base}/{type_}")),
+        )
+        .await;
+    }
     for level in ["warn", "error"] {
         c::create(
             &client,
@@ -86,6 +96,10 @@ async fn each_alert_hears_the_canary_events_its_severity_asks_for() {
                     {"name": "warnings", "severity": "warn", "providerRef": {"name": "warn"}},
                     {"name": "errors", "severity": "error", "providerRef": {"name": "error"}},
                     {"name": "nowhere", "severity": "info", "providerRef": {"name": "absent"}},
+                    {"name": "teams", "severity": "error", "providerRef": {"name": "msteams"}},
+                    {"name": "discord", "severity": "error", "providerRef": {"name": "discord"}},
+                    {"name": "gchat", "severity": "error", "providerRef": {"name": "gchat"}},
+                    {"name": "rocket", "severity": "error", "providerRef": {"name": "rocket"}},
                 ],
             },
         },
@@ -154,6 +168,79 @@ async fn each_alert_hears_the_canary_events_its_severity_asks_for() {
         "Failed",
     ] {
         assert!(slack.contains(reason), "{reason}: {slack:?}");
+    }
+
+    // The rollback carries where the analysis stood.
+    let rolled_back = recorder
+        .at("/error")
+        .iter()
+        .map(|r| r.json())
+        .find(|b| b["reason"] == "RolledBack")
+        .unwrap();
+    let metadata = &rolled_back["metadata"];
+    assert_eq!(metadata["target"], "Deployment/app", "{rolled_back}");
+    assert!(
+        metadata["failedChecks"]
+            .as_str()
+            .is_some_and(|f| f.ends_with("/1")),
+        "{rolled_back}"
+    );
+    assert!(
+        metadata["phase"].is_string() && metadata["iterations"].is_string(),
+        "{rolled_back}"
+    );
+
+    // The shapes Teams, Discord, Google Chat and Rocket.Chat accept, each with the rollback.
+    let object = format!("Canary/{n}/app");
+    eventually(
+        Duration::from_secs(30),
+        "the chat rollback alerts",
+        || async {
+            let missing: Vec<&str> = ["/msteams", "/discord", "/gchat", "/rocket"]
+                .into_iter()
+                .filter(|path| recorder.at(path).is_empty())
+                .collect();
+            if missing.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("nothing at {missing:?}"))
+            }
+        },
+    )
+    .await;
+    let said = |path: &str, pointer: &str| -> Vec<String> {
+        recorder
+            .at(path)
+            .iter()
+            .map(|r| {
+                r.json()
+                    .pointer(pointer)
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string()
+            })
+            .collect()
+    };
+    let teams = recorder.at("/msteams")[0].json();
+    assert_eq!(teams["type"], "message", "{teams}");
+    assert_eq!(
+        teams["attachments"][0]["contentType"],
+        "application/vnd.microsoft.card.adaptive"
+    );
+    assert_eq!(teams["attachments"][0]["content"]["type"], "AdaptiveCard");
+    for (path, pointer) in [
+        ("/msteams", "/attachments/0/content/body/0/text"),
+        ("/discord", "/embeds/0/title"),
+        ("/gchat", "/text"),
+        ("/rocket", "/text"),
+    ] {
+        let texts = said(path, pointer);
+        assert!(
+            texts
+                .iter()
+                .any(|t| t.contains(&object) && t.contains("RolledBack")),
+            "{path}: {texts:?}"
+        );
     }
 
     delivering.abort();

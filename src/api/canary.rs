@@ -40,8 +40,9 @@ pub const PAUSED_ANNOTATION: &str = "sluice.dev/canary-paused";
 #[serde(rename_all = "camelCase")]
 pub struct CanarySpec {
     /// How traffic is shifted: `kubernetes` (the default: blue/green by Service selectors, or
-    /// progressive weights by the ratio of canary to primary pods) or `gatewayapi:v1`
-    /// (HTTPRoute weights and matches).
+    /// progressive weights by the ratio of canary to primary pods), `gatewayapi:v1` (HTTPRoute
+    /// weights and matches), `istio` (VirtualService weights and matches) or `nginx` (a canary
+    /// Ingress with ingress-nginx's canary annotations).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider: Option<String>,
     /// Prometheus address for the built-in metrics (default: the agent's `--metrics-server`).
@@ -52,6 +53,10 @@ pub struct CanarySpec {
     /// A HorizontalPodAutoscaler (autoscaling/v2) of the target; the primary gets a copy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub autoscaler_ref: Option<TargetReference>,
+    /// The Ingress whose traffic is shifted (`nginx`): a copy of it named `<name>-canary` sends
+    /// to the canary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ingress_ref: Option<TargetReference>,
     /// The Services (and routes) generated for the target.
     pub service: CanaryService,
     /// How a new revision is judged; without it the canary is promoted at once.
@@ -108,9 +113,32 @@ pub struct CanaryService {
     /// Gateways the generated HTTPRoute attaches to (`gatewayapi:v1`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub gateway_refs: Vec<GatewayReference>,
-    /// Host names of the generated HTTPRoute.
+    /// Gateways of the generated VirtualService (`istio`; `mesh` for traffic inside the mesh).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gateways: Vec<String>,
+    /// Host names of the generated HTTPRoute or VirtualService.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hosts: Vec<String>,
+    /// Istio's `trafficPolicy` of the generated DestinationRules.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "any_object")]
+    pub traffic_policy: Option<serde_json::Value>,
+    /// Istio's `retries` of the generated VirtualService's routes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "any_object")]
+    pub retries: Option<serde_json::Value>,
+    /// Istio's `headers` (request and response manipulation) of the generated routes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "any_object")]
+    pub headers: Option<serde_json::Value>,
+    /// Istio's `corsPolicy` of the generated routes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "any_object")]
+    pub cors_policy: Option<serde_json::Value>,
+    /// Istio's `rewrite` of the generated routes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "any_object")]
+    pub rewrite: Option<serde_json::Value>,
     /// Request matches every generated route rule carries (default: path prefix `/`).
     #[serde(default, rename = "match", skip_serializing_if = "Vec::is_empty")]
     pub matches: Vec<HttpMatch>,
@@ -125,6 +153,11 @@ pub struct CanaryService {
 
 fn int_or_string(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     schemars::json_schema!({"x-kubernetes-int-or-string": true})
+}
+
+/// An object passed on to a router as written (its fields are the router's to check).
+fn any_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({"type": "object", "x-kubernetes-preserve-unknown-fields": true})
 }
 
 /// A Gateway API parent reference.

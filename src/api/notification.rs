@@ -160,6 +160,12 @@ pub enum ProviderType {
     Discord,
     #[serde(rename = "googlechat")]
     Googlechat,
+    /// Google Chat under Flagger's name.
+    #[serde(rename = "gchat")]
+    Gchat,
+    /// Rocket.Chat.
+    #[serde(rename = "rocket")]
+    Rocket,
     /// The Event as JSON.
     #[default]
     #[serde(rename = "generic")]
@@ -183,6 +189,8 @@ impl ProviderType {
             ProviderType::Msteams => "msteams",
             ProviderType::Discord => "discord",
             ProviderType::Googlechat => "googlechat",
+            ProviderType::Gchat => "gchat",
+            ProviderType::Rocket => "rocket",
             ProviderType::Generic => "generic",
             ProviderType::GenericHmac => "generic-hmac",
             ProviderType::Github => "github",

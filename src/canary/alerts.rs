@@ -1,9 +1,12 @@
-//! A Canary's own alerts (Flagger's `analysis.alerts`): how severe each Event of the analysis is
-//! and which alerts hear it. Pure; the notification dispatcher delivers them through the
+//! A Canary's own alerts (Flagger's `analysis.alerts`): how severe each Event of the analysis is,
+//! which alerts hear it, and what its notifications carry. Pure; the notification dispatcher delivers them through the
 //! Providers they name, as it delivers Alerts.
 
+use std::collections::BTreeMap;
+
 use super::machine::{CanaryReason, Note};
-use crate::api::canary::CanaryAlert;
+use super::spec::{Settings, Strategy};
+use crate::api::canary::{CanaryAlert, CanaryStatus};
 use crate::runtime::events::Recipient;
 
 /// How severe an Event of the analysis is, and the least an alert hears (Flagger's levels).
@@ -63,6 +66,30 @@ pub fn severity(note: &Note) -> Severity {
         ) => Severity::Error,
         (true, _) => Severity::Warn,
     }
+}
+
+/// What a Canary's notifications carry besides the message (which names the metric values that
+/// decided): where the analysis stands once the step is written.
+pub fn metadata(status: &CanaryStatus, s: &Settings) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::from([
+        ("target".to_string(), format!("Deployment/{}", s.target)),
+        (
+            "phase".to_string(),
+            status.phase.unwrap_or_default().as_str().to_string(),
+        ),
+        ("canaryWeight".to_string(), status.canary_weight.to_string()),
+        (
+            "failedChecks".to_string(),
+            format!("{}/{}", status.failed_checks, s.threshold),
+        ),
+    ]);
+    if let Some(of) = s.iterations() {
+        out.insert("iterations".into(), format!("{}/{of}", status.iterations));
+    } else if let Strategy::Progressive { weights } = &s.strategy {
+        let steps: Vec<String> = weights.iter().map(u32::to_string).collect();
+        out.insert("weights".into(), steps.join(","));
+    }
+    out
 }
 
 /// The alerts that hear `note` (those whose severity it reaches: `info` hears everything,
@@ -156,6 +183,28 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[test]
+    fn notifications_carry_the_phase_the_weights_and_the_failed_checks() {
+        let spec: crate::api::canary::CanarySpec = serde_json::from_value(serde_json::json!({
+            "targetRef": {"name": "web"}, "service": {"port": 80},
+            "analysis": {"threshold": 3, "maxWeight": 30, "stepWeight": 10},
+        }))
+        .unwrap();
+        let s = crate::canary::spec::settings(&spec).unwrap();
+        let status = CanaryStatus {
+            phase: Some(crate::api::canary::Phase::Progressing),
+            canary_weight: 20,
+            failed_checks: 1,
+            ..Default::default()
+        };
+        let got = metadata(&status, &s);
+        assert_eq!(got["target"], "Deployment/web");
+        assert_eq!(got["phase"], "Progressing");
+        assert_eq!(got["canaryWeight"], "20");
+        assert_eq!(got["failedChecks"], "1/3");
+        assert_eq!(got["weights"], "10,20,30");
     }
 
     #[test]

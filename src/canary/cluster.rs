@@ -19,6 +19,19 @@ const KINDS: &[(&str, &str, &str)] = &[
         "horizontalpodautoscalers",
     ),
     ("gateway.networking.k8s.io/v1", "HTTPRoute", "httproutes"),
+    ("networking.k8s.io/v1", "Ingress", "ingresses"),
+    (
+        "networking.istio.io/v1",
+        "VirtualService",
+        "virtualservices",
+    ),
+    (
+        "networking.istio.io/v1",
+        "DestinationRule",
+        "destinationrules",
+    ),
+    ("projectcontour.io/v1", "HTTPProxy", "httpproxies"),
+    ("traefik.io/v1alpha1", "TraefikService", "traefikservices"),
 ];
 
 /// The resource of a kind the analyzer writes.

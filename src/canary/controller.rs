@@ -247,9 +247,14 @@ impl Canaries {
         notes: &[machine::Note],
         action: &str,
         s: Option<&Settings>,
+        status: Option<&CanaryStatus>,
         payload: &Payload,
     ) {
         let reference = obj.object_ref(&());
+        let metadata = match (s, status) {
+            (Some(s), Some(status)) => alerts::metadata(status, s),
+            _ => Default::default(),
+        };
         for note in notes {
             let plan = EventPlan {
                 warning: note.warning,
@@ -273,7 +278,10 @@ impl Canaries {
                 plan,
                 Canaries::REPORTER,
                 None,
-                recipients,
+                events::Addressed {
+                    recipients,
+                    metadata: metadata.clone(),
+                },
             )
             .await;
             if let Some(s) = s {
@@ -347,7 +355,7 @@ impl Canaries {
                 default_address,
                 None,
                 false,
-                template::builtin(*builtin),
+                template::builtin(*builtin, s.routing),
             ),
             Query::Inline(query) => (
                 "prometheus".to_string(),
@@ -386,7 +394,7 @@ impl Canaries {
             namespace,
             target: s.target.clone(),
             service: s.apex.clone(),
-            ingress: String::new(),
+            ingress: s.ingress.clone().unwrap_or_default(),
             interval: metric.interval.clone(),
             variables: metric.variables.clone(),
         };
@@ -556,12 +564,9 @@ impl Canaries {
         super::cluster::apply(&self.client, &apex)
             .await
             .map_err(revert)?;
-        if s.routing == spec::Routing::GatewayApi {
-            let mut route = router::gateway_api::http_route(s, &obj.spec.service, &owner, 0);
-            route["spec"]["rules"] = json!([{"backendRefs": [{"group": "", "kind": "Service", "name": s.apex, "port": obj.spec.service.port, "weight": 100}]}]);
-            if let Some(metadata) = route["metadata"].as_object_mut() {
-                metadata.remove("ownerReferences");
-            }
+        // Routes that carry traffic from outside keep carrying it, to the apex Service.
+        let route = router::left_to_apex(s, &obj.spec.service, &owner);
+        if let Some(route) = route {
             super::cluster::apply(&self.client, &route)
                 .await
                 .map_err(revert)?;
@@ -654,7 +659,8 @@ impl Reconciler for Canaries {
                         reason: machine::CanaryReason::Failed,
                         message: format!("{}: {message}", reason.as_str()),
                     };
-                    self.publish(obj, &[note], "Validate", None, &payload).await;
+                    self.publish(obj, &[note], "Validate", None, None, &payload)
+                        .await;
                 }
                 return Ok(Plan {
                     status: None,
@@ -680,8 +686,15 @@ impl Reconciler for Canaries {
                     reason: machine::CanaryReason::TargetNotFound,
                     message,
                 };
-                self.publish(obj, &[note], "Target", Some(&s), &payload)
-                    .await;
+                self.publish(
+                    obj,
+                    &[note],
+                    "Target",
+                    Some(&s),
+                    obj.status.as_ref(),
+                    &payload,
+                )
+                .await;
             }
             return Ok(Plan {
                 status: None,
@@ -818,17 +831,19 @@ impl Reconciler for Canaries {
         tracing::debug!(actions = ?step.actions, ?executed, "carried out");
         let mut notes = step.notes.clone();
         let mut retry = None;
+        let mut new = handled(step.status.clone());
         if let Err(e) = &executed {
-            let message = error_chain(e);
+            let message = format!("{}: {}", router.name(), error_chain(e));
             tracing::warn!(namespace = %namespace, canary = %obj.name_any(), error = %message, "carrying out the analysis failed; retrying");
+            // Said on the Canary until a step goes through.
+            new = status::blocked(&new, &stamp, machine::CanaryReason::Retrying, &message);
             notes.push(machine::Note {
                 warning: true,
-                reason: machine::CanaryReason::Waiting,
-                message: format!("{}: {message}", router.name()),
+                reason: machine::CanaryReason::Retrying,
+                message,
             });
             retry = Some(backoff(attempt.failures.saturating_add(1), BACKOFF_MAX).min(s.interval));
         }
-        let new = handled(step.status.clone());
         self.write_status(obj, &current, &new).await?;
         // Counted once the step is written: a step that failed to be written runs again.
         if let Some(tick) = step.late {
@@ -863,7 +878,8 @@ impl Reconciler for Canaries {
             new.iterations,
             new.failed_checks
         );
-        self.publish(obj, &notes, &action, Some(&s), &payload).await;
+        self.publish(obj, &notes, &action, Some(&s), Some(&new), &payload)
+            .await;
         let requeue = match retry {
             Some(after) => Requeue::Retry(after),
             None => Requeue::After(step.requeue_after(decided.elapsed())),

@@ -147,7 +147,19 @@ impl CanaryHandoff {
                         || id.name == format!("{}-primary", n.apex)
                         || id.name == format!("{}-canary", n.apex)
                 }
-                ("gateway.networking.k8s.io", "HTTPRoute") => id.name == n.apex,
+                ("gateway.networking.k8s.io", "HTTPRoute")
+                | ("networking.istio.io", "VirtualService")
+                | ("projectcontour.io", "HTTPProxy")
+                | ("traefik.io", "TraefikService") => id.name == n.apex,
+                ("networking.istio.io", "DestinationRule") => {
+                    id.name == format!("{}-primary", n.apex)
+                        || id.name == format!("{}-canary", n.apex)
+                }
+                ("networking.k8s.io", "Ingress") => c
+                    .spec
+                    .ingress_ref
+                    .as_ref()
+                    .is_some_and(|i| id.name == super::router::nginx::canary_name(&i.name)),
                 _ => false,
             }
         })

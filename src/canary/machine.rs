@@ -13,7 +13,7 @@ use k8s_openapi::jiff::Timestamp;
 use super::spec::{HookType, Routing, Settings, Strategy};
 use crate::api::canary::{CanaryStatus, PROMOTED, Phase};
 use crate::api::condition::{self, READY, RECONCILING, STALLED};
-use crate::runtime::conditions::{Stamp, reasons};
+use crate::runtime::conditions::{Reason, Stamp, reasons};
 
 reasons! {
     /// Reasons of a Canary's conditions and Events (Flagger's phases where it has one).
@@ -36,6 +36,8 @@ reasons! {
         Suspended,
         TargetNotFound,
         MetricTemplateNotFound,
+        /// Carrying out a step failed (a route the API server refused); it is retried.
+        Retrying,
     }
 }
 
@@ -974,16 +976,20 @@ impl Run<'_> {
             now: &self.now_text,
         };
         self.status.observed_generation = self.o.generation;
-        let previous = condition::find(&self.was.conditions, READY).map(|c| c.message.clone());
+        let previous = condition::find(&self.was.conditions, READY)
+            .map(|c| (c.reason.clone(), c.message.clone()));
         let detail = self.detail.clone();
-        // What the step said, else what was said before in the same phase, else the phase.
-        let said = |fallback: String| {
+        // What the step said, else what was said before in the same phase for the same reason
+        // (not a failure's message once the step went through), else the phase.
+        let said = |reason: CanaryReason, fallback: String| {
             detail
                 .clone()
                 .or_else(|| {
                     (self.was.phase == Some(phase))
                         .then(|| previous.clone())
                         .flatten()
+                        .filter(|(was, _)| was == reason.as_str())
+                        .map(|(_, message)| message)
                 })
                 .unwrap_or(fallback)
         };
@@ -1009,40 +1015,46 @@ impl Run<'_> {
                 Phase::Failed => (
                     False,
                     CanaryReason::Failed,
-                    said("Canary analysis failed, Deployment scaled to zero.".into()),
+                    said(
+                        CanaryReason::Failed,
+                        "Canary analysis failed, Deployment scaled to zero.".into(),
+                    ),
                 ),
                 Phase::Initializing => (
                     Unknown,
                     CanaryReason::Initializing,
-                    said(format!("initializing {name}")),
+                    said(CanaryReason::Initializing, format!("initializing {name}")),
                 ),
                 Phase::Waiting => (
                     Unknown,
                     CanaryReason::Waiting,
-                    said("waiting for approval".into()),
+                    said(CanaryReason::Waiting, "waiting for approval".into()),
                 ),
                 Phase::WaitingPromotion => (
                     Unknown,
                     CanaryReason::WaitingPromotion,
-                    said("waiting for promotion approval".into()),
+                    said(
+                        CanaryReason::WaitingPromotion,
+                        "waiting for promotion approval".into(),
+                    ),
                 ),
                 Phase::Progressing => (
                     Unknown,
                     CanaryReason::Progressing,
-                    said(format!(
-                        "analysing {name} at weight {}",
-                        self.status.canary_weight
-                    )),
+                    said(
+                        CanaryReason::Progressing,
+                        format!("analysing {name} at weight {}", self.status.canary_weight),
+                    ),
                 ),
                 Phase::Promoting => (
                     Unknown,
                     CanaryReason::Promoting,
-                    said(format!("promoting {name}")),
+                    said(CanaryReason::Promoting, format!("promoting {name}")),
                 ),
                 Phase::Finalising => (
                     Unknown,
                     CanaryReason::Finalising,
-                    said(format!("finalising {name}")),
+                    said(CanaryReason::Finalising, format!("finalising {name}")),
                 ),
                 Phase::Terminating => (
                     Unknown,

@@ -34,7 +34,8 @@ pub struct Owner {
 }
 
 impl Owner {
-    fn metadata(&self, name: &str) -> Value {
+    /// Metadata of a generated object: its name and namespace, the Canary as its controller.
+    pub fn metadata(&self, name: &str) -> Value {
         json!({
             "name": name,
             "namespace": self.namespace,

@@ -43,6 +43,14 @@ pub enum Provider {
     Kubernetes,
     /// Gateway API HTTPRoute weights and matches.
     GatewayApi,
+    /// ingress-nginx: a canary Ingress with weight, header and cookie annotations.
+    Nginx,
+    /// Istio VirtualService weights and matches.
+    Istio,
+    /// Contour HTTPProxy weights and conditions.
+    Contour,
+    /// A weighted TraefikService.
+    Traefik,
 }
 
 /// How a new revision is exposed while it is analysed.
@@ -65,6 +73,14 @@ pub enum Routing {
     PodRatio,
     /// `gatewayapi:v1`: HTTPRoute weights (and matches for A/B testing).
     GatewayApi,
+    /// `nginx`: the canary Ingress's weight (or header and cookie for A/B testing).
+    Nginx,
+    /// `istio`: VirtualService weights (and matches for A/B testing).
+    Istio,
+    /// `contour`: HTTPProxy weights (and conditions for A/B testing).
+    Contour,
+    /// `traefik`: TraefikService weights.
+    Traefik,
 }
 
 /// A built-in metric.
@@ -203,6 +219,8 @@ pub struct Settings {
     pub alerts: Vec<Alert>,
     /// A/B testing matches.
     pub matches: Vec<HttpMatch>,
+    /// The Ingress whose traffic is shifted (`nginx`).
+    pub ingress: Option<String>,
 }
 
 impl Settings {
@@ -300,10 +318,16 @@ pub fn settings(spec: &CanarySpec) -> Result<Settings, InvalidSpec> {
     let provider = match spec.provider.as_deref().unwrap_or("kubernetes") {
         "kubernetes" | "" => Provider::Kubernetes,
         "gatewayapi:v1" | "gatewayapi" => Provider::GatewayApi,
+        "nginx" => Provider::Nginx,
+        "istio" => Provider::Istio,
+        "contour" => Provider::Contour,
+        "traefik" => Provider::Traefik,
         other => {
             return Err(invalid(
                 "provider",
-                format!("{other:?} is not supported (kubernetes or gatewayapi:v1 are)"),
+                format!(
+                    "{other:?} is not supported (kubernetes, gatewayapi:v1, istio, contour, traefik or nginx are)"
+                ),
             ));
         }
     };
@@ -313,6 +337,7 @@ pub fn settings(spec: &CanarySpec) -> Result<Settings, InvalidSpec> {
             "gatewayapi:v1 needs at least one Gateway to attach the HTTPRoute to",
         ));
     }
+    let ingress = ingress(spec, provider)?;
     for (i, m) in spec.service.matches.iter().enumerate() {
         check_match(m, &format!("service.match[{i}]"))?;
     }
@@ -341,6 +366,20 @@ pub fn settings(spec: &CanarySpec) -> Result<Settings, InvalidSpec> {
     let mut strategy = strategy;
     let routing = match (provider, &mut strategy) {
         (Provider::GatewayApi, _) => Routing::GatewayApi,
+        (Provider::Nginx, Strategy::AbTesting { .. }) => {
+            nginx_matches(&analysis.matches)?;
+            Routing::Nginx
+        }
+        (Provider::Nginx, _) => Routing::Nginx,
+        (Provider::Istio, _) => Routing::Istio,
+        (Provider::Contour, _) => Routing::Contour,
+        (Provider::Traefik, Strategy::AbTesting { .. }) => {
+            return Err(invalid(
+                "analysis.match",
+                "A/B testing routes by headers and cookies, which traefik's weighted services cannot do; use provider gatewayapi:v1, istio, contour or nginx",
+            ));
+        }
+        (Provider::Traefik, _) => Routing::Traefik,
         (Provider::Kubernetes, Strategy::BlueGreen { .. }) => Routing::ServiceSelector,
         (Provider::Kubernetes, Strategy::Progressive { weights }) => {
             // Without a maxWeight, the steps stop short of 100: the promotion moves the rest.
@@ -360,7 +399,7 @@ pub fn settings(spec: &CanarySpec) -> Result<Settings, InvalidSpec> {
         (Provider::Kubernetes, Strategy::AbTesting { .. }) => {
             return Err(invalid(
                 "analysis.match",
-                "A/B testing routes by headers and cookies, which the kubernetes provider cannot do; use provider gatewayapi:v1",
+                "A/B testing routes by headers and cookies, which the kubernetes provider cannot do; use provider gatewayapi:v1, istio, contour or nginx",
             ));
         }
     };
@@ -448,7 +487,75 @@ pub fn settings(spec: &CanarySpec) -> Result<Settings, InvalidSpec> {
         hooks,
         alerts,
         matches: analysis.matches.clone(),
+        ingress,
     })
+}
+
+/// The Ingress `nginx` shifts traffic of, checked; `None` for other providers.
+fn ingress(spec: &CanarySpec, provider: Provider) -> Result<Option<String>, InvalidSpec> {
+    let Some(reference) = &spec.ingress_ref else {
+        if provider == Provider::Nginx {
+            return Err(invalid(
+                "ingressRef",
+                "nginx needs the Ingress whose traffic it shifts",
+            ));
+        }
+        return Ok(None);
+    };
+    if let Some(kind) = reference.kind.as_deref().filter(|k| *k != "Ingress") {
+        return Err(invalid(
+            "ingressRef.kind",
+            format!("{kind} is not supported (Ingress is)"),
+        ));
+    }
+    if reference.name.is_empty() {
+        return Err(invalid("ingressRef.name", "is empty"));
+    }
+    Ok(Some(reference.name.clone()))
+}
+
+/// What ingress-nginx can route on in A/B testing: one header (exact or regex) and one cookie
+/// (`cookie: {exact: NAME}`, the canary taking requests whose cookie NAME is `always`), nothing
+/// else.
+fn nginx_matches(matches: &[HttpMatch]) -> Result<(), InvalidSpec> {
+    let (mut headers, mut cookies) = (0, 0);
+    for (i, m) in matches.iter().enumerate() {
+        let at = format!("analysis.match[{i}]");
+        if m.uri.is_some() || m.method.is_some() || !m.query_params.is_empty() {
+            return Err(invalid(
+                at,
+                "nginx routes A/B tests by one header and one cookie; uri, method and queryParams cannot be expressed",
+            ));
+        }
+        for (name, value) in &m.headers {
+            if name.eq_ignore_ascii_case("cookie") {
+                cookies += 1;
+                if value.exact.is_none() {
+                    return Err(invalid(
+                        format!("{at}.headers.cookie"),
+                        "nginx matches a cookie by its exact name (the canary takes requests whose cookie of that name is `always`)",
+                    ));
+                }
+            } else {
+                headers += 1;
+                if value.exact.is_none() && value.regex.is_none() {
+                    return Err(invalid(
+                        format!("{at}.headers.{name}"),
+                        "nginx matches a header by exact value or regex",
+                    ));
+                }
+            }
+        }
+    }
+    if headers > 1 || cookies > 1 {
+        return Err(invalid(
+            "analysis.match",
+            format!(
+                "nginx routes A/B tests by one header and one cookie ({headers} header and {cookies} cookie matches given)"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// The strategy, as Flagger picks it: iterations with matches is A/B testing, iterations alone

@@ -19,7 +19,8 @@ pub struct Stats {
     pub requests: u64,
     /// By status code; `error` for requests that got no answer.
     pub by_status: BTreeMap<String, u64>,
-    /// By the first word of the body.
+    /// By the first word of the body; for requests that got no answer, what went wrong
+    /// (`error:connect`, `error:timeout`, `error:body`, `error:request`).
     pub by_answer: BTreeMap<String, u64>,
 }
 
@@ -115,7 +116,20 @@ async fn send(client: &reqwest::Client, load: &Load) -> (Option<u16>, String) {
             let body = response.text().await.unwrap_or_default();
             (Some(status), body)
         }
-        Err(_) => (None, String::new()),
+        Err(e) => (None, error_kind(&e).into()),
+    }
+}
+
+/// What kind of failure a request that got no answer had, as one word.
+fn error_kind(e: &reqwest::Error) -> &'static str {
+    if e.is_timeout() {
+        "error:timeout"
+    } else if e.is_connect() {
+        "error:connect"
+    } else if e.is_body() || e.is_decode() {
+        "error:body"
+    } else {
+        "error:request"
     }
 }
 

@@ -39,7 +39,7 @@ impl EventSink for Dispatcher {
 /// The notification an Event becomes.
 pub fn notification(event: &Published, instance: Option<String>) -> Notification {
     let o = &event.regarding;
-    let mut metadata = BTreeMap::new();
+    let mut metadata = event.metadata.clone();
     if let Some(revision) = &event.revision {
         metadata.insert("revision".to_string(), revision.clone());
     }
@@ -274,10 +274,12 @@ mod tests {
             reporter: "sluice-kustomize".into(),
             revision: Some("main@sha1:ab".into()),
             recipients: Vec::new(),
+            metadata: [("canaryWeight".to_string(), "10".to_string())].into(),
         };
         let n = notification(&published, Some("sluice-0".into()));
         assert_eq!(n.severity, Severity::Error);
         assert_eq!(n.revision(), Some("main@sha1:ab"));
+        assert_eq!(n.metadata["canaryWeight"], "10");
         assert_eq!(n.involved_object.display(), "Kustomization/shop/web");
         assert_eq!(n.reporting_instance.as_deref(), Some("sluice-0"));
     }

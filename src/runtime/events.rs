@@ -4,6 +4,7 @@
 //! controllers say without the controllers knowing about Alerts, and a publisher's own
 //! `Recipient`s, such as a Canary's `analysis.alerts`, are delivered the same way).
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
 use k8s_openapi::api::core::v1::ObjectReference;
@@ -35,6 +36,16 @@ pub struct Published {
     pub revision: Option<String>,
     /// Providers the publisher sends this Event to itself, besides the Alerts that select it.
     pub recipients: Vec<Recipient>,
+    /// What the publisher adds to the Event's notifications (a Canary's phase and weight).
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// What a publisher adds to an Event for its notifications: Providers it sends the Event to
+/// itself, and metadata.
+#[derive(Debug, Clone, Default)]
+pub struct Addressed {
+    pub recipients: Vec<Recipient>,
+    pub metadata: BTreeMap<String, String>,
 }
 
 /// A notification Provider a publisher names for one Event (a Canary's alert whose severity
@@ -73,17 +84,25 @@ pub async fn publish(
     reporter: &str,
     revision: Option<&str>,
 ) {
-    publish_to(recorder, regarding, plan, reporter, revision, Vec::new()).await;
+    publish_to(
+        recorder,
+        regarding,
+        plan,
+        reporter,
+        revision,
+        Addressed::default(),
+    )
+    .await;
 }
 
-/// `publish`, asking the sink to deliver the Event to `recipients` too.
+/// `publish`, asking the sink to deliver the Event to `to.recipients` too, with `to.metadata`.
 pub async fn publish_to(
     recorder: &Recorder,
     regarding: &ObjectReference,
     plan: EventPlan,
     reporter: &str,
     revision: Option<&str>,
-    recipients: Vec<Recipient>,
+    to: Addressed,
 ) {
     let event = Event {
         type_: if plan.warning {
@@ -110,7 +129,8 @@ pub async fn publish_to(
             plan,
             reporter: reporter.into(),
             revision: revision.map(String::from),
-            recipients,
+            recipients: to.recipients,
+            metadata: to.metadata,
         });
     }
 }

@@ -6,9 +6,8 @@
 
 use serde_json::{Value, json};
 
-use super::{Context, Router, RouterError, apply};
+use super::{Context, Router, RouterError, apply, weight_routes};
 use crate::api::canary::{HttpMatch, StringMatch};
-use crate::canary::cluster;
 use crate::canary::machine::Routes;
 use crate::canary::objects::Owner;
 use crate::canary::spec::{Settings, Strategy};
@@ -128,11 +127,7 @@ pub fn http_route(
         .iter()
         .map(|g| serde_json::to_value(g).expect("references serialize"))
         .collect();
-    let mut metadata = json!({
-        "name": s.apex,
-        "namespace": owner.namespace,
-        "ownerReferences": [{"apiVersion": "sluice.dev/v1alpha1", "kind": "Canary", "name": owner.name, "uid": owner.uid, "controller": true}],
-    });
+    let mut metadata = owner.metadata(&s.apex);
     if let Some(apex) = &service.apex {
         if !apex.labels.is_empty() {
             metadata["labels"] = json!(apex.labels);
@@ -203,27 +198,15 @@ impl Router for GatewayApi {
 
     async fn observe(&self, ctx: &Context<'_>, weight: u32) -> Result<Routes, RouterError> {
         let what = format!("HTTPRoute {}/{}", ctx.namespace(), ctx.settings.apex);
-        let live = cluster::get(
-            ctx.client,
-            ctx.namespace(),
-            API_VERSION,
-            "HTTPRoute",
-            &ctx.settings.apex,
-        )
-        .await
-        .map_err(|source| RouterError::Read {
-            what: what.clone(),
-            source: Box::new(source),
-        })?;
-        let Some(live) = live else {
+        let Some(live) = ctx
+            .read(API_VERSION, "HTTPRoute", &ctx.settings.apex)
+            .await?
+        else {
             return Ok(Routes::Converging(format!("{what} does not exist yet")));
         };
         let at = live_weight(&live, &ctx.settings.canary_service());
-        if at != Some(u64::from(weight)) {
-            return Ok(Routes::Converging(format!(
-                "{what} sends {} percent to the canary, not {weight}",
-                at.map_or("no".into(), |w| w.to_string())
-            )));
+        if let routes @ Routes::Converging(_) = weight_routes(&what, at, weight) {
+            return Ok(routes);
         }
         Ok(not_accepted(&live).map_or(Routes::Converged, Routes::Converging))
     }

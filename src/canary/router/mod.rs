@@ -1,18 +1,24 @@
 //! Traffic routing of canaries: one trait (`Router`), one file per provider, one factory
 //! (`for_routing`). Every router keeps the apex, primary and canary Services; `kubernetes`
 //! switches the apex Service's selector (blue/green), `pod_ratio` weighs by the number of canary
-//! and primary pods behind it, `gateway_api` sets HTTPRoute weights and matches. Talks to the API
-//! server; the objects come from `objects` and each router's pure builder.
+//! and primary pods behind it, `gateway_api` sets HTTPRoute weights and matches, `istio`
+//! VirtualService weights and matches, `contour` HTTPProxy weights and conditions, `traefik` a
+//! weighted TraefikService, `nginx` the annotations of a canary Ingress. Talks to the API server; the objects come from `objects` and
+//! each router's pure builder.
 
+pub mod contour;
 mod endpoints;
 pub mod gateway_api;
+pub mod istio;
 pub mod kubernetes;
+pub mod nginx;
 pub mod pod_ratio;
+pub mod traefik;
 
 use std::collections::BTreeMap;
 
 use kube::Client;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use super::cluster;
 use super::machine::Routes;
@@ -36,6 +42,12 @@ pub enum RouterError {
         #[source]
         source: Box<kube::Error>,
     },
+    #[error("{what} does not exist")]
+    Missing { what: String },
+    #[error(
+        "the API server does not serve {api_version} {kind} (are the router's CustomResourceDefinitions installed?)"
+    )]
+    NotServed { api_version: String, kind: String },
 }
 
 /// What a router needs to know about one canary.
@@ -64,6 +76,21 @@ impl Context<'_> {
         Ok(objects::primary_selector(&self.target_selector()?))
     }
 
+    /// Reads an object of the Canary's namespace; `None` when it does not exist.
+    pub async fn read(
+        &self,
+        api_version: &str,
+        kind: &str,
+        name: &str,
+    ) -> Result<Option<Value>, RouterError> {
+        cluster::get(self.client, self.namespace(), api_version, kind, name)
+            .await
+            .map_err(|source| RouterError::Read {
+                what: format!("{kind} {}/{name}", self.namespace()),
+                source: Box::new(source),
+            })
+    }
+
     /// Applies the three Services, the apex selecting `apex_selector`.
     pub async fn apply_services(
         &self,
@@ -87,20 +114,46 @@ impl Context<'_> {
 pub(super) async fn apply(client: &Client, object: &Value) -> Result<Value, RouterError> {
     cluster::apply(client, object)
         .await
-        .map_err(|source| RouterError::Apply {
-            what: describe(object),
-            source: Box::new(source),
+        .map_err(|source| match source {
+            // A kind the server does not serve answers 404 to an apply (which creates).
+            kube::Error::Api(status) if status.code == 404 => RouterError::NotServed {
+                api_version: field(object, "/apiVersion").into(),
+                kind: field(object, "/kind").into(),
+            },
+            source => RouterError::Apply {
+                what: describe(object),
+                source: Box::new(source),
+            },
         })
 }
 
+fn field<'a>(object: &'a Value, pointer: &str) -> &'a str {
+    object
+        .pointer(pointer)
+        .and_then(Value::as_str)
+        .unwrap_or("?")
+}
+
 fn describe(object: &Value) -> String {
-    let field = |p: &str| object.pointer(p).and_then(Value::as_str).unwrap_or("?");
     format!(
         "{} {}/{}",
-        field("/kind"),
-        field("/metadata/namespace"),
-        field("/metadata/name")
+        field(object, "/kind"),
+        field(object, "/metadata/namespace"),
+        field(object, "/metadata/name")
     )
+}
+
+/// Whether a route object (`what`) whose canary weight is `at` sends `weight` percent to the
+/// canary.
+pub(super) fn weight_routes(what: &str, at: Option<u64>, weight: u32) -> Routes {
+    if at == Some(u64::from(weight)) {
+        Routes::Converged
+    } else {
+        Routes::Converging(format!(
+            "{what} sends {} percent to the canary, not {weight}",
+            at.map_or("no".into(), |w| w.to_string())
+        ))
+    }
 }
 
 /// Sends traffic between a canary's primary and canary.
@@ -132,11 +185,55 @@ pub trait Router: Send + Sync {
     ) -> impl Future<Output = Result<Routes, RouterError>> + Send;
 }
 
+/// The route object a router leaves behind when a Canary with `revertOnDeletion` goes: what it
+/// carries from outside (a gateway, the mesh) goes to the apex Service, and the Canary no longer
+/// owns it. `None` where the apex Service itself carries the traffic (`kubernetes`, and `nginx`,
+/// whose canary Ingress goes with the Canary).
+pub fn left_to_apex(s: &Settings, service: &CanaryService, owner: &Owner) -> Option<Value> {
+    let (apex, port) = (s.apex.as_str(), service.port);
+    let mut route = match s.routing {
+        Routing::GatewayApi => {
+            let mut route = gateway_api::http_route(s, service, owner, 0);
+            route["spec"]["rules"] = json!([{"backendRefs": [{"group": "", "kind": "Service", "name": apex, "port": port, "weight": 100}]}]);
+            route
+        }
+        Routing::Istio => {
+            let mut vs = istio::virtual_service(s, service, owner, 0);
+            for http in vs["spec"]["http"].as_array_mut().into_iter().flatten() {
+                http["route"] = json!([{"destination": {"host": apex}, "weight": 100}]);
+            }
+            vs
+        }
+        Routing::Contour => {
+            let mut proxy = contour::http_proxy(s, service, owner, 0);
+            for route in proxy["spec"]["routes"].as_array_mut().into_iter().flatten() {
+                route["services"] = json!([{"name": apex, "port": port, "weight": 100}]);
+            }
+            proxy
+        }
+        Routing::Traefik => {
+            let mut ts = traefik::traefik_service(s, service, owner, 0);
+            ts["spec"]["weighted"]["services"] =
+                json!([{"name": apex, "port": port, "weight": 100}]);
+            ts
+        }
+        Routing::ServiceSelector | Routing::PodRatio | Routing::Nginx => return None,
+    };
+    if let Some(metadata) = route["metadata"].as_object_mut() {
+        metadata.remove("ownerReferences");
+    }
+    Some(route)
+}
+
 /// The router a canary's routing needs.
 pub enum AnyRouter {
     Kubernetes(kubernetes::Kubernetes),
     PodRatio(pod_ratio::PodRatio),
     GatewayApi(gateway_api::GatewayApi),
+    Nginx(nginx::Nginx),
+    Istio(istio::Istio),
+    Contour(contour::Contour),
+    Traefik(traefik::Traefik),
 }
 
 /// The factory: one router per routing.
@@ -145,6 +242,10 @@ pub fn for_routing(routing: Routing) -> AnyRouter {
         Routing::ServiceSelector => AnyRouter::Kubernetes(kubernetes::Kubernetes),
         Routing::PodRatio => AnyRouter::PodRatio(pod_ratio::PodRatio),
         Routing::GatewayApi => AnyRouter::GatewayApi(gateway_api::GatewayApi),
+        Routing::Nginx => AnyRouter::Nginx(nginx::Nginx),
+        Routing::Istio => AnyRouter::Istio(istio::Istio),
+        Routing::Contour => AnyRouter::Contour(contour::Contour),
+        Routing::Traefik => AnyRouter::Traefik(traefik::Traefik),
     }
 }
 
@@ -154,6 +255,10 @@ impl Router for AnyRouter {
             AnyRouter::Kubernetes(r) => r.name(),
             AnyRouter::PodRatio(r) => r.name(),
             AnyRouter::GatewayApi(r) => r.name(),
+            AnyRouter::Nginx(r) => r.name(),
+            AnyRouter::Istio(r) => r.name(),
+            AnyRouter::Contour(r) => r.name(),
+            AnyRouter::Traefik(r) => r.name(),
         }
     }
 
@@ -162,11 +267,15 @@ impl Router for AnyRouter {
             AnyRouter::Kubernetes(r) => r.canary_replicas(weight, primary_replicas),
             AnyRouter::PodRatio(r) => r.canary_replicas(weight, primary_replicas),
             AnyRouter::GatewayApi(r) => r.canary_replicas(weight, primary_replicas),
+            AnyRouter::Nginx(r) => r.canary_replicas(weight, primary_replicas),
+            AnyRouter::Istio(r) => r.canary_replicas(weight, primary_replicas),
+            AnyRouter::Contour(r) => r.canary_replicas(weight, primary_replicas),
+            AnyRouter::Traefik(r) => r.canary_replicas(weight, primary_replicas),
         }
     }
 
     fn labels_target(&self) -> bool {
-        matches!(self, AnyRouter::PodRatio(_))
+        matches!(self, AnyRouter::PodRatio(_) | AnyRouter::Kubernetes(_))
     }
 
     async fn route(&self, ctx: &Context<'_>, weight: u32) -> Result<(), RouterError> {
@@ -174,6 +283,10 @@ impl Router for AnyRouter {
             AnyRouter::Kubernetes(r) => r.route(ctx, weight).await,
             AnyRouter::PodRatio(r) => r.route(ctx, weight).await,
             AnyRouter::GatewayApi(r) => r.route(ctx, weight).await,
+            AnyRouter::Nginx(r) => r.route(ctx, weight).await,
+            AnyRouter::Istio(r) => r.route(ctx, weight).await,
+            AnyRouter::Contour(r) => r.route(ctx, weight).await,
+            AnyRouter::Traefik(r) => r.route(ctx, weight).await,
         }
     }
 
@@ -182,6 +295,10 @@ impl Router for AnyRouter {
             AnyRouter::Kubernetes(r) => r.observe(ctx, weight).await,
             AnyRouter::PodRatio(r) => r.observe(ctx, weight).await,
             AnyRouter::GatewayApi(r) => r.observe(ctx, weight).await,
+            AnyRouter::Nginx(r) => r.observe(ctx, weight).await,
+            AnyRouter::Istio(r) => r.observe(ctx, weight).await,
+            AnyRouter::Contour(r) => r.observe(ctx, weight).await,
+            AnyRouter::Traefik(r) => r.observe(ctx, weight).await,
         }
     }
 }

@@ -10,6 +10,7 @@ mod github;
 mod gitlab;
 mod googlechat;
 mod msteams;
+mod rocket;
 mod slack;
 
 use crate::api::notification::ProviderType;
@@ -84,7 +85,10 @@ pub fn from_config(config: &ProviderConfig) -> Result<Box<dyn Provider>, Provide
         ProviderType::Slack => Box::new(slack::Slack(config.clone())),
         ProviderType::Msteams => Box::new(msteams::Teams(config.clone())),
         ProviderType::Discord => Box::new(discord::Discord(config.clone())),
-        ProviderType::Googlechat => Box::new(googlechat::GoogleChat(config.clone())),
+        ProviderType::Googlechat | ProviderType::Gchat => {
+            Box::new(googlechat::GoogleChat(config.clone()))
+        }
+        ProviderType::Rocket => Box::new(rocket::Rocket(config.clone())),
         ProviderType::Generic => Box::new(generic::Generic {
             config: config.clone(),
             hmac: false,

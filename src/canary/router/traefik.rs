@@ -1,0 +1,125 @@
+//! The `traefik` provider: a TraefikService named after the apex Service whose weighted round
+//! robin sends traffic to the primary and canary Services; the user's IngressRoute sends to it
+//! (`kind: TraefikService`). Traefik routes no A/B tests here (the spec check refuses them), as in
+//! Flagger. The same objects Flagger generates. The builder is pure; `route` and `observe` talk to
+//! the API server.
+
+use serde_json::{Value, json};
+
+use super::{Context, Router, RouterError, apply, weight_routes};
+use crate::api::canary::CanaryService;
+use crate::canary::machine::Routes;
+use crate::canary::objects::Owner;
+use crate::canary::spec::Settings;
+
+pub const API_VERSION: &str = "traefik.io/v1alpha1";
+
+pub struct Traefik;
+
+/// The TraefikService for `weight` percent on the canary.
+pub fn traefik_service(s: &Settings, service: &CanaryService, owner: &Owner, weight: u32) -> Value {
+    let weight = weight.min(100);
+    let port = service.port;
+    json!({
+        "apiVersion": API_VERSION, "kind": "TraefikService",
+        "metadata": owner.metadata(&s.apex),
+        "spec": {"weighted": {"services": [
+            {"name": s.primary_service(), "port": port, "weight": 100 - weight},
+            {"name": s.canary_service(), "port": port, "weight": weight},
+        ]}},
+    })
+}
+
+/// The canary's weight in a live TraefikService.
+fn live_weight(ts: &Value, canary_service: &str) -> Option<u64> {
+    ts.pointer("/spec/weighted/services")?
+        .as_array()?
+        .iter()
+        .find(|b| b.get("name").and_then(Value::as_str) == Some(canary_service))?
+        .get("weight")?
+        .as_u64()
+}
+
+impl Router for Traefik {
+    fn name(&self) -> &'static str {
+        "traefik"
+    }
+
+    fn canary_replicas(&self, _weight: u32, primary_replicas: i64) -> i64 {
+        primary_replicas.max(1)
+    }
+
+    async fn route(&self, ctx: &Context<'_>, weight: u32) -> Result<(), RouterError> {
+        ctx.apply_services(&ctx.primary_selector()?).await?;
+        let ts = traefik_service(ctx.settings, ctx.service, ctx.owner, weight);
+        apply(ctx.client, &ts).await.map(drop)
+    }
+
+    async fn observe(&self, ctx: &Context<'_>, weight: u32) -> Result<Routes, RouterError> {
+        let what = format!("TraefikService {}/{}", ctx.namespace(), ctx.settings.apex);
+        Ok(
+            match ctx
+                .read(API_VERSION, "TraefikService", &ctx.settings.apex)
+                .await?
+            {
+                None => Routes::Converging(format!("{what} does not exist yet")),
+                Some(live) => weight_routes(
+                    &what,
+                    live_weight(&live, &ctx.settings.canary_service()),
+                    weight,
+                ),
+            },
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::canary::CanarySpec;
+
+    fn spec(analysis: Value) -> CanarySpec {
+        serde_json::from_value(json!({
+            "provider": "traefik",
+            "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"},
+            "service": {"name": "podinfo", "port": 80, "targetPort": 9898},
+            "analysis": analysis,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_weighted_service_sends_the_step_weight_to_the_canary() {
+        let spec =
+            spec(json!({"interval": "1m", "threshold": 5, "maxWeight": 50, "stepWeight": 5}));
+        let s = crate::canary::spec::settings(&spec).unwrap();
+        let owner = Owner {
+            name: "podinfo".into(),
+            namespace: "test".into(),
+            uid: "u".into(),
+        };
+        let ts = traefik_service(&s, &spec.service, &owner, 5);
+        assert_eq!(
+            ts["spec"],
+            json!({"weighted": {"services": [
+                {"name": "podinfo-primary", "port": 80, "weight": 95},
+                {"name": "podinfo-canary", "port": 80, "weight": 5},
+            ]}})
+        );
+        assert_eq!(live_weight(&ts, "podinfo-canary"), Some(5));
+    }
+
+    #[test]
+    fn ab_testing_is_refused() {
+        let spec = spec(
+            json!({"iterations": 2, "match": [{"headers": {"x-canary": {"exact": "insider"}}}]}),
+        );
+        let err = crate::canary::spec::settings(&spec)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("analysis.match") && err.contains("traefik"),
+            "{err}"
+        );
+    }
+}
