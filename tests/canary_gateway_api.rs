@@ -7,40 +7,23 @@
 
 mod support;
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kube::api::{Api, DeleteParams, DynamicObject};
 use kube::discovery::ApiResource;
 use serde_json::{Value, json};
 use support::canary::{self as c, Analyzer, wait_canary};
-use support::node::{self, eventually};
+use support::node::eventually;
 
 const LONG: Duration = Duration::from_secs(300);
 const GATEWAY_API: &str = "sigs.k8s.io/gateway-api@v1.3.0";
 
 /// Installs the standard channel's CRDs from the module (through the Go proxy).
 fn install_gateway_api_crds() {
-    let out = std::process::Command::new("go")
-        .args(["mod", "download", "-json", GATEWAY_API])
-        .env("GOFLAGS", "-mod=mod")
-        .current_dir(std::env::temp_dir())
-        .output()
-        .expect("running go");
-    assert!(
-        out.status.success(),
-        "go mod download {GATEWAY_API}: {out:?}"
+    c::install_crds_from(
+        &c::module_file(GATEWAY_API, "config/crd/standard"),
+        &["httproutes.gateway.networking.k8s.io"],
     );
-    let module: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let crds = format!("{}/config/crd/standard", module["Dir"].as_str().unwrap());
-    let out = node::kubectl(&["apply", "--server-side", "-f", &crds]);
-    assert!(out.status.success(), "installing {crds}: {out:?}");
-    let out = node::kubectl(&[
-        "wait",
-        "--for=condition=Established",
-        "crd/httproutes.gateway.networking.k8s.io",
-    ]);
-    assert!(out.status.success(), "{out:?}");
 }
 
 fn routes(client: &kube::Client, namespace: &str) -> Api<DynamicObject> {
@@ -149,23 +132,17 @@ async fn http_routes_hold_every_step_weight_and_the_ab_matches_on_the_real_crds(
     );
 
     // Every weight the progressive route takes, in order.
-    let weights: Arc<Mutex<Vec<u64>>> = Arc::default();
-    let watch = {
-        let (weights, api) = (weights.clone(), api.clone());
-        tokio::spawn(async move {
-            loop {
-                if let Ok(route) = api.get("web").await {
-                    let weight = route
-                        .data
-                        .pointer("/spec/rules/0/backendRefs/1/weight")
-                        .and_then(Value::as_u64);
-                    let mut weights = weights.lock().unwrap();
-                    if let Some(weight) = weight.filter(|w| weights.last() != Some(w)) {
-                        weights.push(weight);
-                    }
-                }
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
+    let (weights, watch) = {
+        let api = api.clone();
+        c::record(move || {
+            let api = api.clone();
+            Box::pin(async move {
+                let route = api.get("web").await.ok()?;
+                route
+                    .data
+                    .pointer("/spec/rules/0/backendRefs/1/weight")
+                    .cloned()
+            })
         })
     };
     for name in ["web", "ab"] {
@@ -232,7 +209,7 @@ async fn http_routes_hold_every_step_weight_and_the_ab_matches_on_the_real_crds(
     println!("the progressive HTTPRoute's canary weights: {weights:?}");
     assert_eq!(
         weights,
-        [0, 10, 20, 30, 0],
+        [0, 10, 20, 30, 0].map(Value::from),
         "every step weight, then back to the primary"
     );
 

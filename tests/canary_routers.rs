@@ -10,7 +10,6 @@
 
 mod support;
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kube::api::{Api, DeleteParams, DynamicObject};
@@ -23,37 +22,6 @@ const LONG: Duration = Duration::from_secs(300);
 const ISTIO_API: &str = "istio.io/api@v1.32.0";
 const CONTOUR: &str = "github.com/projectcontour/contour@v1.33.8";
 const TRAEFIK: &str = "github.com/traefik/traefik/v3@v3.7.13";
-
-/// A file of a Go module (downloaded through the Go proxy).
-fn module_file(module: &str, path: &str) -> String {
-    let out = std::process::Command::new("go")
-        .args(["mod", "download", "-json", module])
-        .env("GOFLAGS", "-mod=mod")
-        .current_dir(std::env::temp_dir())
-        .output()
-        .expect("running go");
-    assert!(out.status.success(), "go mod download {module}: {out:?}");
-    let module: Value = serde_json::from_slice(&out.stdout).unwrap();
-    format!("{}/{path}", module["Dir"].as_str().unwrap())
-}
-
-/// Installs CRDs from a file and waits until `names` are Established.
-fn install(file: &str, names: &[&str]) {
-    let out = node::kubectl(&["apply", "--server-side", "-f", file]);
-    assert!(out.status.success(), "installing {file}: {out:?}");
-    let mut args = vec!["wait", "--for=condition=Established"];
-    let crds: Vec<String> = names.iter().map(|n| format!("crd/{n}")).collect();
-    args.extend(crds.iter().map(String::as_str));
-    // `kubectl wait` fails outright on a CRD whose status has no conditions yet: ask again.
-    for _ in 0..60 {
-        let out = node::kubectl(&args);
-        if out.status.success() {
-            return;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(500));
-    }
-    panic!("{names:?} not Established");
-}
 
 fn api(
     client: &kube::Client,
@@ -71,28 +39,6 @@ fn api(
         plural: plural.into(),
     };
     Api::namespaced_with(client.clone(), namespace, &resource)
-}
-
-/// Polls `read` every 200 ms and records each new value it returns, until aborted.
-fn record(
-    read: impl Fn() -> std::pin::Pin<Box<dyn Future<Output = Option<Value>> + Send>> + Send + 'static,
-) -> (Arc<Mutex<Vec<Value>>>, tokio::task::JoinHandle<()>) {
-    let seen: Arc<Mutex<Vec<Value>>> = Arc::default();
-    let task = {
-        let seen = seen.clone();
-        tokio::spawn(async move {
-            loop {
-                if let Some(value) = read().await {
-                    let mut seen = seen.lock().unwrap();
-                    if seen.last() != Some(&value) {
-                        seen.push(value);
-                    }
-                }
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        })
-    };
-    (seen, task)
 }
 
 /// Deletes the Canaries and waits until `objects` holds nothing but `keep`.
@@ -139,7 +85,7 @@ fn destination(host: &str, weight: u64) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn istio_virtual_services_hold_every_step_weight_and_the_ab_matches_on_the_real_crds() {
-    let crds = module_file(ISTIO_API, "kubernetes/customresourcedefinitions.gen.yaml");
+    let crds = c::module_file(ISTIO_API, "kubernetes/customresourcedefinitions.gen.yaml");
     let client = support::client().await;
     support::install_crds(&client).await;
     let ns = support::TestNamespace::new(&client, "istio").await;
@@ -186,7 +132,7 @@ async fn istio_virtual_services_hold_every_step_weight_and_the_ab_matches_on_the
     })
     .await;
     println!("without the CRDs: {}", c::ready_message(&status));
-    install(
+    c::install_crds_from(
         &crds,
         &[
             "virtualservices.networking.istio.io",
@@ -255,7 +201,7 @@ async fn istio_virtual_services_hold_every_step_weight_and_the_ab_matches_on_the
     // Every weight the progressive route takes, in order.
     let (weights, watch) = {
         let services = services.clone();
-        record(move || {
+        c::record(move || {
             let services = services.clone();
             Box::pin(async move {
                 let vs = services.get("web").await.ok()?;
@@ -439,7 +385,7 @@ async fn nginx_canary_ingresses_hold_every_step_weight_and_the_ab_header_and_coo
 
     let (weights, watch) = {
         let ingresses = ingresses.clone();
-        record(move || {
+        c::record(move || {
             let ingresses = ingresses.clone();
             Box::pin(async move {
                 let canary = ingresses.get("web-canary").await.ok()?;
@@ -515,12 +461,12 @@ async fn nginx_canary_ingresses_hold_every_step_weight_and_the_ab_header_and_coo
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn contour_proxies_and_traefik_services_hold_every_step_weight_on_the_real_crds() {
-    install(
-        &module_file(CONTOUR, "examples/contour/01-crds.yaml"),
+    c::install_crds_from(
+        &c::module_file(CONTOUR, "examples/contour/01-crds.yaml"),
         &["httpproxies.projectcontour.io"],
     );
-    install(
-        &module_file(
+    c::install_crds_from(
+        &c::module_file(
             TRAEFIK,
             "docs/content/reference/dynamic-configuration/kubernetes-crd-definition-v1.yml",
         ),
@@ -600,7 +546,7 @@ async fn contour_proxies_and_traefik_services_hold_every_step_weight_on_the_real
     );
 
     let watch_weight = |api: Api<DynamicObject>, name: &'static str, pointer: &'static str| {
-        record(move || {
+        c::record(move || {
             let api = api.clone();
             Box::pin(async move { api.get(name).await.ok()?.data.pointer(pointer).cloned() })
         })

@@ -565,8 +565,7 @@ impl Canaries {
             .await
             .map_err(revert)?;
         // Routes that carry traffic from outside keep carrying it, to the apex Service.
-        let route = router::left_to_apex(s, &obj.spec.service, &owner);
-        if let Some(route) = route {
+        if let Some(route) = router::left_to_apex(s, &obj.spec.service, &owner) {
             super::cluster::apply(&self.client, &route)
                 .await
                 .map_err(revert)?;

@@ -9,8 +9,8 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Event, Service};
@@ -743,4 +743,57 @@ pub fn load_webhooks(loadtester: &str, target_ip: &str) -> Value {
         {"name": "load", "type": "pre-rollout", "url": loadtester, "timeout": "5s", "metadata": {"cmd": cmd}},
         {"name": "load", "type": "rollout", "url": loadtester, "timeout": "5s", "metadata": {"cmd": cmd}},
     ])
+}
+
+/// A file of a Go module (downloaded through the Go proxy).
+pub fn module_file(module: &str, path: &str) -> String {
+    let out = std::process::Command::new("go")
+        .args(["mod", "download", "-json", module])
+        .env("GOFLAGS", "-mod=mod")
+        .current_dir(std::env::temp_dir())
+        .output()
+        .expect("running go");
+    assert!(out.status.success(), "go mod download {module}: {out:?}");
+    let module: Value = serde_json::from_slice(&out.stdout).unwrap();
+    format!("{}/{path}", module["Dir"].as_str().unwrap())
+}
+
+/// Installs CRDs from a file (or directory) and waits until `names` are Established.
+pub fn install_crds_from(file: &str, names: &[&str]) {
+    let out = node::kubectl(&["apply", "--server-side", "-f", file]);
+    assert!(out.status.success(), "installing {file}: {out:?}");
+    let mut args = vec!["wait", "--for=condition=Established"];
+    let crds: Vec<String> = names.iter().map(|n| format!("crd/{n}")).collect();
+    args.extend(crds.iter().map(String::as_str));
+    // `kubectl wait` fails outright on a CRD whose status has no conditions yet: ask again.
+    for _ in 0..60 {
+        let out = node::kubectl(&args);
+        if out.status.success() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    panic!("{names:?} not Established");
+}
+
+/// Polls `read` every 200 ms and records each new value it returns, until aborted.
+pub fn record(
+    read: impl Fn() -> std::pin::Pin<Box<dyn Future<Output = Option<Value>> + Send>> + Send + 'static,
+) -> (Arc<Mutex<Vec<Value>>>, tokio::task::JoinHandle<()>) {
+    let seen: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let task = {
+        let seen = seen.clone();
+        tokio::spawn(async move {
+            loop {
+                if let Some(value) = read().await {
+                    let mut seen = seen.lock().unwrap();
+                    if seen.last() != Some(&value) {
+                        seen.push(value);
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+    };
+    (seen, task)
 }

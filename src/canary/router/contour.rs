@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value, json};
 
-use super::{Context, Router, RouterError, apply, weight_routes};
+use super::{Context, Router, RouterError, apply, canary_weight};
 use crate::api::canary::{CanaryService, HttpMatch, StringMatch};
 use crate::canary::machine::Routes;
 use crate::canary::objects::Owner;
@@ -137,22 +137,16 @@ pub fn http_proxy(s: &Settings, service: &CanaryService, owner: &Owner, weight: 
 
 /// The canary's weight in a live HTTPProxy's first route.
 fn live_weight(proxy: &Value, canary_service: &str) -> Option<u64> {
-    proxy
-        .pointer("/spec/routes/0/services")?
-        .as_array()?
-        .iter()
-        .find(|b| b.get("name").and_then(Value::as_str) == Some(canary_service))?
-        .get("weight")?
-        .as_u64()
+    canary_weight(
+        proxy.pointer("/spec/routes/0/services"),
+        "/name",
+        canary_service,
+    )
 }
 
 impl Router for Contour {
     fn name(&self) -> &'static str {
         "contour"
-    }
-
-    fn canary_replicas(&self, _weight: u32, primary_replicas: i64) -> i64 {
-        primary_replicas.max(1)
     }
 
     async fn route(&self, ctx: &Context<'_>, weight: u32) -> Result<(), RouterError> {
@@ -162,20 +156,8 @@ impl Router for Contour {
     }
 
     async fn observe(&self, ctx: &Context<'_>, weight: u32) -> Result<Routes, RouterError> {
-        let what = format!("HTTPProxy {}/{}", ctx.namespace(), ctx.settings.apex);
-        Ok(
-            match ctx
-                .read(API_VERSION, "HTTPProxy", &ctx.settings.apex)
-                .await?
-            {
-                None => Routes::Converging(format!("{what} does not exist yet")),
-                Some(live) => weight_routes(
-                    &what,
-                    live_weight(&live, &ctx.settings.canary_service()),
-                    weight,
-                ),
-            },
-        )
+        ctx.observe_apex_route(API_VERSION, "HTTPProxy", weight, live_weight)
+            .await
     }
 }
 

@@ -6,7 +6,7 @@
 
 use serde_json::{Value, json};
 
-use super::{Context, Router, RouterError, apply, weight_routes};
+use super::{Context, Router, RouterError, apply, canary_weight, weight_routes};
 use crate::api::canary::{HttpMatch, StringMatch};
 use crate::canary::machine::Routes;
 use crate::canary::objects::Owner;
@@ -145,13 +145,11 @@ pub fn http_route(
 
 /// The canary's weight in a live HTTPRoute's first rule.
 fn live_weight(route: &Value, canary_service: &str) -> Option<u64> {
-    route
-        .pointer("/spec/rules/0/backendRefs")?
-        .as_array()?
-        .iter()
-        .find(|b| b.get("name").and_then(Value::as_str) == Some(canary_service))?
-        .get("weight")?
-        .as_u64()
+    canary_weight(
+        route.pointer("/spec/rules/0/backendRefs"),
+        "/name",
+        canary_service,
+    )
 }
 
 /// A parent that has not accepted the route's current generation, if any.
@@ -184,10 +182,6 @@ fn not_accepted(route: &Value) -> Option<String> {
 impl Router for GatewayApi {
     fn name(&self) -> &'static str {
         "gatewayapi:v1"
-    }
-
-    fn canary_replicas(&self, _weight: u32, primary_replicas: i64) -> i64 {
-        primary_replicas.max(1)
     }
 
     async fn route(&self, ctx: &Context<'_>, weight: u32) -> Result<(), RouterError> {

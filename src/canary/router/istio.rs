@@ -8,7 +8,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::{Context, Router, RouterError, apply, weight_routes};
+use super::{Context, Router, RouterError, apply, canary_weight};
 use crate::api::canary::{CanaryService, HttpMatch, StringMatch};
 use crate::canary::machine::Routes;
 use crate::canary::objects::Owner;
@@ -163,21 +163,16 @@ pub fn destination_rules(s: &Settings, service: &CanaryService, owner: &Owner) -
 
 /// The canary's weight in a live VirtualService's first HTTP route.
 fn live_weight(vs: &Value, canary_service: &str) -> Option<u64> {
-    vs.pointer("/spec/http/0/route")?
-        .as_array()?
-        .iter()
-        .find(|d| d.pointer("/destination/host").and_then(Value::as_str) == Some(canary_service))?
-        .get("weight")?
-        .as_u64()
+    canary_weight(
+        vs.pointer("/spec/http/0/route"),
+        "/destination/host",
+        canary_service,
+    )
 }
 
 impl Router for Istio {
     fn name(&self) -> &'static str {
         "istio"
-    }
-
-    fn canary_replicas(&self, _weight: u32, primary_replicas: i64) -> i64 {
-        primary_replicas.max(1)
     }
 
     async fn route(&self, ctx: &Context<'_>, weight: u32) -> Result<(), RouterError> {
@@ -190,20 +185,8 @@ impl Router for Istio {
     }
 
     async fn observe(&self, ctx: &Context<'_>, weight: u32) -> Result<Routes, RouterError> {
-        let what = format!("VirtualService {}/{}", ctx.namespace(), ctx.settings.apex);
-        Ok(
-            match ctx
-                .read(API_VERSION, "VirtualService", &ctx.settings.apex)
-                .await?
-            {
-                None => Routes::Converging(format!("{what} does not exist yet")),
-                Some(live) => weight_routes(
-                    &what,
-                    live_weight(&live, &ctx.settings.canary_service()),
-                    weight,
-                ),
-            },
-        )
+        ctx.observe_apex_route(API_VERSION, "VirtualService", weight, live_weight)
+            .await
     }
 }
 

@@ -37,10 +37,6 @@ impl Router for Kubernetes {
         "kubernetes"
     }
 
-    fn canary_replicas(&self, _weight: u32, primary_replicas: i64) -> i64 {
-        primary_replicas.max(1)
-    }
-
     fn labels_target(&self) -> bool {
         true
     }

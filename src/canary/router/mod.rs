@@ -91,6 +91,27 @@ impl Context<'_> {
             })
     }
 
+    /// Whether the route object of `kind` named after the apex Service sends `weight` percent to
+    /// the canary, its canary weight read by `weight_of` (given the canary Service's name).
+    pub async fn observe_apex_route(
+        &self,
+        api_version: &str,
+        kind: &str,
+        weight: u32,
+        weight_of: impl Fn(&Value, &str) -> Option<u64>,
+    ) -> Result<Routes, RouterError> {
+        let apex = &self.settings.apex;
+        let what = format!("{kind} {}/{apex}", self.namespace());
+        Ok(match self.read(api_version, kind, apex).await? {
+            None => Routes::Converging(format!("{what} does not exist yet")),
+            Some(live) => weight_routes(
+                &what,
+                weight_of(&live, &self.settings.canary_service()),
+                weight,
+            ),
+        })
+    }
+
     /// Applies the three Services, the apex selecting `apex_selector`.
     pub async fn apply_services(
         &self,
@@ -143,6 +164,21 @@ fn describe(object: &Value) -> String {
     )
 }
 
+/// The weight of the entry of `list` (a route's destinations or backends) whose name, at
+/// `name_at`, is `canary_service`.
+pub(super) fn canary_weight(
+    list: Option<&Value>,
+    name_at: &str,
+    canary_service: &str,
+) -> Option<u64> {
+    list?
+        .as_array()?
+        .iter()
+        .find(|entry| entry.pointer(name_at).and_then(Value::as_str) == Some(canary_service))?
+        .get("weight")?
+        .as_u64()
+}
+
 /// Whether a route object (`what`) whose canary weight is `at` sends `weight` percent to the
 /// canary.
 pub(super) fn weight_routes(what: &str, at: Option<u64>, weight: u32) -> Routes {
@@ -161,8 +197,11 @@ pub trait Router: Send + Sync {
     /// The provider's name, for messages.
     fn name(&self) -> &'static str;
 
-    /// How many pods the canary runs while it is analysed at `weight`, given the primary's.
-    fn canary_replicas(&self, weight: u32, primary_replicas: i64) -> i64;
+    /// How many pods the canary runs while it is analysed at `weight`, given the primary's (as
+    /// many, at least one, unless the router weighs by pods).
+    fn canary_replicas(&self, _weight: u32, primary_replicas: i64) -> i64 {
+        primary_replicas.max(1)
+    }
 
     /// Whether the target's pods must carry the apex label (the apex Service selects them).
     fn labels_target(&self) -> bool {

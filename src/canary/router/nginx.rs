@@ -17,7 +17,7 @@ use crate::canary::objects::Owner;
 use crate::canary::spec::{Settings, Strategy};
 
 pub const API_VERSION: &str = "networking.k8s.io/v1";
-const PREFIX: &str = "nginx.ingress.kubernetes.io/canary";
+/// The canary marker; every canary annotation's name starts with it.
 const CANARY: &str = "nginx.ingress.kubernetes.io/canary";
 const WEIGHT: &str = "nginx.ingress.kubernetes.io/canary-weight";
 const BY_HEADER: &str = "nginx.ingress.kubernetes.io/canary-by-header";
@@ -105,7 +105,7 @@ pub fn canary_ingress(s: &Settings, ingress: &Value, owner: &Owner, weight: u32)
         .map(|a| {
             a.iter()
                 .filter(|(k, _)| {
-                    !k.starts_with(PREFIX)
+                    !k.starts_with(CANARY)
                         && *k != "kubectl.kubernetes.io/last-applied-configuration"
                 })
                 .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
@@ -127,7 +127,7 @@ fn carries(live: &Value, wanted: &BTreeMap<String, String>) -> bool {
         .and_then(Value::as_object)
         .map(|a| {
             a.iter()
-                .filter(|(k, _)| k.starts_with(PREFIX))
+                .filter(|(k, _)| k.starts_with(CANARY))
                 .filter_map(|(k, v)| Some((k.as_str(), v.as_str()?)))
                 .collect()
         })
@@ -153,10 +153,6 @@ impl Nginx {
 impl Router for Nginx {
     fn name(&self) -> &'static str {
         "nginx"
-    }
-
-    fn canary_replicas(&self, _weight: u32, primary_replicas: i64) -> i64 {
-        primary_replicas.max(1)
     }
 
     async fn route(&self, ctx: &Context<'_>, weight: u32) -> Result<(), RouterError> {

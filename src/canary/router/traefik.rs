@@ -6,7 +6,7 @@
 
 use serde_json::{Value, json};
 
-use super::{Context, Router, RouterError, apply, weight_routes};
+use super::{Context, Router, RouterError, apply, canary_weight};
 use crate::api::canary::CanaryService;
 use crate::canary::machine::Routes;
 use crate::canary::objects::Owner;
@@ -32,21 +32,16 @@ pub fn traefik_service(s: &Settings, service: &CanaryService, owner: &Owner, wei
 
 /// The canary's weight in a live TraefikService.
 fn live_weight(ts: &Value, canary_service: &str) -> Option<u64> {
-    ts.pointer("/spec/weighted/services")?
-        .as_array()?
-        .iter()
-        .find(|b| b.get("name").and_then(Value::as_str) == Some(canary_service))?
-        .get("weight")?
-        .as_u64()
+    canary_weight(
+        ts.pointer("/spec/weighted/services"),
+        "/name",
+        canary_service,
+    )
 }
 
 impl Router for Traefik {
     fn name(&self) -> &'static str {
         "traefik"
-    }
-
-    fn canary_replicas(&self, _weight: u32, primary_replicas: i64) -> i64 {
-        primary_replicas.max(1)
     }
 
     async fn route(&self, ctx: &Context<'_>, weight: u32) -> Result<(), RouterError> {
@@ -56,20 +51,8 @@ impl Router for Traefik {
     }
 
     async fn observe(&self, ctx: &Context<'_>, weight: u32) -> Result<Routes, RouterError> {
-        let what = format!("TraefikService {}/{}", ctx.namespace(), ctx.settings.apex);
-        Ok(
-            match ctx
-                .read(API_VERSION, "TraefikService", &ctx.settings.apex)
-                .await?
-            {
-                None => Routes::Converging(format!("{what} does not exist yet")),
-                Some(live) => weight_routes(
-                    &what,
-                    live_weight(&live, &ctx.settings.canary_service()),
-                    weight,
-                ),
-            },
-        )
+        ctx.observe_apex_route(API_VERSION, "TraefikService", weight, live_weight)
+            .await
     }
 }
 
