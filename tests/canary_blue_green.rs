@@ -108,19 +108,8 @@ async fn blue_green_switches_the_apex_service_only_after_the_iterations_without_
     env.endpoints("web", "web", 2, 0).await;
     env.answering(&format!("http://{apex}/"), "v2").await;
 
-    // The status is written before the step's Events are published: wait for the last one.
-    let events = node::eventually(LONG, "the promotion's Events", || async {
-        let events = c::events(client, &n, "web").await;
-        if events
-            .iter()
-            .any(|e| e.contains("Promotion completed! Scaling down web."))
-        {
-            Ok(events)
-        } else {
-            Err(events.join("\n"))
-        }
-    })
-    .await;
+    let events =
+        c::events_including(client, &n, "web", "Promotion completed! Scaling down web.").await;
     let at = |text: &str| {
         events
             .iter()

@@ -9,7 +9,7 @@ mod support;
 
 use std::time::Duration;
 
-use kube::api::{Api, DeleteParams, DynamicObject};
+use kube::api::{Api, DynamicObject};
 use kube::discovery::ApiResource;
 use serde_json::{Value, json};
 use support::canary::{self as c, Analyzer, wait_canary};
@@ -214,32 +214,6 @@ async fn http_routes_hold_every_step_weight_and_the_ab_matches_on_the_real_crds(
     );
 
     // Cleanup: the routes go with their Canaries.
-    let canaries = Api::<sluice::api::canary::Canary>::namespaced(client.clone(), &n);
-    for name in ["web", "ab"] {
-        canaries
-            .delete(name, &DeleteParams::foreground())
-            .await
-            .unwrap();
-    }
-    eventually(
-        LONG,
-        "the HTTPRoutes deleted with their Canaries",
-        || async {
-            let left: Vec<String> = api
-                .list(&Default::default())
-                .await
-                .map_err(|e| e.to_string())?
-                .items
-                .iter()
-                .filter_map(|r| r.metadata.name.clone())
-                .collect();
-            if left.is_empty() {
-                Ok(())
-            } else {
-                Err(format!("{left:?}"))
-            }
-        },
-    )
-    .await;
+    c::delete_canaries_and_wait(&client, &n, &["web", "ab"], &[(&api, &[])]).await;
     ns.cleanup(&client).await;
 }

@@ -131,20 +131,9 @@ async fn a_good_version_is_promoted_through_every_weight_by_pod_ratio() {
         "traffic ends on the new version: {after:?}"
     );
 
-    // The status is written before the step's Events are published: wait for the last one.
-    let events = node::eventually(
-        Duration::from_secs(30),
-        "the promotion's Events",
-        || async {
-            let events = c::events(client, &n, "web").await.join("\n");
-            if events.contains("Promotion completed! Scaling down web.") {
-                Ok(events)
-            } else {
-                Err(events)
-            }
-        },
-    )
-    .await;
+    let events = c::events_including(client, &n, "web", "Promotion completed! Scaling down web.")
+        .await
+        .join("\n");
     assert!(
         events.contains("Advance web.") && events.contains("canary weight 20"),
         "{events}"
@@ -211,16 +200,9 @@ async fn a_bad_version_is_rolled_back_and_users_saw_at_most_the_step_weight_of_e
         c::ready_message(&status).contains("failed checks threshold reached 2"),
         "{status:?}"
     );
-    // The status is written before the step's Events are published: wait for the last one.
-    let events = node::eventually(Duration::from_secs(30), "the rollback's Events", || async {
-        let events = c::events(client, &n, "web").await.join("\n");
-        if events.contains("Canary failed! Scaling down web.") {
-            Ok(events)
-        } else {
-            Err(events)
-        }
-    })
-    .await;
+    let events = c::events_including(client, &n, "web", "Canary failed! Scaling down web.")
+        .await
+        .join("\n");
     assert!(
         events.contains("Halt web.")
             && events.contains("advancement: request-success-rate ")

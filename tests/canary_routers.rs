@@ -12,7 +12,7 @@ mod support;
 
 use std::time::Duration;
 
-use kube::api::{Api, DeleteParams, DynamicObject};
+use kube::api::{Api, DynamicObject};
 use kube::discovery::ApiResource;
 use serde_json::{Value, json};
 use support::canary::{self as c, Analyzer, wait_canary};
@@ -39,44 +39,6 @@ fn api(
         plural: plural.into(),
     };
     Api::namespaced_with(client.clone(), namespace, &resource)
-}
-
-/// Deletes the Canaries and waits until `objects` holds nothing but `keep`.
-async fn delete_canaries_and_wait(
-    client: &kube::Client,
-    n: &str,
-    names: &[&str],
-    objects: &Api<DynamicObject>,
-    keep: &[&str],
-) {
-    let canaries = Api::<sluice::api::canary::Canary>::namespaced(client.clone(), n);
-    for name in names {
-        canaries
-            .delete(name, &DeleteParams::foreground())
-            .await
-            .unwrap();
-    }
-    eventually(
-        LONG,
-        "the generated objects deleted with their Canaries",
-        || async {
-            let left: Vec<String> = objects
-                .list(&Default::default())
-                .await
-                .map_err(|e| e.to_string())?
-                .items
-                .iter()
-                .filter_map(|r| r.metadata.name.clone())
-                .filter(|name| !keep.contains(&name.as_str()))
-                .collect();
-            if left.is_empty() {
-                Ok(())
-            } else {
-                Err(format!("{left:?}"))
-            }
-        },
-    )
-    .await;
 }
 
 fn destination(host: &str, weight: u64) -> Value {
@@ -267,18 +229,12 @@ async fn istio_virtual_services_hold_every_step_weight_and_the_ab_matches_on_the
     );
 
     // Cleanup: the VirtualServices and DestinationRules go with their Canaries.
-    delete_canaries_and_wait(&client, &n, &["web", "ab"], &services, &[]).await;
-    eventually(LONG, "the DestinationRules deleted", || async {
-        let left = rules
-            .list(&Default::default())
-            .await
-            .map_err(|e| e.to_string())?;
-        if left.items.is_empty() {
-            Ok(())
-        } else {
-            Err(format!("{} left", left.items.len()))
-        }
-    })
+    c::delete_canaries_and_wait(
+        &client,
+        &n,
+        &["web", "ab"],
+        &[(&services, &[]), (&rules, &[])],
+    )
     .await;
     ns.cleanup(&client).await;
 }
@@ -448,12 +404,11 @@ async fn nginx_canary_ingresses_hold_every_step_weight_and_the_ab_header_and_coo
 
     // The user's Ingress is as it was; the canary Ingresses go with their Canaries.
     assert_eq!(ingresses.get("web").await.unwrap().data["spec"], original);
-    delete_canaries_and_wait(
+    c::delete_canaries_and_wait(
         &client,
         &n,
         &["web", "ab", "lost"],
-        &ingresses,
-        &["web", "ab"],
+        &[(&ingresses, &["web", "ab"])],
     )
     .await;
     ns.cleanup(&client).await;
@@ -619,25 +574,12 @@ async fn contour_proxies_and_traefik_services_hold_every_step_weight_on_the_real
     }
 
     // Cleanup: the generated objects go with their Canaries.
-    delete_canaries_and_wait(
+    c::delete_canaries_and_wait(
         &client,
         &n,
         &["proxy", "proxy-ab", "weighted"],
-        &proxies,
-        &[],
+        &[(&proxies, &[]), (&traefik, &[])],
     )
-    .await;
-    eventually(LONG, "the TraefikService deleted", || async {
-        let left = traefik
-            .list(&Default::default())
-            .await
-            .map_err(|e| e.to_string())?;
-        if left.items.is_empty() {
-            Ok(())
-        } else {
-            Err(format!("{} left", left.items.len()))
-        }
-    })
     .await;
     ns.cleanup(&client).await;
 }

@@ -797,3 +797,66 @@ pub fn record(
     };
     (seen, task)
 }
+
+/// Deletes the Canaries in the foreground and waits until each of `generated` lists nothing but
+/// its `keep` names: the objects the Canaries owned went with them.
+pub async fn delete_canaries_and_wait(
+    client: &Client,
+    namespace: &str,
+    names: &[&str],
+    generated: &[(&Api<kube::api::DynamicObject>, &[&str])],
+) {
+    let canaries = Api::<Canary>::namespaced(client.clone(), namespace);
+    for name in names {
+        canaries
+            .delete(name, &kube::api::DeleteParams::foreground())
+            .await
+            .unwrap();
+    }
+    for (objects, keep) in generated {
+        eventually(
+            Duration::from_secs(300),
+            "the generated objects deleted with their Canaries",
+            || async {
+                let left: Vec<String> = objects
+                    .list(&Default::default())
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .items
+                    .iter()
+                    .filter_map(|r| r.metadata.name.clone())
+                    .filter(|name| !keep.contains(&name.as_str()))
+                    .collect();
+                if left.is_empty() {
+                    Ok(())
+                } else {
+                    Err(format!("{left:?}"))
+                }
+            },
+        )
+        .await;
+    }
+}
+
+/// The Canary's Events once one contains `last`, oldest first: a step's status is written before
+/// its Events are published, so a test that saw the status waits for the step's last Event.
+pub async fn events_including(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    last: &str,
+) -> Vec<String> {
+    eventually(
+        Duration::from_secs(30),
+        &format!("an Event saying {last:?}"),
+        || async {
+            let events = events(client, namespace, name).await;
+            if events.iter().any(|e| e.contains(last)) {
+                Ok(events)
+            } else {
+                Err(events.join("\n"))
+            }
+        },
+    )
+    .await
+}
