@@ -163,26 +163,12 @@ impl Router for Contour {
 
 #[cfg(test)]
 mod tests {
+    use super::super::testing::{self, owner};
     use super::*;
     use crate::api::canary::CanarySpec;
 
     fn canary(service: Value, analysis: Value) -> (Settings, CanarySpec) {
-        let spec: CanarySpec = serde_json::from_value(json!({
-            "provider": "contour",
-            "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"},
-            "service": service,
-            "analysis": analysis,
-        }))
-        .unwrap();
-        (crate::canary::spec::settings(&spec).unwrap(), spec)
-    }
-
-    fn owner() -> Owner {
-        Owner {
-            name: "podinfo".into(),
-            namespace: "test".into(),
-            uid: "u".into(),
-        }
+        testing::canary(json!({"provider": "contour", "service": service, "analysis": analysis}))
     }
 
     #[test]

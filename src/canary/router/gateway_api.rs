@@ -208,27 +208,17 @@ impl Router for GatewayApi {
 
 #[cfg(test)]
 mod tests {
+    use super::super::testing::{self, owner};
     use super::*;
     use crate::api::canary::CanarySpec;
 
     fn canary(analysis: Value) -> (Settings, CanarySpec) {
-        let spec: CanarySpec = serde_json::from_value(json!({
+        testing::canary(json!({
             "provider": "gatewayapi:v1",
-            "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"},
             "service": {"port": 9898, "targetPort": 9898, "hosts": ["app.example.com"],
                 "gatewayRefs": [{"name": "gateway", "namespace": "istio-ingress"}]},
             "analysis": analysis,
         }))
-        .unwrap();
-        (crate::canary::spec::settings(&spec).unwrap(), spec)
-    }
-
-    fn owner() -> Owner {
-        Owner {
-            name: "podinfo".into(),
-            namespace: "test".into(),
-            uid: "u".into(),
-        }
     }
 
     #[test]

@@ -192,26 +192,12 @@ impl Router for Istio {
 
 #[cfg(test)]
 mod tests {
+    use super::super::testing::{self, owner};
     use super::*;
     use crate::api::canary::CanarySpec;
 
     fn canary(service: Value, analysis: Value) -> (Settings, CanarySpec) {
-        let spec: CanarySpec = serde_json::from_value(json!({
-            "provider": "istio",
-            "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"},
-            "service": service,
-            "analysis": analysis,
-        }))
-        .unwrap();
-        (crate::canary::spec::settings(&spec).unwrap(), spec)
-    }
-
-    fn owner() -> Owner {
-        Owner {
-            name: "podinfo".into(),
-            namespace: "test".into(),
-            uid: "u".into(),
-        }
+        testing::canary(json!({"provider": "istio", "service": service, "analysis": analysis}))
     }
 
     #[test]

@@ -341,3 +341,33 @@ impl Router for AnyRouter {
         }
     }
 }
+
+/// What the routers' unit tests share: a Canary of `podinfo` in `test`.
+#[cfg(test)]
+pub(super) mod testing {
+    use serde_json::{Value, json};
+
+    use crate::api::canary::CanarySpec;
+    use crate::canary::objects::Owner;
+    use crate::canary::spec::Settings;
+
+    /// A Canary spec targeting Deployment `podinfo`, with `fields` (provider, service, analysis,
+    /// ...), and its settings.
+    pub fn canary(fields: Value) -> (Settings, CanarySpec) {
+        let mut spec = json!({"targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"}});
+        spec.as_object_mut()
+            .unwrap()
+            .extend(fields.as_object().unwrap().clone());
+        let spec: CanarySpec = serde_json::from_value(spec).unwrap();
+        (crate::canary::spec::settings(&spec).unwrap(), spec)
+    }
+
+    /// The Canary `test/podinfo` as the owner of what a router generates.
+    pub fn owner() -> Owner {
+        Owner {
+            name: "podinfo".into(),
+            namespace: "test".into(),
+            uid: "u".into(),
+        }
+    }
+}

@@ -180,27 +180,18 @@ impl Router for Nginx {
 
 #[cfg(test)]
 mod tests {
+    use super::super::testing::{self, owner};
     use super::*;
     use crate::api::canary::CanarySpec;
 
     fn settings(analysis: Value) -> Settings {
-        let spec: CanarySpec = serde_json::from_value(json!({
+        testing::canary(json!({
             "provider": "nginx",
-            "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "podinfo"},
             "ingressRef": {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "name": "podinfo"},
             "service": {"port": 80, "targetPort": 9898},
             "analysis": analysis,
         }))
-        .unwrap();
-        crate::canary::spec::settings(&spec).unwrap()
-    }
-
-    fn owner() -> Owner {
-        Owner {
-            name: "podinfo".into(),
-            namespace: "test".into(),
-            uid: "u".into(),
-        }
+        .0
     }
 
     fn ingress() -> Value {

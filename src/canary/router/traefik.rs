@@ -76,12 +76,7 @@ mod tests {
         let spec =
             spec(json!({"interval": "1m", "threshold": 5, "maxWeight": 50, "stepWeight": 5}));
         let s = crate::canary::spec::settings(&spec).unwrap();
-        let owner = Owner {
-            name: "podinfo".into(),
-            namespace: "test".into(),
-            uid: "u".into(),
-        };
-        let ts = traefik_service(&s, &spec.service, &owner, 5);
+        let ts = traefik_service(&s, &spec.service, &super::super::testing::owner(), 5);
         assert_eq!(
             ts["spec"],
             json!({"weighted": {"services": [
