@@ -10,6 +10,7 @@ use super::objects::FIELD_MANAGER;
 /// The kinds the analyzer writes: (apiVersion, kind, plural).
 const KINDS: &[(&str, &str, &str)] = &[
     ("apps/v1", "Deployment", "deployments"),
+    ("apps/v1", "DaemonSet", "daemonsets"),
     ("v1", "Service", "services"),
     ("v1", "ConfigMap", "configmaps"),
     ("v1", "Secret", "secrets"),

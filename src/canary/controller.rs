@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::join_all;
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
@@ -33,9 +33,10 @@ use super::objects::{self, Owner};
 use super::observe;
 use super::revision::{self, ConfigRef};
 use super::router::{self, Router};
-use super::spec::{self, HookType, Query, Settings};
+use super::spec::{self, HookType, Query, Settings, TargetKind};
 use super::status;
 use super::webhooks::{self, Payload};
+use super::workload::Workload;
 use crate::api::canary::{
     Canary, CanaryStatus, GATE_ANNOTATION, MetricTemplate, PAUSED_ANNOTATION, Phase,
 };
@@ -86,16 +87,25 @@ pub struct Analyzer {
 
 impl Analyzer {
     pub fn new(client: Client, settings: AnalyzerSettings) -> Analyzer {
-        let (canaries, deployments): (Api<Canary>, Api<Deployment>) = match &settings.namespace {
-            Some(ns) => (
-                Api::namespaced(client.clone(), ns),
-                Api::namespaced(client.clone(), ns),
-            ),
-            None => (Api::all(client.clone()), Api::all(client.clone())),
-        };
+        let (canaries, deployments, daemon_sets): (Api<Canary>, Api<Deployment>, Api<DaemonSet>) =
+            match &settings.namespace {
+                Some(ns) => (
+                    Api::namespaced(client.clone(), ns),
+                    Api::namespaced(client.clone(), ns),
+                    Api::namespaced(client.clone(), ns),
+                ),
+                None => (
+                    Api::all(client.clone()),
+                    Api::all(client.clone()),
+                    Api::all(client.clone()),
+                ),
+            };
         let (deployment_store, writer) = reflector::store();
         let deployment_events =
             reflector(writer, watcher(deployments, watcher::Config::default())).touched_objects();
+        let (daemon_set_store, writer) = reflector::store();
+        let daemon_set_events =
+            reflector(writer, watcher(daemon_sets, watcher::Config::default())).touched_objects();
         let handed = Arc::new(Handed::default());
         let reporter = Reporter {
             controller: Canaries::REPORTER.into(),
@@ -105,6 +115,7 @@ impl Analyzer {
             recorder: Recorder::new(client.clone(), reporter),
             client: client.clone(),
             deployments: deployment_store,
+            daemon_sets: daemon_set_store,
             handed: handed.clone(),
             http: crate::runtime::http::client(),
             metric_clients: Clients::new(),
@@ -118,8 +129,7 @@ impl Analyzer {
         let handoff = Arc::new(CanaryHandoff::new(scaffold.store(), handed, wake));
         let store = scaffold.store();
         // A change of a target or a primary wakes its Canaries.
-        let owners = move |d: Deployment| {
-            let (ns, name) = (d.namespace().unwrap_or_default(), d.name_any());
+        let owners = move |ns: String, name: String| {
             store
                 .state()
                 .iter()
@@ -131,8 +141,14 @@ impl Analyzer {
                 .map(|c| ObjectRef::from_obj(&**c))
                 .collect::<Vec<_>>()
         };
+        let of_daemon_sets = owners.clone();
         let scaffold = scaffold
-            .watches_stream(deployment_events, owners)
+            .watches_stream(deployment_events, move |d: Deployment| {
+                owners(d.namespace().unwrap_or_default(), d.name_any())
+            })
+            .watches_stream(daemon_set_events, move |d: DaemonSet| {
+                of_daemon_sets(d.namespace().unwrap_or_default(), d.name_any())
+            })
             .reconcile_on(woken);
         Analyzer { scaffold, handoff }
     }
@@ -152,6 +168,7 @@ impl Analyzer {
 pub struct Canaries {
     client: Client,
     deployments: Store<Deployment>,
+    daemon_sets: Store<DaemonSet>,
     handed: Arc<Handed>,
     recorder: Recorder,
     http: reqwest::Client,
@@ -236,9 +253,28 @@ impl Canaries {
             .get(&ObjectRef::new(name).within(namespace))
     }
 
-    fn target(&self, namespace: &str, name: &str) -> Option<Arc<Deployment>> {
-        self.handed
-            .newest(namespace, name, self.deployment(namespace, name))
+    /// A target or primary of `kind`, as the analysis sees it.
+    fn workload(&self, kind: TargetKind, namespace: &str, name: &str) -> Option<Workload> {
+        match kind {
+            TargetKind::Deployment => self
+                .deployment(namespace, name)
+                .map(Workload::of_deployment),
+            TargetKind::DaemonSet => self
+                .daemon_sets
+                .get(&ObjectRef::new(name).within(namespace))
+                .map(|d| Workload::of_daemon_set(&d)),
+        }
+    }
+
+    /// The target, as fresh as the applier handed it over.
+    fn target(&self, kind: TargetKind, namespace: &str, name: &str) -> Option<Workload> {
+        match kind {
+            TargetKind::Deployment => self
+                .handed
+                .newest(namespace, name, self.deployment(namespace, name))
+                .map(Workload::of_deployment),
+            TargetKind::DaemonSet => self.workload(kind, namespace, name),
+        }
     }
 
     async fn publish(
@@ -521,24 +557,38 @@ impl Canaries {
         namespace: &str,
         s: &Settings,
     ) -> Result<bool, ControllerError> {
-        let Some(target) = self.target(namespace, &s.target) else {
+        let Some(Workload {
+            view: target,
+            object: target_value,
+        }) = self.target(s.target_kind, namespace, &s.target)
+        else {
             return Ok(true);
         };
-        let primary = self.deployment(namespace, &s.primary());
-        let replicas = primary
-            .as_ref()
-            .and_then(|p| p.spec.replicas)
-            .map_or(1, i64::from);
-        let mut target_value = serde_json::to_value(&*target).expect("objects serialize");
-        target_value["apiVersion"] = json!("apps/v1");
-        target_value["kind"] = json!("Deployment");
+        // Sized like the primary (a DaemonSet: running again).
+        let primary = self.workload(s.target_kind, namespace, &s.primary());
+        let replicas = match s.target_kind {
+            TargetKind::Deployment => primary
+                .as_ref()
+                .and_then(|p| p.view.spec.replicas)
+                .map_or(1, i64::from),
+            TargetKind::DaemonSet => 1,
+        };
         let revert = |e: kube::Error| {
             ControllerError::Revert(ExecuteError::Scale {
-                what: format!("Deployment {namespace}/{} back to {replicas}", s.target),
+                what: format!(
+                    "{} {namespace}/{} back to {replicas}",
+                    s.target_kind.kind(),
+                    s.target
+                ),
                 source: Box::new(e),
             })
         };
-        if target.spec.replicas.map(i64::from) != Some(replicas) {
+        // A DaemonSet is back once it is no longer scaled to zero.
+        let sized = match s.target_kind {
+            TargetKind::Deployment => target.spec.replicas.map(i64::from) == Some(replicas),
+            TargetKind::DaemonSet => target.spec.replicas != Some(0),
+        };
+        if !sized {
             let fields = objects::target_fields(&target_value, replicas, None);
             super::cluster::apply(&self.client, &fields)
                 .await
@@ -583,13 +633,14 @@ impl Reconciler for Canaries {
     async fn inputs(&self, obj: &Canary) -> Inputs {
         let namespace = obj.namespace().unwrap_or_default();
         let target = &obj.spec.target_ref.name;
+        let kind = TargetKind::of(&obj.spec).unwrap_or(TargetKind::Deployment);
         Inputs {
             target: self
-                .target(&namespace, target)
-                .map(|d| DeploymentState::of(&d)),
+                .target(kind, &namespace, target)
+                .map(|w| DeploymentState::of(&w.view)),
             primary: self
-                .deployment(&namespace, &format!("{target}-primary"))
-                .map(|d| DeploymentState::of(&d)),
+                .workload(kind, &namespace, &format!("{target}-primary"))
+                .map(|w| DeploymentState::of(&w.view)),
             gate: annotation(obj, GATE_ANNOTATION).map(str::to_string),
             paused: annotation(obj, PAUSED_ANNOTATION) == Some("true"),
             deleting: obj.metadata.deletion_timestamp.is_some(),
@@ -670,8 +721,16 @@ impl Reconciler for Canaries {
         };
 
         // The target, as fresh as the applier handed it over.
-        let Some(target) = self.target(&namespace, &s.target) else {
-            let message = format!("Deployment {namespace}/{} not found", s.target);
+        let Some(Workload {
+            view: target,
+            object: target_value,
+        }) = self.target(s.target_kind, &namespace, &s.target)
+        else {
+            let message = format!(
+                "{} {namespace}/{} not found",
+                s.target_kind.kind(),
+                s.target
+            );
             let new = handled(status::blocked(
                 &current,
                 &stamp,
@@ -701,12 +760,6 @@ impl Reconciler for Canaries {
                 requeue: Requeue::After(s.interval),
             });
         };
-        let target_value = {
-            let mut v = serde_json::to_value(&*target).expect("objects serialize");
-            v["apiVersion"] = json!("apps/v1");
-            v["kind"] = json!("Deployment");
-            v
-        };
         if let Err(e) = objects::target_selector(&target_value) {
             let message = e.to_string();
             let new = handled(status::stalled(
@@ -724,7 +777,9 @@ impl Reconciler for Canaries {
                 requeue: Requeue::OnChange,
             });
         }
-        let primary = self.deployment(&namespace, &s.primary());
+        let primary = self
+            .workload(s.target_kind, &namespace, &s.primary())
+            .map(|w| w.view);
         let revision = observe::revision(&self.client, &target)
             .await
             .map_err(|e| ControllerError::Configs(Box::new(e)))?;
@@ -797,9 +852,11 @@ impl Reconciler for Canaries {
             router: &router,
             owner,
             target: &target,
+            target_object: &target_value,
             primary: primary.as_deref(),
             tracked,
             intended,
+            node_selector: self.handed.intended_node_selector(&namespace, &s.target),
             memo: &self.memo,
             now,
         };

@@ -15,7 +15,7 @@ use super::machine::{Action, Scale};
 use super::objects::{self, Owner};
 use super::revision::{APEX_LABEL, ConfigKind, ConfigRef};
 use super::router::{AnyRouter, Context, Router, RouterError};
-use super::spec::Settings;
+use super::spec::{Settings, TargetKind};
 use crate::api::canary::{Canary, CanaryStatus};
 
 #[derive(Debug, thiserror::Error)]
@@ -85,12 +85,17 @@ pub struct Work<'a> {
     pub settings: &'a Settings,
     pub router: &'a AnyRouter,
     pub owner: Owner,
+    /// The target as the analysis sees it (a DaemonSet as a Deployment: `workload`).
     pub target: &'a Deployment,
+    /// The target itself, as JSON.
+    pub target_object: &'a Value,
     pub primary: Option<&'a Deployment>,
     /// The configuration the target reads, tracked (`Kind/name`).
     pub tracked: BTreeSet<ConfigRef>,
     /// The replicas the target's manifest asks for, as the applier handed them over.
     pub intended: Option<i64>,
+    /// The node selector a DaemonSet target's manifest asks for, as the applier handed it over.
+    pub node_selector: Option<Value>,
     pub memo: &'a RouteMemo,
     pub now: k8s_openapi::jiff::Timestamp,
 }
@@ -109,10 +114,7 @@ impl Work<'_> {
     }
 
     fn target_value(&self) -> Value {
-        let mut target = value(self.target);
-        target["apiVersion"] = Value::from("apps/v1");
-        target["kind"] = Value::from("Deployment");
-        target
+        self.target_object.clone()
     }
 
     /// The primary's replicas: an autoscaler's choice when one scales it, else what the
@@ -178,7 +180,7 @@ impl Work<'_> {
             .and_then(|p| objects::primary_revision(&value(p)).map(str::to_string));
         if held.as_deref() != Some(wanted.as_str()) {
             self.copy_configs().await?;
-            let primary = objects::primary_deployment(
+            let primary = objects::primary_workload(
                 &self.target_value(),
                 self.settings,
                 &self.owner,
@@ -189,7 +191,11 @@ impl Work<'_> {
             cluster::apply(self.client, &primary)
                 .await
                 .map_err(|source| ExecuteError::Bootstrap {
-                    what: format!("Deployment {}", self.settings.primary()),
+                    what: format!(
+                        "{} {}",
+                        self.settings.target_kind.kind(),
+                        self.settings.primary()
+                    ),
                     source: Box::new(source),
                 })?;
         }
@@ -244,15 +250,35 @@ impl Work<'_> {
             .and_then(|m| m.labels.as_ref())
             .and_then(|l| l.get(APEX_LABEL))
             .map(String::as_str);
-        if replicas_of(self.target) == wanted && (label.is_none() || live_label == label) {
+        // A DaemonSet has a size of zero (scaled to zero) or one pod per node, and the node
+        // selector its manifest asks for.
+        let mut target = self.target_value();
+        let selector_at = "/spec/template/spec/nodeSelector";
+        let live_selector = target.pointer(selector_at).cloned();
+        if let Some(selector) = &self.node_selector {
+            target["spec"]["template"]["spec"]["nodeSelector"] = selector.clone();
+        }
+        let empty =
+            |s: Option<&Value>| s.is_none_or(|s| s.as_object().is_none_or(|m| m.is_empty()));
+        let sized = match self.settings.target_kind {
+            TargetKind::Deployment => replicas_of(self.target) == wanted,
+            TargetKind::DaemonSet => {
+                let wanted_selector = target.pointer(selector_at);
+                (replicas_of(self.target) == 0) == (wanted == 0)
+                    && (live_selector.as_ref() == wanted_selector
+                        || empty(live_selector.as_ref()) && empty(wanted_selector))
+            }
+        };
+        if sized && (label.is_none() || live_label == label) {
             return Ok(());
         }
-        let fields = objects::target_fields(&self.target_value(), wanted, label);
+        let fields = objects::target_fields(&target, wanted, label);
         cluster::apply(self.client, &fields)
             .await
             .map_err(|source| ExecuteError::Scale {
                 what: format!(
-                    "Deployment {}/{} to {wanted}",
+                    "{} {}/{} to {wanted}",
+                    self.settings.target_kind.kind(),
                     self.namespace(),
                     self.settings.target
                 ),
@@ -330,7 +356,7 @@ impl Work<'_> {
             return Ok(());
         }
         self.copy_configs().await?;
-        let primary = objects::primary_deployment(
+        let primary = objects::primary_workload(
             &self.target_value(),
             self.settings,
             &self.owner,
@@ -342,7 +368,8 @@ impl Work<'_> {
             .await
             .map_err(|source| ExecuteError::Promote {
                 what: format!(
-                    "Deployment {}/{}",
+                    "{} {}/{}",
+                    self.settings.target_kind.kind(),
                     self.namespace(),
                     self.settings.primary()
                 ),
@@ -356,6 +383,9 @@ impl Work<'_> {
         let (Some(primary), Some(intended)) = (self.primary, self.intended) else {
             return Ok(());
         };
+        if self.settings.target_kind == TargetKind::DaemonSet {
+            return Ok(());
+        }
         if self.canary.spec.autoscaler_ref.is_some() || replicas_of(primary) == intended {
             return Ok(());
         }

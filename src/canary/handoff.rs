@@ -17,6 +17,8 @@ use serde_json::Value;
 
 use super::objects::FIELD_MANAGER;
 use super::revision;
+use super::spec::TargetKind;
+use super::workload;
 use crate::api::canary::{Canary, Phase};
 use crate::api::condition::{self, READY, STALLED};
 use crate::apply::handoff::Handoff;
@@ -36,6 +38,9 @@ pub struct Handed {
     targets: Mutex<HashMap<Key, Arc<Deployment>>>,
     /// The replicas each target's manifest asks for (the primary gets them).
     intended: Mutex<HashMap<Key, i64>>,
+    /// The node selector each DaemonSet target's manifest asks for (the analyzer writes it, with
+    /// its scale-to-zero key while the target is scaled to zero: the map is written whole).
+    node_selectors: Mutex<HashMap<Key, Value>>,
     /// Checksums of the ConfigMaps and Secrets the applier wrote, by `namespace`, `Kind/name`.
     configs: Mutex<HashMap<Key, String>>,
 }
@@ -67,6 +72,12 @@ impl Handed {
         lock(&self.intended)
             .get(&(namespace.to_string(), name.to_string()))
             .copied()
+    }
+
+    pub fn intended_node_selector(&self, namespace: &str, name: &str) -> Option<Value> {
+        lock(&self.node_selectors)
+            .get(&(namespace.to_string(), name.to_string()))
+            .cloned()
     }
 
     fn written_config(&self, namespace: &str, key: &str) -> Option<String> {
@@ -126,13 +137,16 @@ impl CanaryHandoff {
             .filter(move |c| c.namespace().as_deref() == Some(namespace.as_str()))
     }
 
-    /// The Canaries whose target is this Deployment.
+    /// The Canaries whose target is this Deployment or DaemonSet.
     fn targeting(&self, id: &ObjectId) -> Vec<Arc<Canary>> {
-        if id.group != "apps" || id.kind != "Deployment" {
+        if id.group != "apps" {
             return Vec::new();
         }
         self.in_namespace(&id.namespace)
-            .filter(|c| c.spec.target_ref.name == id.name)
+            .filter(|c| {
+                c.spec.target_ref.name == id.name
+                    && TargetKind::of(&c.spec).is_some_and(|k| k.kind() == id.kind)
+            })
             .collect()
     }
 
@@ -141,7 +155,10 @@ impl CanaryHandoff {
         self.in_namespace(&id.namespace).any(|c| {
             let n = names(&c);
             match (id.group.as_str(), id.kind.as_str()) {
-                ("apps", "Deployment") => id.name == n.target || id.name == n.primary,
+                ("apps", "Deployment" | "DaemonSet") => {
+                    TargetKind::of(&c.spec).is_some_and(|k| k.kind() == id.kind)
+                        && (id.name == n.target || id.name == n.primary)
+                }
                 ("", "Service") => {
                     id.name == n.apex
                         || id.name == format!("{}-primary", n.apex)
@@ -200,11 +217,22 @@ impl Handoff for CanaryHandoff {
         if canaries.is_empty() {
             return;
         }
-        if let Some(replicas) = desired.pointer("/spec/replicas").and_then(Value::as_i64) {
-            lock(&self.handed.intended).insert(key.clone(), replicas);
+        // What a Deployment's manifest asks for, and the Deployment written (a DaemonSet's
+        // analysis reads the watch); a DaemonSet's node selector.
+        if id.kind == "DaemonSet" {
+            let selector = desired
+                .pointer("/spec/template/spec/nodeSelector")
+                .cloned()
+                .unwrap_or_else(|| serde_json::json!({}));
+            lock(&self.handed.node_selectors).insert(key.clone(), selector);
         }
-        if let Some(written) = written.and_then(|w| serde_json::from_value(w.clone()).ok()) {
-            lock(&self.handed.targets).insert(key, Arc::new(written));
+        if id.kind == "Deployment" {
+            if let Some(replicas) = desired.pointer("/spec/replicas").and_then(Value::as_i64) {
+                lock(&self.handed.intended).insert(key.clone(), replicas);
+            }
+            if let Some(written) = written.and_then(|w| serde_json::from_value(w.clone()).ok()) {
+                lock(&self.handed.targets).insert(key, Arc::new(written));
+            }
         }
         for canary in canaries {
             self.wake(&canary);
@@ -213,8 +241,7 @@ impl Handoff for CanaryHandoff {
 
     fn health(&self, id: &ObjectId, live: &Value) -> Option<Health> {
         let canary = self.targeting(id).into_iter().find(|c| !c.spec.suspend)?;
-        let template = live.pointer("/spec/template").cloned().unwrap_or_default();
-        let checksum = revision::template_checksum(&template);
+        let checksum = revision::template_checksum(&workload::template(live));
         let tracked = canary
             .status
             .as_ref()

@@ -20,3 +20,4 @@ pub mod router;
 pub mod spec;
 pub mod status;
 pub mod webhooks;
+pub mod workload;

@@ -84,10 +84,10 @@ fn labels_value(labels: &BTreeMap<String, String>) -> Value {
     )
 }
 
-/// The primary Deployment for `revision`: the target's template with renamed selector labels,
-/// the apex label and copies of tracked configuration. `replicas` is left out when an
-/// autoscaler owns it.
-pub fn primary_deployment(
+/// The primary for `revision`, of the target's kind (Deployment or DaemonSet): the target's
+/// template with renamed selector labels, the apex label and copies of tracked configuration.
+/// `replicas` is left out when an autoscaler owns it, and for a DaemonSet.
+pub fn primary_workload(
     target: &Value,
     s: &Settings,
     owner: &Owner,
@@ -118,25 +118,39 @@ pub fn primary_deployment(
         "selector": {"matchLabels": labels_value(&renamed)},
         "template": template,
     });
-    for field in [
-        "minReadySeconds",
-        "revisionHistoryLimit",
-        "progressDeadlineSeconds",
-        "strategy",
-    ] {
+    let daemon_set = kind(target) == "DaemonSet";
+    let fields: &[&str] = if daemon_set {
+        &["minReadySeconds", "revisionHistoryLimit", "updateStrategy"]
+    } else {
+        &[
+            "minReadySeconds",
+            "revisionHistoryLimit",
+            "progressDeadlineSeconds",
+            "strategy",
+        ]
+    };
+    for field in fields {
         if let Some(value) = target.pointer(&format!("/spec/{field}")) {
-            spec[field] = value.clone();
+            spec[*field] = value.clone();
         }
     }
-    if let Some(replicas) = replicas {
+    if let Some(replicas) = replicas.filter(|_| !daemon_set) {
         spec["replicas"] = Value::from(replicas);
     }
     Ok(json!({
         "apiVersion": "apps/v1",
-        "kind": "Deployment",
+        "kind": kind(target),
         "metadata": metadata,
         "spec": spec,
     }))
+}
+
+/// The kind of a target or primary (`Deployment` unless it says otherwise).
+fn kind(object: &Value) -> &str {
+    object
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or("Deployment")
 }
 
 /// The primary as the analyzer applied it, read back from the live object, with other replicas
@@ -212,20 +226,39 @@ pub fn config_copy(config: &Value, reference: &ConfigRef, owner: &Owner) -> Valu
     copy
 }
 
-/// What the analyzer owns on the target: its replicas, and for pod-ratio routing the apex label
-/// on its pods. Always applied whole: a field left out of an apply would be removed.
+/// What the analyzer owns on the target: its size (a Deployment's replicas; on a DaemonSet
+/// scaled to zero, the node selector no node matches), and for pod-ratio and blue/green routing
+/// the apex label on its pods. Always applied whole: a field left out of an apply would be
+/// removed.
 pub fn target_fields(target: &Value, replicas: i64, apex_label: Option<&str>) -> Value {
     let mut object = json!({
         "apiVersion": "apps/v1",
-        "kind": "Deployment",
+        "kind": kind(target),
         "metadata": {
             "name": target.pointer("/metadata/name").cloned().unwrap_or_default(),
             "namespace": target.pointer("/metadata/namespace").cloned().unwrap_or_default(),
         },
-        "spec": {"replicas": replicas},
+        "spec": {},
     });
+    if kind(target) == "DaemonSet" {
+        // The node selector is written whole (Kubernetes merges it as one value): the target's
+        // own, and while scaled to zero a key no node has.
+        let mut selector = target
+            .pointer("/spec/template/spec/nodeSelector")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
+        if replicas == 0 {
+            selector.insert(super::workload::SCALE_TO_ZERO.into(), json!("true"));
+        }
+        if !selector.is_empty() {
+            object["spec"]["template"] = json!({"spec": {"nodeSelector": selector}});
+        }
+    } else {
+        object["spec"]["replicas"] = Value::from(replicas);
+    }
     if let Some(apex) = apex_label {
-        object["spec"]["template"] = json!({"metadata": {"labels": {APEX_LABEL: apex}}});
+        object["spec"]["template"]["metadata"] = json!({"labels": {APEX_LABEL: apex}});
     }
     object
 }
@@ -385,8 +418,7 @@ mod tests {
             name: "env".into(),
         }]
         .into();
-        let primary =
-            primary_deployment(&target(), &s, &owner(), &tracked, "abc", Some(3)).unwrap();
+        let primary = primary_workload(&target(), &s, &owner(), &tracked, "abc", Some(3)).unwrap();
         assert_eq!(primary["metadata"]["name"], "web-primary");
         assert_eq!(primary["metadata"]["ownerReferences"][0]["uid"], "u-1");
         assert_eq!(primary_revision(&primary), Some("abc"));
@@ -414,7 +446,7 @@ mod tests {
             ),
             (Some(3), Some(2))
         );
-        let scaled = primary_deployment(&target(), &s, &owner(), &tracked, "abc", None).unwrap();
+        let scaled = primary_workload(&target(), &s, &owner(), &tracked, "abc", None).unwrap();
         assert!(
             scaled["spec"].get("replicas").is_none(),
             "an autoscaler owns replicas"
@@ -427,7 +459,7 @@ mod tests {
         let mut bad = target();
         bad["spec"]["selector"] =
             json!({"matchExpressions": [{"key": "app", "operator": "Exists"}]});
-        let err = primary_deployment(&bad, &s, &owner(), &BTreeSet::new(), "x", None).unwrap_err();
+        let err = primary_workload(&bad, &s, &owner(), &BTreeSet::new(), "x", None).unwrap_err();
         assert!(err.to_string().contains("matchLabels"), "{err}");
     }
 
@@ -471,6 +503,54 @@ mod tests {
             target_fields(&target(), 2, None)["spec"]
                 .get("template")
                 .is_none()
+        );
+    }
+
+    #[test]
+    fn a_daemon_set_gets_a_primary_daemon_set_and_is_scaled_to_zero_by_node_selector() {
+        let (s, _) = settings(json!({"port": 80}));
+        let mut ds = target();
+        ds["kind"] = json!("DaemonSet");
+        let spec = ds["spec"].as_object_mut().unwrap();
+        spec.remove("replicas");
+        spec.remove("strategy");
+        spec.insert("updateStrategy".into(), json!({"type": "OnDelete"}));
+        let primary =
+            primary_workload(&ds, &s, &owner(), &BTreeSet::new(), "abc", Some(3)).unwrap();
+        assert_eq!(primary["kind"], "DaemonSet");
+        assert_eq!(primary["metadata"]["name"], "web-primary");
+        assert_eq!(primary["spec"].get("replicas"), None);
+        assert_eq!(
+            primary["spec"]["updateStrategy"],
+            json!({"type": "OnDelete"})
+        );
+        assert_eq!(
+            primary["spec"]["selector"],
+            json!({"matchLabels": {"app": "web-primary"}})
+        );
+
+        let zero = target_fields(&ds, 0, Some("web"));
+        assert_eq!(zero["kind"], "DaemonSet");
+        assert_eq!(zero["spec"].get("replicas"), None);
+        assert_eq!(
+            zero["spec"]["template"]["spec"]["nodeSelector"],
+            json!({super::super::workload::SCALE_TO_ZERO: "true"})
+        );
+        assert_eq!(
+            zero["spec"]["template"]["metadata"]["labels"][APEX_LABEL],
+            "web"
+        );
+        // Running: nothing of its size.
+        assert_eq!(target_fields(&ds, 1, None)["spec"], json!({}));
+        // Its own node selector is kept whole, with the key while scaled to zero.
+        ds["spec"]["template"]["spec"]["nodeSelector"] = json!({"kubernetes.io/os": "linux"});
+        assert_eq!(
+            target_fields(&ds, 0, None)["spec"]["template"]["spec"]["nodeSelector"],
+            json!({"kubernetes.io/os": "linux", super::super::workload::SCALE_TO_ZERO: "true"})
+        );
+        assert_eq!(
+            target_fields(&ds, 1, None)["spec"]["template"]["spec"]["nodeSelector"],
+            json!({"kubernetes.io/os": "linux"})
         );
     }
 

@@ -198,10 +198,36 @@ pub struct Hook {
     pub metadata: BTreeMap<String, String>,
 }
 
+/// The kind of a Canary's target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetKind {
+    Deployment,
+    DaemonSet,
+}
+
+impl TargetKind {
+    /// The kind `spec.targetRef` names; `None` for a kind a Canary cannot target.
+    pub fn of(spec: &CanarySpec) -> Option<TargetKind> {
+        match spec.target_ref.kind.as_deref() {
+            None | Some("Deployment") => Some(TargetKind::Deployment),
+            Some("DaemonSet") => Some(TargetKind::DaemonSet),
+            Some(_) => None,
+        }
+    }
+
+    pub fn kind(self) -> &'static str {
+        match self {
+            TargetKind::Deployment => "Deployment",
+            TargetKind::DaemonSet => "DaemonSet",
+        }
+    }
+}
+
 /// What the analysis runs on.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
     pub target: String,
+    pub target_kind: TargetKind,
     pub apex: String,
     pub routing: Routing,
     pub strategy: Strategy,
@@ -295,10 +321,19 @@ pub fn settings(spec: &CanarySpec) -> Result<Settings, InvalidSpec> {
     if target.name.is_empty() {
         return Err(invalid("targetRef.name", "is empty"));
     }
-    if let Some(kind) = target.kind.as_deref().filter(|k| *k != "Deployment") {
+    let Some(target_kind) = TargetKind::of(spec) else {
         return Err(invalid(
             "targetRef.kind",
-            format!("{kind} is not supported (Deployment is)"),
+            format!(
+                "{} is not supported (Deployment and DaemonSet are)",
+                target.kind.as_deref().unwrap_or_default()
+            ),
+        ));
+    };
+    if target_kind == TargetKind::DaemonSet && spec.autoscaler_ref.is_some() {
+        return Err(invalid(
+            "autoscalerRef",
+            "a DaemonSet runs one pod per node and has no autoscaler",
         ));
     }
     if let Some(hpa) = &spec.autoscaler_ref
@@ -397,6 +432,12 @@ pub fn settings(spec: &CanarySpec) -> Result<Settings, InvalidSpec> {
                     ),
                 ));
             }
+            if target_kind == TargetKind::DaemonSet {
+                return Err(invalid(
+                    "analysis",
+                    "a DaemonSet runs one pod per node, so the kubernetes provider cannot weigh traffic by pod counts; use iterations (blue/green) or a mesh or ingress provider",
+                ));
+            }
             Routing::PodRatio
         }
         (Provider::Kubernetes, Strategy::AbTesting { .. }) => {
@@ -471,6 +512,7 @@ pub fn settings(spec: &CanarySpec) -> Result<Settings, InvalidSpec> {
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Settings {
         target: target.name.clone(),
+        target_kind,
         apex: spec
             .service
             .name
@@ -808,6 +850,41 @@ mod tests {
 
     fn error(analysis: serde_json::Value) -> String {
         settings(&spec(analysis)).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn a_daemon_set_target_runs_blue_green_or_on_a_mesh_never_by_pod_counts() {
+        let daemon_set = |extra: serde_json::Value, analysis: serde_json::Value| {
+            let mut canary = json!({"targetRef": {"apiVersion": "apps/v1", "kind": "DaemonSet", "name": "agent"},
+                "service": {"port": 80}, "analysis": analysis});
+            canary
+                .as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            settings(&serde_json::from_value(canary).unwrap())
+        };
+        let blue_green = daemon_set(json!({}), json!({"iterations": 3})).unwrap();
+        assert_eq!(blue_green.target_kind, TargetKind::DaemonSet);
+        assert_eq!(blue_green.routing, Routing::ServiceSelector);
+        let mesh = daemon_set(json!({"provider": "istio"}), json!({"stepWeight": 10})).unwrap();
+        assert_eq!(mesh.routing, Routing::Istio);
+        let by_pods = daemon_set(json!({}), json!({"stepWeight": 10})).unwrap_err();
+        assert_eq!(by_pods.field, "analysis");
+        assert!(by_pods.message.contains("one pod per node"), "{by_pods}");
+        let scaled = daemon_set(
+            json!({"autoscalerRef": {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "name": "agent"}}),
+            json!({"iterations": 3}),
+        )
+        .unwrap_err();
+        assert_eq!(scaled.field, "autoscalerRef");
+        let stateful = serde_json::from_value(
+            json!({"targetRef": {"kind": "StatefulSet", "name": "db"}, "service": {"port": 80}}),
+        )
+        .unwrap();
+        assert_eq!(
+            settings(&stateful).unwrap_err().to_string(),
+            "spec.targetRef.kind: StatefulSet is not supported (Deployment and DaemonSet are)"
+        );
     }
 
     #[test]
