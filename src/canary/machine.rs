@@ -358,6 +358,7 @@ pub fn step(s: &Settings, current: &CanaryStatus, o: &Observed) -> Decision {
     match run.decide() {
         Ok(()) => {
             run.levels();
+            run.mirroring_stopped();
             run.conditions();
             Decision::Act(Box::new(Step {
                 status: run.status,
@@ -1055,22 +1056,6 @@ impl Run<'_> {
             self.actions
                 .push(Action::Route(traffic(self.s, &self.status)));
         }
-        if mirroring(self.s, self.was) && !mirroring(self.s, &self.status) {
-            let message = format!(
-                "Stop traffic mirroring to {}.{}",
-                self.s.canary_service(),
-                self.o.namespace
-            );
-            // Before what the step says; the Ready condition keeps the step's message.
-            self.notes.insert(
-                0,
-                Note {
-                    warning: false,
-                    reason: CanaryReason::Advanced,
-                    message,
-                },
-            );
-        }
         let running = matches!(
             phase,
             Phase::Progressing | Phase::WaitingPromotion | Phase::Promoting | Phase::Finalising
@@ -1087,6 +1072,25 @@ impl Run<'_> {
             Action::PostRollout => 5,
         };
         self.actions.sort_by_key(rank);
+    }
+
+    /// Says that mirroring stopped, whichever way the step left it (the next weight, the
+    /// promotion, a rollback, a new revision), before what the step says; the Ready condition
+    /// keeps the step's message.
+    fn mirroring_stopped(&mut self) {
+        if !self.o.suspended && mirroring(self.s, self.was) && !mirroring(self.s, &self.status) {
+            let message = format!(
+                "Stop traffic mirroring to {}.{}",
+                self.s.canary_service(),
+                self.o.namespace
+            );
+            let note = Note {
+                warning: false,
+                reason: CanaryReason::Advanced,
+                message,
+            };
+            self.notes.insert(0, note);
+        }
     }
 
     /// Ready, Reconciling, Stalled and Promoted, from the phase.
