@@ -11,6 +11,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::condition::{Condition, ReconcileStatus};
+use super::window::ReleaseWindow;
 
 /// Condition type saying whether the last revision was promoted (Flagger's).
 pub const PROMOTED: &str = "Promoted";
@@ -74,6 +75,10 @@ pub struct CanarySpec {
     /// Leave the canary alone while true: no routing, scaling or analysis.
     #[serde(default)]
     pub suspend: bool,
+    /// When a promotion may start: an analysis that passes outside every window waits in
+    /// `WaitingPromotion` until one opens (none: at any time).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub release_windows: Vec<ReleaseWindow>,
 }
 
 /// A reference to the target Deployment or its autoscaler, in the Canary's namespace.

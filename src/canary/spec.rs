@@ -12,6 +12,7 @@ use crate::api::canary::{
 };
 use crate::api::duration;
 use crate::runtime::references::Reference;
+use crate::runtime::window::{self, Windows};
 
 /// Flagger's floor for the analysis interval.
 pub const MIN_INTERVAL: Duration = Duration::from_secs(10);
@@ -257,6 +258,8 @@ pub struct Settings {
     pub ingress: Option<String>,
     pub mirror: Option<Mirror>,
     pub affinity: Option<Affinity>,
+    /// When a promotion may start.
+    pub windows: Windows,
 }
 
 impl Settings {
@@ -528,6 +531,8 @@ pub fn settings(spec: &CanarySpec) -> Result<Settings, InvalidSpec> {
         ingress,
         mirror,
         affinity,
+        windows: window::parse(&spec.release_windows)
+            .map_err(|e| invalid(e.field(), e.to_string()))?,
     })
 }
 
