@@ -1,5 +1,6 @@
 //! A Canary's spec, checked once and turned into the settings the analysis runs on: the strategy
-//! and its steps, durations, thresholds, metrics, webhooks and alerts; and the references it
+//! and its steps, durations, thresholds, metrics, webhooks and alerts, mirroring and session
+//! affinity (`traffic`); and the references it
 //! makes to other namespaces. Every mistake is reported with the field that holds it. Pure.
 
 use std::collections::BTreeMap;
@@ -7,12 +8,15 @@ use std::time::Duration;
 
 use super::alerts::Alert;
 use crate::api::canary::{
-    CanaryAnalysis, CanaryMetric, CanarySpec, CanaryWebhook, HttpMatch, NoData, SessionAffinity,
-    StringMatch, TemplateReference,
+    CanaryAnalysis, CanaryMetric, CanarySpec, CanaryWebhook, HttpMatch, NoData, StringMatch,
+    TemplateReference,
 };
 use crate::api::duration;
 use crate::runtime::references::Reference;
+
+mod traffic;
 use crate::runtime::window::{self, Windows};
+pub use traffic::{Affinity, DEFAULT_COOKIE_MAX_AGE, Mirror};
 
 /// Flagger's floor for the analysis interval.
 pub const MIN_INTERVAL: Duration = Duration::from_secs(10);
@@ -20,8 +24,6 @@ pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
 pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(600);
 pub const DEFAULT_METRIC_INTERVAL: &str = "1m";
 pub const DEFAULT_WEBHOOK_TIMEOUT: Duration = Duration::from_secs(10);
-/// Lifetime of the session affinity cookies, in seconds, as Flagger's default.
-pub const DEFAULT_COOKIE_MAX_AGE: u64 = 86400;
 
 /// A spec the analysis cannot run with; only a change of the spec helps.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -84,24 +86,6 @@ pub enum Routing {
     Contour,
     /// `traefik`: TraefikService weights.
     Traefik,
-}
-
-/// Traffic mirroring (`analysis.mirror`): requests copied to the canary, its answers dropped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Mirror {
-    /// Percentage of requests copied (`analysis.mirrorWeight`); `None`: all of them.
-    pub percent: Option<u32>,
-}
-
-/// Session affinity (`analysis.sessionAffinity`): the cookies that keep a client where it landed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Affinity {
-    /// Set on the canary's answers; requests carrying it go to the canary.
-    pub cookie: String,
-    /// Set on the primary's answers; requests carrying it go to the primary (until the next step).
-    pub primary_cookie: Option<String>,
-    /// Lifetime of the cookies, in seconds.
-    pub max_age: u64,
 }
 
 impl Routing {
@@ -256,7 +240,9 @@ pub struct Settings {
     pub matches: Vec<HttpMatch>,
     /// The Ingress whose traffic is shifted (`nginx`).
     pub ingress: Option<String>,
+    /// `analysis.mirror`; `None`: nothing is mirrored.
     pub mirror: Option<Mirror>,
+    /// `analysis.sessionAffinity`; `None`: no cookies.
     pub affinity: Option<Affinity>,
     /// When a promotion may start.
     pub windows: Windows,
@@ -505,8 +491,8 @@ pub fn settings(spec: &CanarySpec) -> Result<Settings, InvalidSpec> {
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let mirror = mirror(analysis, routing, &strategy)?;
-    let affinity = affinity(analysis.session_affinity.as_ref(), routing, &strategy)?;
+    let mirror = traffic::mirror(analysis, routing, &strategy)?;
+    let affinity = traffic::affinity(analysis.session_affinity.as_ref(), routing, &strategy)?;
     Ok(Settings {
         target: target.name.clone(),
         apex: spec
@@ -534,115 +520,6 @@ pub fn settings(spec: &CanarySpec) -> Result<Settings, InvalidSpec> {
         windows: window::parse(&spec.release_windows)
             .map_err(|e| invalid(e.field(), e.to_string()))?,
     })
-}
-
-/// Traffic mirroring, where the router can copy requests and the strategy has a step to copy
-/// them in.
-fn mirror(
-    analysis: &CanaryAnalysis,
-    routing: Routing,
-    strategy: &Strategy,
-) -> Result<Option<Mirror>, InvalidSpec> {
-    if !analysis.mirror {
-        return Ok(None);
-    }
-    if !matches!(
-        routing,
-        Routing::Istio | Routing::GatewayApi | Routing::Traefik
-    ) {
-        return Err(invalid(
-            "analysis.mirror",
-            format!(
-                "the {} provider cannot mirror traffic; use provider istio, gatewayapi:v1 or traefik",
-                routing.provider()
-            ),
-        ));
-    }
-    if matches!(strategy, Strategy::AbTesting { .. }) {
-        return Err(invalid(
-            "analysis.mirror",
-            "mirroring cannot be combined with A/B testing (analysis.match): drop one of them",
-        ));
-    }
-    let percent = match analysis.mirror_weight {
-        None => None,
-        Some(w) if (1..=100).contains(&w) => Some(w as u32),
-        Some(w) => {
-            return Err(invalid(
-                "analysis.mirrorWeight",
-                format!("{w} is not a percentage from 1 to 100"),
-            ));
-        }
-    };
-    Ok(Some(Mirror { percent }))
-}
-
-/// Session affinity, where the router can route by cookie and traffic shifts progressively.
-fn affinity(
-    affinity: Option<&SessionAffinity>,
-    routing: Routing,
-    strategy: &Strategy,
-) -> Result<Option<Affinity>, InvalidSpec> {
-    let Some(affinity) = affinity else {
-        return Ok(None);
-    };
-    if !matches!(routing, Routing::Istio | Routing::GatewayApi) {
-        return Err(invalid(
-            "analysis.sessionAffinity",
-            format!(
-                "the {} provider cannot route by cookie; use provider istio or gatewayapi:v1",
-                routing.provider()
-            ),
-        ));
-    }
-    if !matches!(strategy, Strategy::Progressive { .. }) {
-        return Err(invalid(
-            "analysis.sessionAffinity",
-            "session affinity needs progressive traffic shifting (stepWeight or stepWeights), not iterations",
-        ));
-    }
-    let cookie = |field: &str, name: &str| {
-        // A cookie name is an HTTP token (RFC 6265).
-        let token = !name.is_empty()
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
-        if token {
-            Ok(name.to_string())
-        } else {
-            Err(invalid(
-                format!("analysis.sessionAffinity.{field}"),
-                format!("{name:?} is not a cookie name (letters, digits and !#$%&'*+-.^_`|~)"),
-            ))
-        }
-    };
-    let canary = cookie("cookieName", &affinity.cookie_name)?;
-    let primary = affinity
-        .primary_cookie_name
-        .as_deref()
-        .map(|name| cookie("primaryCookieName", name))
-        .transpose()?;
-    if primary.as_ref() == Some(&canary) {
-        return Err(invalid(
-            "analysis.sessionAffinity.primaryCookieName",
-            "must differ from cookieName",
-        ));
-    }
-    let max_age = match affinity.max_age {
-        None => DEFAULT_COOKIE_MAX_AGE,
-        Some(age) if age > 0 => age as u64,
-        Some(age) => {
-            return Err(invalid(
-                "analysis.sessionAffinity.maxAge",
-                format!("{age} is not a positive number of seconds"),
-            ));
-        }
-    };
-    Ok(Some(Affinity {
-        cookie: canary,
-        primary_cookie: primary,
-        max_age,
-    }))
 }
 
 /// The Ingress `nginx` shifts traffic of, checked; `None` for other providers.
@@ -1123,92 +1000,5 @@ mod tests {
         let s = settings(&s).unwrap();
         assert!(s.skip_analysis);
         assert_eq!(s.routing, Routing::ServiceSelector);
-    }
-
-    #[test]
-    fn mirroring_and_session_affinity_need_a_router_and_strategy_that_can_express_them() {
-        let with = |provider: &str, analysis: serde_json::Value| {
-            let mut s = spec(analysis);
-            s.provider = Some(provider.into());
-            s.service.gateway_refs = vec![Default::default()];
-            s.service.gateway_refs[0].name = "gw".into();
-            s.ingress_ref = serde_json::from_value(json!({"name": "web"})).unwrap();
-            settings(&s).map_err(|e| e.to_string())
-        };
-        let s = with(
-            "istio",
-            json!({"stepWeight": 10, "mirror": true, "mirrorWeight": 30}),
-        )
-        .unwrap();
-        assert_eq!(s.mirror, Some(Mirror { percent: Some(30) }));
-        assert_eq!(
-            with("traefik", json!({"iterations": 2, "mirror": true}))
-                .unwrap()
-                .mirror,
-            Some(Mirror { percent: None })
-        );
-        for provider in ["kubernetes", "nginx", "contour"] {
-            let err = with(provider, json!({"stepWeight": 10, "mirror": true})).unwrap_err();
-            assert!(
-                err.starts_with("spec.analysis.mirror:") && err.contains(provider),
-                "{err}"
-            );
-        }
-        let ab = with(
-            "istio",
-            json!({"iterations": 2, "mirror": true, "match": [{"headers": {"x": {"exact": "1"}}}]}),
-        )
-        .unwrap_err();
-        assert!(ab.contains("analysis.mirror") && ab.contains("A/B"), "{ab}");
-        let weight = with(
-            "istio",
-            json!({"stepWeight": 10, "mirror": true, "mirrorWeight": 0}),
-        );
-        assert!(weight.unwrap_err().contains("analysis.mirrorWeight: 0"));
-
-        let sticky = with(
-            "gatewayapi:v1",
-            json!({"stepWeight": 10, "sessionAffinity": {"cookieName": "canary"}}),
-        )
-        .unwrap();
-        assert_eq!(
-            sticky.affinity,
-            Some(Affinity {
-                cookie: "canary".into(),
-                primary_cookie: None,
-                max_age: DEFAULT_COOKIE_MAX_AGE
-            })
-        );
-        let traefik = with(
-            "traefik",
-            json!({"stepWeight": 10, "sessionAffinity": {"cookieName": "canary"}}),
-        )
-        .unwrap_err();
-        assert!(traefik.contains("analysis.sessionAffinity") && traefik.contains("traefik"));
-        let bg = with(
-            "istio",
-            json!({"iterations": 2, "sessionAffinity": {"cookieName": "canary"}}),
-        )
-        .unwrap_err();
-        assert!(bg.contains("progressive"), "{bg}");
-        for (affinity, field) in [
-            (json!({"cookieName": "a b"}), "cookieName"),
-            (json!({"cookieName": ""}), "cookieName"),
-            (
-                json!({"cookieName": "a", "primaryCookieName": "a"}),
-                "primaryCookieName",
-            ),
-            (json!({"cookieName": "a", "maxAge": 0}), "maxAge"),
-        ] {
-            let err = with(
-                "istio",
-                json!({"stepWeight": 10, "sessionAffinity": affinity}),
-            )
-            .unwrap_err();
-            assert!(
-                err.starts_with(&format!("spec.analysis.sessionAffinity.{field}")),
-                "{err}"
-            );
-        }
     }
 }
