@@ -1,7 +1,7 @@
 //! A Canary's spec, checked once and turned into the settings the analysis runs on: the strategy
 //! and its steps, durations, thresholds, metrics, webhooks and alerts, mirroring and session
-//! affinity (`traffic`); and the references it
-//! makes to other namespaces. Every mistake is reported with the field that holds it. Pure.
+//! affinity (`traffic`); and the references it makes to other namespaces. Every mistake is
+//! reported with the field that holds it. Pure.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
