@@ -1,7 +1,9 @@
 //! The `gatewayapi:v1` provider: an HTTPRoute named after the apex Service, attached to
 //! `service.gatewayRefs`, whose first rule sends weighted traffic to the primary and canary
 //! Services; for A/B testing the first rule carries the analysis matches and a second rule sends
-//! everything else to the primary. The same objects Flagger generates. The Services' apex selects
+//! everything else to the primary. Mirrored, the weighted rule has a `RequestMirror` filter; with
+//! session affinity, rules matching the cookies follow it and its backends set them with a
+//! `ResponseHeaderModifier` filter. The same objects Flagger generates. The Services' apex selects
 //! the primary. `http_route` is pure; `route` and `observe` talk to the API server.
 
 use serde_json::{Value, json};

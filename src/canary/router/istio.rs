@@ -1,7 +1,9 @@
 //! The `istio` provider: a VirtualService named after the apex Service, for the hosts and
 //! gateways of `service`, whose first HTTP route sends weighted traffic to the primary and canary
 //! Services; for A/B testing the first route carries the analysis matches and a second one sends
-//! everything else to the primary. Two DestinationRules (`<apex>-primary`, `<apex>-canary`) carry
+//! everything else to the primary. Mirrored, the weighted route copies requests to the canary
+//! (`mirror`, `mirrorPercentage`); with session affinity, routes before it send the holders of the
+//! cookies to the canary (and the primary), and its destinations set them. Two DestinationRules (`<apex>-primary`, `<apex>-canary`) carry
 //! `service.trafficPolicy`; every route carries the service's `match`, `rewrite`, `timeout`,
 //! `retries`, `headers` and `corsPolicy`. The same objects Flagger generates. The builders are
 //! pure; `route` and `observe` talk to the API server.

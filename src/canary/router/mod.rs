@@ -3,8 +3,10 @@
 //! switches the apex Service's selector (blue/green), `pod_ratio` weighs by the number of canary
 //! and primary pods behind it, `gateway_api` sets HTTPRoute weights and matches, `istio`
 //! VirtualService weights and matches, `contour` HTTPProxy weights and conditions, `traefik` a
-//! weighted TraefikService, `nginx` the annotations of a canary Ingress. Talks to the API server; the objects come from `objects` and
-//! each router's pure builder.
+//! weighted (or mirroring) TraefikService, `nginx` the annotations of a canary Ingress. The
+//! routers that can also mirror requests (`istio`, `gateway_api`, `traefik`) and route by session
+//! affinity cookies (`istio`, `gateway_api`) read what the live object does as a `Live`. Talks to
+//! the API server; the objects come from `objects` and each router's pure builder.
 
 pub mod contour;
 mod endpoints;
