@@ -16,15 +16,6 @@ use support::canary::{self as c, Analyzer, wait_canary};
 use support::node::eventually;
 
 const LONG: Duration = Duration::from_secs(300);
-const GATEWAY_API: &str = "sigs.k8s.io/gateway-api@v1.3.0";
-
-/// Installs the standard channel's CRDs from the module (through the Go proxy).
-fn install_gateway_api_crds() {
-    c::install_crds_from(
-        &c::module_file(GATEWAY_API, "config/crd/standard"),
-        &["httproutes.gateway.networking.k8s.io"],
-    );
-}
 
 fn routes(client: &kube::Client, namespace: &str) -> Api<DynamicObject> {
     let resource = ApiResource {
@@ -76,7 +67,7 @@ fn backend(name: &str, weight: u64) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_routes_hold_every_step_weight_and_the_ab_matches_on_the_real_crds() {
-    install_gateway_api_crds();
+    c::install_gateway_api_crds();
     let client = support::client().await;
     support::install_crds(&client).await;
     let ns = support::TestNamespace::new(&client, "gatewayapi").await;

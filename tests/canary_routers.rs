@@ -13,33 +13,11 @@ mod support;
 use std::time::Duration;
 
 use kube::api::{Api, DynamicObject};
-use kube::discovery::ApiResource;
 use serde_json::{Value, json};
-use support::canary::{self as c, Analyzer, wait_canary};
+use support::canary::{self as c, Analyzer, api, wait_canary};
 use support::node::{self, eventually};
 
 const LONG: Duration = Duration::from_secs(300);
-const ISTIO_API: &str = "istio.io/api@v1.32.0";
-const CONTOUR: &str = "github.com/projectcontour/contour@v1.33.8";
-const TRAEFIK: &str = "github.com/traefik/traefik/v3@v3.7.13";
-
-fn api(
-    client: &kube::Client,
-    namespace: &str,
-    api_version: &str,
-    kind: &str,
-    plural: &str,
-) -> Api<DynamicObject> {
-    let (group, version) = api_version.split_once('/').unwrap();
-    let resource = ApiResource {
-        group: group.into(),
-        version: version.into(),
-        api_version: api_version.into(),
-        kind: kind.into(),
-        plural: plural.into(),
-    };
-    Api::namespaced_with(client.clone(), namespace, &resource)
-}
 
 fn destination(host: &str, weight: u64) -> Value {
     json!({"destination": {"host": host}, "weight": weight})
@@ -47,7 +25,10 @@ fn destination(host: &str, weight: u64) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn istio_virtual_services_hold_every_step_weight_and_the_ab_matches_on_the_real_crds() {
-    let crds = c::module_file(ISTIO_API, "kubernetes/customresourcedefinitions.gen.yaml");
+    let crds = c::module_file(
+        c::ISTIO_API,
+        "kubernetes/customresourcedefinitions.gen.yaml",
+    );
     let client = support::client().await;
     support::install_crds(&client).await;
     let ns = support::TestNamespace::new(&client, "istio").await;
@@ -94,13 +75,7 @@ async fn istio_virtual_services_hold_every_step_weight_and_the_ab_matches_on_the
     })
     .await;
     println!("without the CRDs: {}", c::ready_message(&status));
-    c::install_crds_from(
-        &crds,
-        &[
-            "virtualservices.networking.istio.io",
-            "destinationrules.networking.istio.io",
-        ],
-    );
+    c::install_istio_crds();
 
     let ab = json!({"interval": "10s", "threshold": 2, "iterations": 2, "match": [
         {"headers": {"x-canary": {"exact": "insider"}}},
@@ -417,16 +392,10 @@ async fn nginx_canary_ingresses_hold_every_step_weight_and_the_ab_header_and_coo
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn contour_proxies_and_traefik_services_hold_every_step_weight_on_the_real_crds() {
     c::install_crds_from(
-        &c::module_file(CONTOUR, "examples/contour/01-crds.yaml"),
+        &c::module_file(c::CONTOUR, "examples/contour/01-crds.yaml"),
         &["httpproxies.projectcontour.io"],
     );
-    c::install_crds_from(
-        &c::module_file(
-            TRAEFIK,
-            "docs/content/reference/dynamic-configuration/kubernetes-crd-definition-v1.yml",
-        ),
-        &["traefikservices.traefik.io"],
-    );
+    c::install_traefik_crds();
     let client = support::client().await;
     support::install_crds(&client).await;
     let ns = support::TestNamespace::new(&client, "contour").await;

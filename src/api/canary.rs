@@ -266,6 +266,33 @@ pub struct CanaryAnalysis {
     /// What a metric without data counts as, unless the metric says (default `Fail`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub no_data: Option<NoData>,
+    /// Copy requests to the canary, whose answers are dropped: in a progressive analysis for one
+    /// step before traffic shifts, in blue/green for every iteration (`istio`, `gatewayapi:v1`,
+    /// `traefik`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub mirror: bool,
+    /// Percentage of requests mirrored (default: all).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirror_weight: Option<i32>,
+    /// Keeps a client that reached the canary on it for the rest of the analysis, by a cookie
+    /// (progressive analyses on `istio` and `gatewayapi:v1`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_affinity: Option<SessionAffinity>,
+}
+
+/// The cookies of a canary with session affinity.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionAffinity {
+    /// The cookie set on the canary's responses; requests carrying it go to the canary.
+    pub cookie_name: String,
+    /// Lifetime of the cookies, in seconds (default 86400).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_age: Option<i64>,
+    /// A cookie set on the primary's responses, keeping those clients on the primary until the
+    /// next step of the analysis.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary_cookie_name: Option<String>,
 }
 
 /// What a metric query that returns no data (or cannot be asked) counts as. It is never a pass.

@@ -869,7 +869,7 @@ impl Reconciler for Canaries {
                 Decision::Act(step) => break *step,
                 Decision::Need(Need::Routes) => {
                     let routes = work
-                        .observe_routes(current.canary_weight as u32)
+                        .observe_routes(&machine::traffic(&s, &current))
                         .await
                         .unwrap_or_else(|e| Routes::Converging(error_chain(&e)));
                     observed.routes = Some(routes);

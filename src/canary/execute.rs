@@ -11,7 +11,7 @@ use kube::Client;
 use serde_json::Value;
 
 use super::cluster;
-use super::machine::{Action, Scale};
+use super::machine::{Action, Scale, Traffic};
 use super::objects::{self, Owner};
 use super::revision::{APEX_LABEL, ConfigKind, ConfigRef};
 use super::router::{AnyRouter, Context, Router, RouterError};
@@ -139,7 +139,7 @@ impl Work<'_> {
             match action {
                 Action::Bootstrap => self.bootstrap().await?,
                 Action::Canary(scale) => self.scale(*scale, status).await?,
-                Action::Route(weight) => self.route(*weight).await?,
+                Action::Route(traffic) => self.route(traffic).await?,
                 Action::Promote => self.promote(status).await?,
                 // The controller calls the post-rollout webhooks, with the rest of them.
                 Action::PostRollout => {}
@@ -287,12 +287,12 @@ impl Work<'_> {
         Ok(())
     }
 
-    async fn route(&self, weight: u32) -> Result<(), ExecuteError> {
+    async fn route(&self, traffic: &Traffic) -> Result<(), ExecuteError> {
         let (target, primary_replicas) = self.router_context();
-        // What the routing objects depend on: the weight, the Canary's spec, the target's
+        // What the routing objects depend on: the traffic, the Canary's spec, the target's
         // selector and ports.
         let key = format!(
-            "{weight}/{}/{}/{}",
+            "{traffic}/{}/{}/{}",
             self.canary.metadata.generation.unwrap_or(0),
             target
                 .pointer("/spec/selector")
@@ -315,7 +315,7 @@ impl Work<'_> {
             now: self.now,
         };
         self.router
-            .route(&ctx, weight)
+            .route(&ctx, traffic)
             .await
             .map_err(|source| ExecuteError::Route {
                 router: self.router.name(),
@@ -325,8 +325,11 @@ impl Work<'_> {
         Ok(())
     }
 
-    /// Whether traffic is at `weight`.
-    pub async fn observe_routes(&self, weight: u32) -> Result<super::machine::Routes, RouterError> {
+    /// Whether traffic is as `traffic` says.
+    pub async fn observe_routes(
+        &self,
+        traffic: &Traffic,
+    ) -> Result<super::machine::Routes, RouterError> {
         let (target, primary_replicas) = self.router_context();
         let ctx = Context {
             client: self.client,
@@ -337,7 +340,7 @@ impl Work<'_> {
             primary_replicas,
             now: self.now,
         };
-        self.router.observe(&ctx, weight).await
+        self.router.observe(&ctx, traffic).await
     }
 
     /// The target's template (and configuration) on the primary, when the target still holds

@@ -181,15 +181,93 @@ pub enum Scale {
     Up,
 }
 
+/// Where the router sends traffic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Traffic {
+    /// Percent of requests served by the canary, the rest by the primary.
+    pub weight: u32,
+    /// Requests are also copied to the canary (its answers dropped).
+    pub mirror: bool,
+    /// Session affinity's cookie values, while the canary takes traffic.
+    pub cookies: Option<Cookies>,
+}
+
+/// The values of the session affinity cookies. The canary's is the revision under analysis,
+/// so each revision gets its own and a client that reached an earlier one starts afresh; the
+/// primary's also names the weight, so its holders are shared out again at every step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cookies {
+    pub canary: String,
+    pub primary: String,
+}
+
+impl Traffic {
+    /// `weight` percent on the canary, nothing mirrored, no cookies.
+    pub fn weight(weight: u32) -> Traffic {
+        Traffic {
+            weight,
+            mirror: false,
+            cookies: None,
+        }
+    }
+}
+
+impl std::fmt::Display for Traffic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "weight {}", self.weight)?;
+        if self.mirror {
+            write!(f, ", mirrored")?;
+        }
+        if let Some(cookies) = &self.cookies {
+            write!(f, ", cookies {}/{}", cookies.canary, cookies.primary)?;
+        }
+        Ok(())
+    }
+}
+
+/// Whether a status mirrors traffic to the canary: a progressive analysis in its mirroring step
+/// (weight 0 after the first tick, which counts one iteration), a blue/green analysis from its
+/// first iteration until the promotion.
+pub fn mirroring(s: &Settings, status: &CanaryStatus) -> bool {
+    let analysing = matches!(
+        status.phase,
+        Some(Phase::Progressing | Phase::WaitingPromotion)
+    );
+    let stage = match s.strategy {
+        Strategy::Progressive { .. } => status.canary_weight == 0,
+        Strategy::BlueGreen { .. } => true,
+        Strategy::AbTesting { .. } => false,
+    };
+    s.mirror.is_some() && analysing && status.iterations > 0 && stage
+}
+
+/// Where traffic goes in `status`: its canary weight, mirrored (see `mirroring`), with the session
+/// affinity cookies while a progressive canary takes traffic.
+pub fn traffic(s: &Settings, status: &CanaryStatus) -> Traffic {
+    let weight = status.canary_weight.clamp(0, 100) as u32;
+    let sticky = s.affinity.is_some()
+        && matches!(s.strategy, Strategy::Progressive { .. })
+        && weight > 0
+        && !status.last_applied_spec.is_empty();
+    Traffic {
+        weight,
+        mirror: mirroring(s, status),
+        cookies: sticky.then(|| Cookies {
+            canary: status.last_applied_spec.clone(),
+            primary: format!("{}-{weight}", status.last_applied_spec),
+        }),
+    }
+}
+
 /// A change to make in the cluster; each is idempotent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     /// Create what the canary needs (primary Deployment from the target, its autoscaler, the
     /// Services, the routes) where missing.
     Bootstrap,
     Canary(Scale),
-    /// Send this percentage of traffic to the canary, the rest to the primary.
-    Route(u32),
+    /// Send traffic as said: the weight to the canary, the rest to the primary.
+    Route(Traffic),
     /// Copy the target's pod template (and configuration) to the primary.
     Promote,
     /// Call the post-rollout webhooks.
@@ -280,6 +358,7 @@ pub fn step(s: &Settings, current: &CanaryStatus, o: &Observed) -> Decision {
     match run.decide() {
         Ok(()) => {
             run.levels();
+            run.mirroring_stopped();
             run.conditions();
             Decision::Act(Box::new(Step {
                 status: run.status,
@@ -776,6 +855,16 @@ impl Run<'_> {
         let decided_by = self.decided_by();
         match &self.s.strategy {
             Strategy::Progressive { .. } => {
+                if self.s.mirror.is_some()
+                    && self.status.canary_weight == 0
+                    && self.status.iterations == 0
+                {
+                    // A step of mirrored requests before any answer comes from the canary.
+                    self.status.iterations = 1;
+                    self.stepped();
+                    self.note_mirroring();
+                    return Ok(());
+                }
                 if let Some(next) = self.s.next_weight(self.status.canary_weight as u32) {
                     if let Some(why) = self.refused(HookType::ConfirmTrafficIncrease)? {
                         self.stepped();
@@ -804,6 +893,9 @@ impl Run<'_> {
                     }
                     self.status.iterations += 1;
                     self.stepped();
+                    if self.status.iterations == 1 && self.s.mirror.is_some() {
+                        self.note_mirroring();
+                    }
                     let message = format!(
                         "Advance {} canary iteration {}/{iterations}{decided_by}",
                         self.name(),
@@ -844,6 +936,21 @@ impl Run<'_> {
             self.wait(opens_in + Duration::from_secs(1));
         }
         true
+    }
+
+    /// Says that traffic is mirrored to the canary from this step on.
+    fn note_mirroring(&mut self) {
+        let percent = self
+            .s
+            .mirror
+            .and_then(|m| m.percent)
+            .map_or(String::new(), |p| format!(" ({p} percent of requests)"));
+        let message = format!(
+            "Start traffic mirroring to {}.{}{percent}",
+            self.s.canary_service(),
+            self.o.namespace
+        );
+        self.note(false, CanaryReason::Advanced, message);
     }
 
     /// Starts the promotion. A blue/green switch (`switch`) moves all traffic to the running
@@ -970,7 +1077,7 @@ impl Run<'_> {
             || self.actions.contains(&Action::Canary(Scale::Zero));
         if routed {
             self.actions
-                .push(Action::Route(self.status.canary_weight as u32));
+                .push(Action::Route(traffic(self.s, &self.status)));
         }
         let running = matches!(
             phase,
@@ -988,6 +1095,25 @@ impl Run<'_> {
             Action::PostRollout => 5,
         };
         self.actions.sort_by_key(rank);
+    }
+
+    /// Says that mirroring stopped, whichever way the step left it (the next weight, the
+    /// promotion, a rollback, a new revision), before what the step says; the Ready condition
+    /// keeps the step's message.
+    fn mirroring_stopped(&mut self) {
+        if !self.o.suspended && mirroring(self.s, self.was) && !mirroring(self.s, &self.status) {
+            let message = format!(
+                "Stop traffic mirroring to {}.{}",
+                self.s.canary_service(),
+                self.o.namespace
+            );
+            let note = Note {
+                warning: false,
+                reason: CanaryReason::Advanced,
+                message,
+            };
+            self.notes.insert(0, note);
+        }
     }
 
     /// Ready, Reconciling, Stalled and Promoted, from the phase.

@@ -250,7 +250,7 @@ fn routes_of(steps: &[Step]) -> Vec<u32> {
         .iter()
         .flat_map(|s| &s.actions)
         .filter_map(|a| match a {
-            Action::Route(w) => Some(*w),
+            Action::Route(t) => Some(t.weight),
             _ => None,
         })
         .collect();
@@ -279,7 +279,7 @@ fn initialization_waits_for_the_primary_then_scales_the_target_down() {
         step.actions,
         vec![
             Action::Bootstrap,
-            Action::Route(0),
+            Action::Route(Traffic::weight(0)),
             Action::Canary(Scale::Zero)
         ]
     );
@@ -302,7 +302,7 @@ fn at_rest_nothing_changes_and_nothing_is_written() {
     sim.later(3600);
     let step = sim.tick();
     assert_eq!(step.status, before, "a no-op step writes nothing");
-    assert_eq!(step.actions, vec![Action::Route(0)]);
+    assert_eq!(step.actions, vec![Action::Route(Traffic::weight(0))]);
     assert!(step.notes.is_empty());
     assert!(
         sim.asked.is_empty(),
@@ -334,7 +334,7 @@ fn a_good_revision_climbs_every_weight_and_is_promoted() {
     assert_eq!(sim.phase(), Phase::Progressing);
     assert_eq!(
         start.actions,
-        vec![Action::Canary(Scale::Up), Action::Route(0)]
+        vec![Action::Canary(Scale::Up), Action::Route(Traffic::weight(0))]
     );
     assert!(
         sim.events
@@ -482,7 +482,10 @@ fn failed_checks_reach_the_threshold_and_roll_back() {
     let second = sim.tick();
     assert_eq!(sim.phase(), Phase::Failed);
     assert_eq!(sim.status.canary_weight, 0);
-    assert_eq!(second.actions, vec![Action::Route(0), Action::PostRollout]);
+    assert_eq!(
+        second.actions,
+        vec![Action::Route(Traffic::weight(0)), Action::PostRollout]
+    );
     assert!(
         sim.events
             .iter()
@@ -556,7 +559,10 @@ fn no_data_is_a_failed_check_by_default_and_holds_with_pause() {
         );
         assert_eq!(
             step.actions,
-            vec![Action::Canary(Scale::Up), Action::Route(20)]
+            vec![
+                Action::Canary(Scale::Up),
+                Action::Route(Traffic::weight(20))
+            ]
         );
     }
     sim.checks = vec![pass("request-success-rate", 100.0)];
@@ -611,7 +617,7 @@ fn a_new_revision_mid_analysis_restarts_it() {
     assert_eq!(sim.status.last_applied_spec, "v3");
     assert_eq!(
         step.actions,
-        vec![Action::Canary(Scale::Up), Action::Route(0)]
+        vec![Action::Canary(Scale::Up), Action::Route(Traffic::weight(0))]
     );
     assert!(
         step.notes[0]
@@ -844,12 +850,15 @@ fn blue_green_switches_all_traffic_after_the_iterations() {
     let steps = sim.run_until(Phase::Succeeded, 12);
     let all: Vec<Action> = steps.iter().flat_map(|s| s.actions.clone()).collect();
     assert_eq!(routes_of(&steps), vec![0, 100, 0]);
-    let switch = all.iter().position(|a| *a == Action::Route(100)).unwrap();
+    let switch = all
+        .iter()
+        .position(|a| *a == Action::Route(Traffic::weight(100)))
+        .unwrap();
     let promote = all.iter().position(|a| *a == Action::Promote).unwrap();
     let back = switch
         + all[switch..]
             .iter()
-            .position(|a| *a == Action::Route(0))
+            .position(|a| *a == Action::Route(Traffic::weight(0)))
             .unwrap();
     assert!(
         switch < promote && promote < back,
@@ -964,7 +973,10 @@ fn manual_gates_promote_abort_and_pause() {
         let step = sim.tick();
         assert_eq!(
             step.actions,
-            vec![Action::Canary(Scale::Up), Action::Route(20)]
+            vec![
+                Action::Canary(Scale::Up),
+                Action::Route(Traffic::weight(20))
+            ]
         );
         assert!(step.notes.is_empty());
     }
@@ -1002,7 +1014,7 @@ fn a_paused_canary_does_not_start_a_new_revision_and_abort_skips_it() {
     sim.revision = rev("v2");
     let step = sim.tick();
     assert_eq!(sim.phase(), Phase::Initialized);
-    assert_eq!(step.actions, vec![Action::Route(0)]);
+    assert_eq!(step.actions, vec![Action::Route(Traffic::weight(0))]);
     sim.paused = false;
     sim.manual = Some((Manual::Abort, "abort@9".into()));
     sim.tick();
@@ -1154,3 +1166,6 @@ fn a_release_window_that_does_not_parse_is_an_invalid_spec() {
         "{err}"
     );
 }
+
+#[path = "machine_mirror_tests.rs"]
+mod mirror;

@@ -1,6 +1,7 @@
 //! A Canary's spec, checked once and turned into the settings the analysis runs on: the strategy
-//! and its steps, durations, thresholds, metrics, webhooks and alerts; and the references it
-//! makes to other namespaces. Every mistake is reported with the field that holds it. Pure.
+//! and its steps, durations, thresholds, metrics, webhooks and alerts, mirroring and session
+//! affinity (`traffic`); and the references it makes to other namespaces. Every mistake is
+//! reported with the field that holds it. Pure.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -12,7 +13,10 @@ use crate::api::canary::{
 };
 use crate::api::duration;
 use crate::runtime::references::Reference;
+
+mod traffic;
 use crate::runtime::window::{self, Windows};
+pub use traffic::{Affinity, DEFAULT_COOKIE_MAX_AGE, Mirror};
 
 /// Flagger's floor for the analysis interval.
 pub const MIN_INTERVAL: Duration = Duration::from_secs(10);
@@ -82,6 +86,20 @@ pub enum Routing {
     Contour,
     /// `traefik`: TraefikService weights.
     Traefik,
+}
+
+impl Routing {
+    /// The provider's name, as `spec.provider` spells it.
+    pub fn provider(self) -> &'static str {
+        match self {
+            Routing::ServiceSelector | Routing::PodRatio => "kubernetes",
+            Routing::GatewayApi => "gatewayapi:v1",
+            Routing::Nginx => "nginx",
+            Routing::Istio => "istio",
+            Routing::Contour => "contour",
+            Routing::Traefik => "traefik",
+        }
+    }
 }
 
 /// A built-in metric.
@@ -248,6 +266,10 @@ pub struct Settings {
     pub matches: Vec<HttpMatch>,
     /// The Ingress whose traffic is shifted (`nginx`).
     pub ingress: Option<String>,
+    /// `analysis.mirror`; `None`: nothing is mirrored.
+    pub mirror: Option<Mirror>,
+    /// `analysis.sessionAffinity`; `None`: no cookies.
+    pub affinity: Option<Affinity>,
     /// When a promotion may start.
     pub windows: Windows,
 }
@@ -510,6 +532,8 @@ pub fn settings(spec: &CanarySpec) -> Result<Settings, InvalidSpec> {
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
+    let mirror = traffic::mirror(analysis, routing, &strategy)?;
+    let affinity = traffic::affinity(analysis.session_affinity.as_ref(), routing, &strategy)?;
     Ok(Settings {
         target: target.name.clone(),
         target_kind,
@@ -533,6 +557,8 @@ pub fn settings(spec: &CanarySpec) -> Result<Settings, InvalidSpec> {
         alerts,
         matches: analysis.matches.clone(),
         ingress,
+        mirror,
+        affinity,
         windows: window::parse(&spec.release_windows)
             .map_err(|e| invalid(e.field(), e.to_string()))?,
     })

@@ -745,6 +745,63 @@ pub fn load_webhooks(loadtester: &str, target_ip: &str) -> Value {
     ])
 }
 
+/// The Go modules whose CRDs the router tests install.
+pub const ISTIO_API: &str = "istio.io/api@v1.32.0";
+pub const CONTOUR: &str = "github.com/projectcontour/contour@v1.33.8";
+pub const TRAEFIK: &str = "github.com/traefik/traefik/v3@v3.7.13";
+pub const GATEWAY_API: &str = "sigs.k8s.io/gateway-api@v1.3.0";
+
+/// Installs Istio's CRDs (VirtualService, DestinationRule) from the module; their file.
+pub fn install_istio_crds() -> String {
+    let crds = module_file(ISTIO_API, "kubernetes/customresourcedefinitions.gen.yaml");
+    install_crds_from(
+        &crds,
+        &[
+            "virtualservices.networking.istio.io",
+            "destinationrules.networking.istio.io",
+        ],
+    );
+    crds
+}
+
+/// Installs Traefik's TraefikService CRD from the module.
+pub fn install_traefik_crds() {
+    install_crds_from(
+        &module_file(
+            TRAEFIK,
+            "docs/content/reference/dynamic-configuration/kubernetes-crd-definition-v1.yml",
+        ),
+        &["traefikservices.traefik.io"],
+    );
+}
+
+/// Installs the Gateway API standard channel's CRDs from the module.
+pub fn install_gateway_api_crds() {
+    install_crds_from(
+        &module_file(GATEWAY_API, "config/crd/standard"),
+        &["httproutes.gateway.networking.k8s.io"],
+    );
+}
+
+/// The objects of `kind` (served as `plural` at `api_version`) in `namespace`.
+pub fn api(
+    client: &Client,
+    namespace: &str,
+    api_version: &str,
+    kind: &str,
+    plural: &str,
+) -> Api<kube::api::DynamicObject> {
+    let (group, version) = api_version.split_once('/').unwrap();
+    let resource = kube::discovery::ApiResource {
+        group: group.into(),
+        version: version.into(),
+        api_version: api_version.into(),
+        kind: kind.into(),
+        plural: plural.into(),
+    };
+    Api::namespaced_with(client.clone(), namespace, &resource)
+}
+
 /// A file of a Go module (downloaded through the Go proxy).
 pub fn module_file(module: &str, path: &str) -> String {
     let out = std::process::Command::new("go")

@@ -10,9 +10,9 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value, json};
 
-use super::{Context, Router, RouterError, apply, canary_weight};
+use super::{Context, Live, Router, RouterError, apply, canary_weight};
 use crate::api::canary::{CanaryService, HttpMatch, StringMatch};
-use crate::canary::machine::Routes;
+use crate::canary::machine::{Routes, Traffic};
 use crate::canary::objects::Owner;
 use crate::canary::spec::{Settings, Strategy};
 
@@ -136,12 +136,12 @@ pub fn http_proxy(s: &Settings, service: &CanaryService, owner: &Owner, weight: 
 }
 
 /// The canary's weight in a live HTTPProxy's first route.
-fn live_weight(proxy: &Value, canary_service: &str) -> Option<u64> {
-    canary_weight(
+fn live(proxy: &Value, s: &Settings) -> Live {
+    Live::weighted(canary_weight(
         proxy.pointer("/spec/routes/0/services"),
         "/name",
-        canary_service,
-    )
+        &s.canary_service(),
+    ))
 }
 
 impl Router for Contour {
@@ -149,14 +149,15 @@ impl Router for Contour {
         "contour"
     }
 
-    async fn route(&self, ctx: &Context<'_>, weight: u32) -> Result<(), RouterError> {
+    async fn route(&self, ctx: &Context<'_>, traffic: &Traffic) -> Result<(), RouterError> {
+        let weight = traffic.weight;
         ctx.apply_services(&ctx.primary_selector()?).await?;
         let proxy = http_proxy(ctx.settings, ctx.service, ctx.owner, weight);
         apply(ctx.client, &proxy).await.map(drop)
     }
 
-    async fn observe(&self, ctx: &Context<'_>, weight: u32) -> Result<Routes, RouterError> {
-        ctx.observe_apex_route(API_VERSION, "HTTPProxy", weight, live_weight)
+    async fn observe(&self, ctx: &Context<'_>, traffic: &Traffic) -> Result<Routes, RouterError> {
+        ctx.observe_apex_route(API_VERSION, "HTTPProxy", traffic, live)
             .await
     }
 }
@@ -191,7 +192,7 @@ mod tests {
                 ],
             }]})
         );
-        assert_eq!(live_weight(&proxy, "podinfo-canary"), Some(10));
+        assert_eq!(live(&proxy, &s), Live::weighted(Some(10)));
     }
 
     #[test]

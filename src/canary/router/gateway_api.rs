@@ -1,14 +1,16 @@
 //! The `gatewayapi:v1` provider: an HTTPRoute named after the apex Service, attached to
 //! `service.gatewayRefs`, whose first rule sends weighted traffic to the primary and canary
 //! Services; for A/B testing the first rule carries the analysis matches and a second rule sends
-//! everything else to the primary. The same objects Flagger generates. The Services' apex selects
+//! everything else to the primary. Mirrored, the weighted rule has a `RequestMirror` filter; with
+//! session affinity, rules matching the cookies follow it and its backends set them with a
+//! `ResponseHeaderModifier` filter. The same objects Flagger generates. The Services' apex selects
 //! the primary. `http_route` is pure; `route` and `observe` talk to the API server.
 
 use serde_json::{Value, json};
 
-use super::{Context, Router, RouterError, apply, canary_weight, weight_routes};
+use super::{Context, Live, Router, RouterError, Sticky, apply, canary_weight};
 use crate::api::canary::{HttpMatch, StringMatch};
-use crate::canary::machine::Routes;
+use crate::canary::machine::{Routes, Traffic};
 use crate::canary::objects::Owner;
 use crate::canary::spec::{Settings, Strategy};
 
@@ -87,13 +89,24 @@ fn backend(name: &str, port: i32, weight: u32) -> Value {
     json!({"group": "", "kind": "Service", "name": name, "port": port, "weight": weight})
 }
 
-/// The HTTPRoute for `weight` percent on the canary.
+/// A backend whose answers give the client `cookie`.
+fn setting_cookie(mut backend: Value, sticky: &Sticky, cookie: &str) -> Value {
+    backend["filters"] = json!([{"type": "ResponseHeaderModifier", "responseHeaderModifier":
+        {"add": [{"name": "Set-Cookie", "value": sticky.set_cookie(cookie)}]}}]);
+    backend
+}
+
+/// The HTTPRoute for `traffic`: its weight on the canary; mirrored, the weighted rule copies
+/// requests to the canary; with session affinity cookies, a rule matching the canary's cookie
+/// sends its holders to the canary (and the primary's to the primary; a rule with more header
+/// matches takes precedence), and the weighted rule's backends hand the cookies out.
 pub fn http_route(
     s: &Settings,
     service: &crate::api::canary::CanaryService,
     owner: &Owner,
-    weight: u32,
+    traffic: &Traffic,
 ) -> Value {
+    let weight = traffic.weight.min(100);
     let mut service_matches = route_matches(&service.matches);
     if service_matches.is_empty() {
         service_matches.push(json!({"path": {"type": "PathPrefix", "value": "/"}}));
@@ -106,22 +119,46 @@ pub fn http_route(
         }
         rule
     };
-    let weighted = vec![
-        backend(&s.primary_service(), port, 100 - weight.min(100)),
-        backend(&s.canary_service(), port, weight.min(100)),
+    let (primary, canary) = (s.primary_service(), s.canary_service());
+    let mut weighted = vec![
+        backend(&primary, port, 100 - weight),
+        backend(&canary, port, weight),
     ];
-    let rules = if matches!(s.strategy, Strategy::AbTesting { .. }) {
+    let mut sticky_rules = Vec::new();
+    if let Some(sticky) = Sticky::of(s, traffic) {
+        let sticky_rule = |cookie: &str, name: &str| {
+            let header = json!({"headers": [{"type": "RegularExpression", "name": "Cookie",
+                "value": Sticky::cookie_regex(cookie)}]});
+            rule(
+                merged(&[header], &service_matches),
+                vec![backend(name, port, 100)],
+            )
+        };
+        sticky_rules.push(sticky_rule(&sticky.canary, &canary));
+        weighted[1] = setting_cookie(weighted[1].take(), &sticky, &sticky.canary);
+        if let Some(cookie) = &sticky.primary {
+            sticky_rules.push(sticky_rule(cookie, &primary));
+            weighted[0] = setting_cookie(weighted[0].take(), &sticky, cookie);
+        }
+    }
+    let mut rules = if matches!(s.strategy, Strategy::AbTesting { .. }) {
         let analysis = merged(&route_matches(&s.matches), &service_matches);
         vec![
             rule(analysis, weighted),
-            rule(
-                service_matches,
-                vec![backend(&s.primary_service(), port, 100)],
-            ),
+            rule(service_matches, vec![backend(&primary, port, 100)]),
         ]
     } else {
-        vec![rule(service_matches, weighted)]
+        let mut weighted = rule(service_matches, weighted);
+        if traffic.mirror {
+            let mut mirror = json!({"backendRef": {"group": "", "kind": "Service", "name": canary, "port": port}});
+            if let Some(percent) = s.mirror.and_then(|m| m.percent) {
+                mirror["percent"] = json!(percent);
+            }
+            weighted["filters"] = json!([{"type": "RequestMirror", "requestMirror": mirror}]);
+        }
+        vec![weighted]
     };
+    rules.extend(sticky_rules);
     let parents: Vec<Value> = service
         .gateway_refs
         .iter()
@@ -143,13 +180,37 @@ pub fn http_route(
     json!({"apiVersion": API_VERSION, "kind": "HTTPRoute", "metadata": metadata, "spec": spec})
 }
 
-/// The canary's weight in a live HTTPRoute's first rule.
-fn live_weight(route: &Value, canary_service: &str) -> Option<u64> {
-    canary_weight(
-        route.pointer("/spec/rules/0/backendRefs"),
-        "/name",
-        canary_service,
-    )
+/// What a live HTTPRoute does with the canary: the first rule is the weighted one; a later rule
+/// whose one backend is the canary is sticky.
+fn live(route: &Value, s: &Settings) -> Live {
+    let canary = s.canary_service();
+    let rules = route
+        .pointer("/spec/rules")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let Some((weighted, rest)) = rules.split_first() else {
+        return Live::weighted(None);
+    };
+    let names_canary =
+        |v: &Value, at: &str| v.pointer(at).and_then(Value::as_str) == Some(canary.as_str());
+    let mirror = weighted
+        .get("filters")
+        .and_then(Value::as_array)
+        .is_some_and(|filters| {
+            filters
+                .iter()
+                .any(|f| names_canary(f, "/requestMirror/backendRef/name"))
+        });
+    let sticky = rest.iter().any(|r| {
+        let backends = r.get("backendRefs").and_then(Value::as_array);
+        backends.is_some_and(|b| b.len() == 1 && names_canary(&b[0], "/name"))
+    });
+    Live {
+        weight: canary_weight(weighted.get("backendRefs"), "/name", &canary),
+        mirror,
+        sticky,
+    }
 }
 
 /// A parent that has not accepted the route's current generation, if any.
@@ -184,25 +245,22 @@ impl Router for GatewayApi {
         "gatewayapi:v1"
     }
 
-    async fn route(&self, ctx: &Context<'_>, weight: u32) -> Result<(), RouterError> {
+    async fn route(&self, ctx: &Context<'_>, traffic: &Traffic) -> Result<(), RouterError> {
         ctx.apply_services(&ctx.primary_selector()?).await?;
-        let route = http_route(ctx.settings, ctx.service, ctx.owner, weight);
+        let route = http_route(ctx.settings, ctx.service, ctx.owner, traffic);
         apply(ctx.client, &route).await.map(drop)
     }
 
-    async fn observe(&self, ctx: &Context<'_>, weight: u32) -> Result<Routes, RouterError> {
-        let what = format!("HTTPRoute {}/{}", ctx.namespace(), ctx.settings.apex);
-        let Some(live) = ctx
-            .read(API_VERSION, "HTTPRoute", &ctx.settings.apex)
-            .await?
-        else {
-            return Ok(Routes::Converging(format!("{what} does not exist yet")));
-        };
-        let at = live_weight(&live, &ctx.settings.canary_service());
-        if let routes @ Routes::Converging(_) = weight_routes(&what, at, weight) {
-            return Ok(routes);
-        }
-        Ok(not_accepted(&live).map_or(Routes::Converged, Routes::Converging))
+    async fn observe(&self, ctx: &Context<'_>, traffic: &Traffic) -> Result<Routes, RouterError> {
+        let (live, routes) = ctx
+            .read_apex_route(API_VERSION, "HTTPRoute", traffic, live)
+            .await?;
+        Ok(match (live, routes) {
+            (Some(live), Routes::Converged) => {
+                not_accepted(&live).map_or(Routes::Converged, Routes::Converging)
+            }
+            (_, routes) => routes,
+        })
     }
 }
 
@@ -225,7 +283,7 @@ mod tests {
     fn a_progressive_route_weighs_primary_and_canary() {
         let (s, spec) =
             canary(json!({"interval": "1m", "threshold": 5, "maxWeight": 50, "stepWeight": 10}));
-        let route = http_route(&s, &spec.service, &owner(), 10);
+        let route = http_route(&s, &spec.service, &owner(), &Traffic::weight(10));
         assert_eq!(route["metadata"]["name"], "podinfo");
         assert_eq!(route["spec"]["hostnames"], json!(["app.example.com"]));
         assert_eq!(
@@ -242,7 +300,7 @@ mod tests {
                 ],
             }])
         );
-        assert_eq!(live_weight(&route, "podinfo-canary"), Some(10));
+        assert_eq!(live(&route, &s), Live::weighted(Some(10)));
     }
 
     #[test]
@@ -253,7 +311,7 @@ mod tests {
                 {"headers": {"cookie": {"regex": "^(.*?;)?(canary=always)(;.*)?$"}}},
             ]}),
         );
-        let route = http_route(&s, &spec.service, &owner(), 100);
+        let route = http_route(&s, &spec.service, &owner(), &Traffic::weight(100));
         let rules = route["spec"]["rules"].as_array().unwrap();
         assert_eq!(rules.len(), 2);
         assert_eq!(
@@ -286,5 +344,70 @@ mod tests {
             "conditions": [{"type": "Accepted", "status": "True", "observedGeneration": 2}]}]}});
         assert!(not_accepted(&route).unwrap().contains("generation 3"));
         assert_eq!(not_accepted(&json!({"metadata": {"generation": 3}})), None);
+    }
+
+    #[test]
+    fn mirroring_adds_a_request_mirror_filter_to_the_weighted_rule() {
+        let (s, spec) = canary(json!({"stepWeight": 10, "mirror": true, "mirrorWeight": 25}));
+        let traffic = Traffic {
+            mirror: true,
+            ..Traffic::weight(0)
+        };
+        let route = http_route(&s, &spec.service, &owner(), &traffic);
+        assert_eq!(
+            route["spec"]["rules"][0]["filters"],
+            json!([{"type": "RequestMirror", "requestMirror": {
+                "backendRef": {"group": "", "kind": "Service", "name": "podinfo-canary", "port": 9898},
+                "percent": 25}}])
+        );
+        assert_eq!(route["spec"]["rules"][0]["backendRefs"][1]["weight"], 0);
+        let want = Live {
+            mirror: true,
+            ..Live::weighted(Some(0))
+        };
+        assert_eq!(live(&route, &s), want);
+        let done = http_route(&s, &spec.service, &owner(), &Traffic::weight(10));
+        assert_eq!(done["spec"]["rules"][0].get("filters"), None);
+        assert_eq!(live(&done, &s), Live::weighted(Some(10)));
+    }
+
+    #[test]
+    fn session_affinity_adds_cookie_rules_and_response_headers() {
+        let (s, spec) =
+            canary(json!({"stepWeight": 10, "sessionAffinity": {"cookieName": "canary"}}));
+        let traffic = Traffic {
+            cookies: Some(crate::canary::machine::Cookies {
+                canary: "abc".into(),
+                primary: "abc-30".into(),
+            }),
+            ..Traffic::weight(30)
+        };
+        let route = http_route(&s, &spec.service, &owner(), &traffic);
+        let rules = route["spec"]["rules"].as_array().unwrap();
+        assert_eq!(rules.len(), 2, "{rules:#?}");
+        assert_eq!(
+            rules[0]["backendRefs"],
+            json!([
+                {"group": "", "kind": "Service", "name": "podinfo-primary", "port": 9898, "weight": 70},
+                {"group": "", "kind": "Service", "name": "podinfo-canary", "port": 9898, "weight": 30,
+                 "filters": [{"type": "ResponseHeaderModifier", "responseHeaderModifier":
+                    {"add": [{"name": "Set-Cookie", "value": "canary=abc; Max-Age=86400"}]}}]},
+            ])
+        );
+        assert_eq!(
+            rules[1],
+            json!({
+                "matches": [{"path": {"type": "PathPrefix", "value": "/"}, "headers": [
+                    {"type": "RegularExpression", "name": "Cookie", "value": "^(.*?;\\s*)?canary=abc(;.*)?$"}]}],
+                "backendRefs": [{"group": "", "kind": "Service", "name": "podinfo-canary", "port": 9898, "weight": 100}],
+            })
+        );
+        let want = Live {
+            sticky: true,
+            ..Live::weighted(Some(30))
+        };
+        assert_eq!(live(&route, &s), want);
+        let rest = http_route(&s, &spec.service, &owner(), &Traffic::weight(0));
+        assert_eq!(rest["spec"]["rules"].as_array().unwrap().len(), 1);
     }
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use super::endpoints::{self, Want};
 use super::{Context, Router, RouterError};
-use crate::canary::machine::Routes;
+use crate::canary::machine::{Routes, Traffic};
 use crate::canary::revision::APEX_LABEL;
 
 pub struct Kubernetes;
@@ -41,7 +41,8 @@ impl Router for Kubernetes {
         true
     }
 
-    async fn route(&self, ctx: &Context<'_>, weight: u32) -> Result<(), RouterError> {
+    async fn route(&self, ctx: &Context<'_>, traffic: &Traffic) -> Result<(), RouterError> {
+        let weight = traffic.weight;
         let arrived = |e: &endpoints::Endpoints| {
             if weight >= 100 {
                 e.canary > 0
@@ -63,7 +64,8 @@ impl Router for Kubernetes {
             .await
     }
 
-    async fn observe(&self, ctx: &Context<'_>, weight: u32) -> Result<Routes, RouterError> {
+    async fn observe(&self, ctx: &Context<'_>, traffic: &Traffic) -> Result<Routes, RouterError> {
+        let weight = traffic.weight;
         let endpoints = endpoints::read(ctx).await?;
         let (primary, canary) = if weight >= 100 {
             (Want::None, Want::Some)

@@ -3,8 +3,10 @@
 //! switches the apex Service's selector (blue/green), `pod_ratio` weighs by the number of canary
 //! and primary pods behind it, `gateway_api` sets HTTPRoute weights and matches, `istio`
 //! VirtualService weights and matches, `contour` HTTPProxy weights and conditions, `traefik` a
-//! weighted TraefikService, `nginx` the annotations of a canary Ingress. Talks to the API server; the objects come from `objects` and
-//! each router's pure builder.
+//! weighted (or mirroring) TraefikService, `nginx` the annotations of a canary Ingress. The
+//! routers that can also mirror requests (`istio`, `gateway_api`, `traefik`) and route by session
+//! affinity cookies (`istio`, `gateway_api`) read what the live object does as a `Live`. Talks to
+//! the API server; the objects come from `objects` and each router's pure builder.
 
 pub mod contour;
 mod endpoints;
@@ -21,7 +23,7 @@ use kube::Client;
 use serde_json::{Value, json};
 
 use super::cluster;
-use super::machine::Routes;
+use super::machine::{Routes, Traffic};
 use super::objects::{self, ObjectsError, Owner};
 use super::spec::{Routing, Settings};
 use crate::api::canary::CanaryService;
@@ -91,24 +93,41 @@ impl Context<'_> {
             })
     }
 
-    /// Whether the route object of `kind` named after the apex Service sends `weight` percent to
-    /// the canary, its canary weight read by `weight_of` (given the canary Service's name).
+    /// Whether the route object of `kind` named after the apex Service sends traffic as
+    /// `traffic` says, what it does read by `live_of`.
     pub async fn observe_apex_route(
         &self,
         api_version: &str,
         kind: &str,
-        weight: u32,
-        weight_of: impl Fn(&Value, &str) -> Option<u64>,
+        traffic: &Traffic,
+        live_of: impl Fn(&Value, &Settings) -> Live,
     ) -> Result<Routes, RouterError> {
+        Ok(self
+            .read_apex_route(api_version, kind, traffic, live_of)
+            .await?
+            .1)
+    }
+
+    /// The route object of `kind` named after the apex Service, if it exists, and whether it
+    /// sends traffic as `traffic` says.
+    pub async fn read_apex_route(
+        &self,
+        api_version: &str,
+        kind: &str,
+        traffic: &Traffic,
+        live_of: impl Fn(&Value, &Settings) -> Live,
+    ) -> Result<(Option<Value>, Routes), RouterError> {
         let apex = &self.settings.apex;
         let what = format!("{kind} {}/{apex}", self.namespace());
         Ok(match self.read(api_version, kind, apex).await? {
-            None => Routes::Converging(format!("{what} does not exist yet")),
-            Some(live) => weight_routes(
-                &what,
-                weight_of(&live, &self.settings.canary_service()),
-                weight,
+            None => (
+                None,
+                Routes::Converging(format!("{what} does not exist yet")),
             ),
+            Some(live) => {
+                let routes = live_of(&live, self.settings).routes(&what, traffic);
+                (Some(live), routes)
+            }
         })
     }
 
@@ -179,16 +198,80 @@ pub(super) fn canary_weight(
         .as_u64()
 }
 
-/// Whether a route object (`what`) whose canary weight is `at` sends `weight` percent to the
-/// canary.
-pub(super) fn weight_routes(what: &str, at: Option<u64>, weight: u32) -> Routes {
-    if at == Some(u64::from(weight)) {
+/// What a live route object does with a canary's traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Live {
+    /// The canary's weight, if the object names the canary.
+    pub weight: Option<u64>,
+    /// Requests are copied to the canary.
+    pub mirror: bool,
+    /// A route sends the holders of the session affinity cookie to the canary.
+    pub sticky: bool,
+}
+
+impl Live {
+    /// A route object that weighs the canary at `weight`, neither mirroring nor sticky.
+    pub fn weighted(weight: Option<u64>) -> Live {
+        Live {
+            weight,
+            mirror: false,
+            sticky: false,
+        }
+    }
+
+    /// Whether the object (`what`) sends traffic as `traffic` says.
+    pub fn routes(&self, what: &str, traffic: &Traffic) -> Routes {
+        let weight = traffic.weight;
+        if self.weight != Some(u64::from(weight)) {
+            return Routes::Converging(format!(
+                "{what} sends {} percent to the canary, not {weight}",
+                self.weight.map_or("no".into(), |w| w.to_string())
+            ));
+        }
+        if self.mirror != traffic.mirror {
+            let does = if traffic.mirror { "does not" } else { "still" };
+            return Routes::Converging(format!("{what} {does} mirror requests to the canary"));
+        }
+        if self.sticky != traffic.cookies.is_some() {
+            let does = if self.sticky { "still" } else { "does not" };
+            return Routes::Converging(format!(
+                "{what} {does} route the session affinity cookie to the canary"
+            ));
+        }
         Routes::Converged
-    } else {
-        Routes::Converging(format!(
-            "{what} sends {} percent to the canary, not {weight}",
-            at.map_or("no".into(), |w| w.to_string())
-        ))
+    }
+}
+
+/// The session affinity cookies a route object sets and routes by, each as `name=value`.
+pub(super) struct Sticky {
+    pub canary: String,
+    /// The primary's cookie, when the Canary names one.
+    pub primary: Option<String>,
+    pub max_age: u64,
+}
+
+impl Sticky {
+    /// The cookies to route by, when `traffic` has them and the Canary asks for session affinity.
+    pub fn of(s: &Settings, traffic: &Traffic) -> Option<Sticky> {
+        let (affinity, cookies) = (s.affinity.as_ref()?, traffic.cookies.as_ref()?);
+        Some(Sticky {
+            canary: format!("{}={}", affinity.cookie, cookies.canary),
+            primary: affinity
+                .primary_cookie
+                .as_ref()
+                .map(|name| format!("{name}={}", cookies.primary)),
+            max_age: affinity.max_age,
+        })
+    }
+
+    /// The `Set-Cookie` value that gives a client `cookie` (`name=value`).
+    pub fn set_cookie(&self, cookie: &str) -> String {
+        format!("{cookie}; Max-Age={}", self.max_age)
+    }
+
+    /// A regular expression matching a whole `Cookie` header that carries `cookie` (`name=value`).
+    pub fn cookie_regex(cookie: &str) -> String {
+        format!("^(.*?;\\s*)?{}(;.*)?$", regex::escape(cookie))
     }
 }
 
@@ -208,19 +291,20 @@ pub trait Router: Send + Sync {
         false
     }
 
-    /// Sends `weight` percent of the traffic to the canary and the rest to the primary,
-    /// creating what is missing.
+    /// Sends traffic as `traffic` says (its weight to the canary and the rest to the primary,
+    /// mirrored, sticky), creating what is missing. Routers that cannot mirror or route by cookie
+    /// are never asked to (the spec check refuses such Canaries).
     fn route(
         &self,
         ctx: &Context<'_>,
-        weight: u32,
+        traffic: &Traffic,
     ) -> impl Future<Output = Result<(), RouterError>> + Send;
 
-    /// Whether traffic is at `weight` (what clients see, as far as the cluster tells).
+    /// Whether traffic is as `traffic` says (what clients see, as far as the cluster tells).
     fn observe(
         &self,
         ctx: &Context<'_>,
-        weight: u32,
+        traffic: &Traffic,
     ) -> impl Future<Output = Result<Routes, RouterError>> + Send;
 }
 
@@ -232,12 +316,12 @@ pub fn left_to_apex(s: &Settings, service: &CanaryService, owner: &Owner) -> Opt
     let (apex, port) = (s.apex.as_str(), service.port);
     let mut route = match s.routing {
         Routing::GatewayApi => {
-            let mut route = gateway_api::http_route(s, service, owner, 0);
+            let mut route = gateway_api::http_route(s, service, owner, &Traffic::weight(0));
             route["spec"]["rules"] = json!([{"backendRefs": [{"group": "", "kind": "Service", "name": apex, "port": port, "weight": 100}]}]);
             route
         }
         Routing::Istio => {
-            let mut vs = istio::virtual_service(s, service, owner, 0);
+            let mut vs = istio::virtual_service(s, service, owner, &Traffic::weight(0));
             for http in vs["spec"]["http"].as_array_mut().into_iter().flatten() {
                 http["route"] = json!([{"destination": {"host": apex}, "weight": 100}]);
             }
@@ -251,7 +335,7 @@ pub fn left_to_apex(s: &Settings, service: &CanaryService, owner: &Owner) -> Opt
             proxy
         }
         Routing::Traefik => {
-            let mut ts = traefik::traefik_service(s, service, owner, 0);
+            let mut ts = traefik::traefik_service(s, service, owner, &Traffic::weight(0));
             ts["spec"]["weighted"]["services"] =
                 json!([{"name": apex, "port": port, "weight": 100}]);
             ts
@@ -317,27 +401,27 @@ impl Router for AnyRouter {
         matches!(self, AnyRouter::PodRatio(_) | AnyRouter::Kubernetes(_))
     }
 
-    async fn route(&self, ctx: &Context<'_>, weight: u32) -> Result<(), RouterError> {
+    async fn route(&self, ctx: &Context<'_>, traffic: &Traffic) -> Result<(), RouterError> {
         match self {
-            AnyRouter::Kubernetes(r) => r.route(ctx, weight).await,
-            AnyRouter::PodRatio(r) => r.route(ctx, weight).await,
-            AnyRouter::GatewayApi(r) => r.route(ctx, weight).await,
-            AnyRouter::Nginx(r) => r.route(ctx, weight).await,
-            AnyRouter::Istio(r) => r.route(ctx, weight).await,
-            AnyRouter::Contour(r) => r.route(ctx, weight).await,
-            AnyRouter::Traefik(r) => r.route(ctx, weight).await,
+            AnyRouter::Kubernetes(r) => r.route(ctx, traffic).await,
+            AnyRouter::PodRatio(r) => r.route(ctx, traffic).await,
+            AnyRouter::GatewayApi(r) => r.route(ctx, traffic).await,
+            AnyRouter::Nginx(r) => r.route(ctx, traffic).await,
+            AnyRouter::Istio(r) => r.route(ctx, traffic).await,
+            AnyRouter::Contour(r) => r.route(ctx, traffic).await,
+            AnyRouter::Traefik(r) => r.route(ctx, traffic).await,
         }
     }
 
-    async fn observe(&self, ctx: &Context<'_>, weight: u32) -> Result<Routes, RouterError> {
+    async fn observe(&self, ctx: &Context<'_>, traffic: &Traffic) -> Result<Routes, RouterError> {
         match self {
-            AnyRouter::Kubernetes(r) => r.observe(ctx, weight).await,
-            AnyRouter::PodRatio(r) => r.observe(ctx, weight).await,
-            AnyRouter::GatewayApi(r) => r.observe(ctx, weight).await,
-            AnyRouter::Nginx(r) => r.observe(ctx, weight).await,
-            AnyRouter::Istio(r) => r.observe(ctx, weight).await,
-            AnyRouter::Contour(r) => r.observe(ctx, weight).await,
-            AnyRouter::Traefik(r) => r.observe(ctx, weight).await,
+            AnyRouter::Kubernetes(r) => r.observe(ctx, traffic).await,
+            AnyRouter::PodRatio(r) => r.observe(ctx, traffic).await,
+            AnyRouter::GatewayApi(r) => r.observe(ctx, traffic).await,
+            AnyRouter::Nginx(r) => r.observe(ctx, traffic).await,
+            AnyRouter::Istio(r) => r.observe(ctx, traffic).await,
+            AnyRouter::Contour(r) => r.observe(ctx, traffic).await,
+            AnyRouter::Traefik(r) => r.observe(ctx, traffic).await,
         }
     }
 }

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use super::{Context, Router, RouterError, apply};
 use crate::api::canary::HttpMatch;
-use crate::canary::machine::Routes;
+use crate::canary::machine::{Routes, Traffic};
 use crate::canary::objects::Owner;
 use crate::canary::spec::{Settings, Strategy};
 
@@ -155,14 +155,16 @@ impl Router for Nginx {
         "nginx"
     }
 
-    async fn route(&self, ctx: &Context<'_>, weight: u32) -> Result<(), RouterError> {
+    async fn route(&self, ctx: &Context<'_>, traffic: &Traffic) -> Result<(), RouterError> {
+        let weight = traffic.weight;
         ctx.apply_services(&ctx.primary_selector()?).await?;
         let ingress = self.ingress(ctx).await?;
         let canary = canary_ingress(ctx.settings, &ingress, ctx.owner, weight);
         apply(ctx.client, &canary).await.map(drop)
     }
 
-    async fn observe(&self, ctx: &Context<'_>, weight: u32) -> Result<Routes, RouterError> {
+    async fn observe(&self, ctx: &Context<'_>, traffic: &Traffic) -> Result<Routes, RouterError> {
+        let weight = traffic.weight;
         let name = canary_name(ctx.settings.ingress.as_deref().unwrap_or_default());
         let what = format!("Ingress {}/{name}", ctx.namespace());
         let Some(live) = ctx.read(API_VERSION, "Ingress", &name).await? else {

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use super::endpoints::{self, Want};
 use super::{Context, Router, RouterError};
-use crate::canary::machine::Routes;
+use crate::canary::machine::{Routes, Traffic};
 use crate::canary::revision::APEX_LABEL;
 
 pub struct PodRatio;
@@ -41,7 +41,8 @@ impl Router for PodRatio {
         true
     }
 
-    async fn route(&self, ctx: &Context<'_>, weight: u32) -> Result<(), RouterError> {
+    async fn route(&self, ctx: &Context<'_>, traffic: &Traffic) -> Result<(), RouterError> {
+        let weight = traffic.weight;
         let selector = if weight == 0 {
             ctx.primary_selector()?
         } else {
@@ -50,7 +51,8 @@ impl Router for PodRatio {
         ctx.apply_services(&selector).await
     }
 
-    async fn observe(&self, ctx: &Context<'_>, weight: u32) -> Result<Routes, RouterError> {
+    async fn observe(&self, ctx: &Context<'_>, traffic: &Traffic) -> Result<Routes, RouterError> {
+        let weight = traffic.weight;
         let endpoints = endpoints::read(ctx).await?;
         let canary = if weight == 0 {
             Want::None

@@ -1,14 +1,15 @@
 //! The `traefik` provider: a TraefikService named after the apex Service whose weighted round
-//! robin sends traffic to the primary and canary Services; the user's IngressRoute sends to it
-//! (`kind: TraefikService`). Traefik routes no A/B tests here (the spec check refuses them), as in
+//! robin sends traffic to the primary and canary Services, or, while traffic is mirrored, whose
+//! mirroring service sends it to the primary and copies it to the canary; the user's
+//! IngressRoute sends to it (`kind: TraefikService`). Traefik routes no A/B tests here (the spec check refuses them), as in
 //! Flagger. The same objects Flagger generates. The builder is pure; `route` and `observe` talk to
 //! the API server.
 
 use serde_json::{Value, json};
 
-use super::{Context, Router, RouterError, apply, canary_weight};
+use super::{Context, Live, Router, RouterError, apply, canary_weight};
 use crate::api::canary::CanaryService;
-use crate::canary::machine::Routes;
+use crate::canary::machine::{Routes, Traffic};
 use crate::canary::objects::Owner;
 use crate::canary::spec::Settings;
 
@@ -16,27 +17,56 @@ pub const API_VERSION: &str = "traefik.io/v1alpha1";
 
 pub struct Traefik;
 
-/// The TraefikService for `weight` percent on the canary.
-pub fn traefik_service(s: &Settings, service: &CanaryService, owner: &Owner, weight: u32) -> Value {
-    let weight = weight.min(100);
+/// The TraefikService for `traffic`: weighted, or mirroring to the canary (all requests unless
+/// `mirrorWeight` says; Traefik's own default copies none) while the primary answers them all.
+pub fn traefik_service(
+    s: &Settings,
+    service: &CanaryService,
+    owner: &Owner,
+    traffic: &Traffic,
+) -> Value {
+    let weight = traffic.weight.min(100);
     let port = service.port;
+    let spec = if traffic.mirror {
+        let percent = s.mirror.and_then(|m| m.percent).unwrap_or(100);
+        json!({"mirroring": {"name": s.primary_service(), "port": port, "mirrors": [
+            {"name": s.canary_service(), "port": port, "percent": percent},
+        ]}})
+    } else {
+        json!({"weighted": {"services": [
+            {"name": s.primary_service(), "port": port, "weight": 100 - weight},
+            {"name": s.canary_service(), "port": port, "weight": weight},
+        ]}})
+    };
     json!({
         "apiVersion": API_VERSION, "kind": "TraefikService",
         "metadata": owner.metadata(&s.apex),
-        "spec": {"weighted": {"services": [
-            {"name": s.primary_service(), "port": port, "weight": 100 - weight},
-            {"name": s.canary_service(), "port": port, "weight": weight},
-        ]}},
+        "spec": spec,
     })
 }
 
-/// The canary's weight in a live TraefikService.
-fn live_weight(ts: &Value, canary_service: &str) -> Option<u64> {
-    canary_weight(
+/// What a live TraefikService does with the canary: its weight, or, mirroring, none of the
+/// answers (weight 0) and copies of the requests.
+fn live(ts: &Value, s: &Settings) -> Live {
+    let canary = s.canary_service();
+    if let Some(mirroring) = ts.pointer("/spec/mirroring") {
+        let mirrors = mirroring.get("mirrors").and_then(Value::as_array);
+        let to_primary =
+            mirroring.get("name").and_then(Value::as_str) == Some(s.primary_service().as_str());
+        return Live {
+            weight: to_primary.then_some(0),
+            mirror: mirrors.is_some_and(|m| {
+                m.iter()
+                    .any(|m| m.get("name").and_then(Value::as_str) == Some(canary.as_str()))
+            }),
+            sticky: false,
+        };
+    }
+    Live::weighted(canary_weight(
         ts.pointer("/spec/weighted/services"),
         "/name",
-        canary_service,
-    )
+        &canary,
+    ))
 }
 
 impl Router for Traefik {
@@ -44,14 +74,14 @@ impl Router for Traefik {
         "traefik"
     }
 
-    async fn route(&self, ctx: &Context<'_>, weight: u32) -> Result<(), RouterError> {
+    async fn route(&self, ctx: &Context<'_>, traffic: &Traffic) -> Result<(), RouterError> {
         ctx.apply_services(&ctx.primary_selector()?).await?;
-        let ts = traefik_service(ctx.settings, ctx.service, ctx.owner, weight);
+        let ts = traefik_service(ctx.settings, ctx.service, ctx.owner, traffic);
         apply(ctx.client, &ts).await.map(drop)
     }
 
-    async fn observe(&self, ctx: &Context<'_>, weight: u32) -> Result<Routes, RouterError> {
-        ctx.observe_apex_route(API_VERSION, "TraefikService", weight, live_weight)
+    async fn observe(&self, ctx: &Context<'_>, traffic: &Traffic) -> Result<Routes, RouterError> {
+        ctx.observe_apex_route(API_VERSION, "TraefikService", traffic, live)
             .await
     }
 }
@@ -76,7 +106,12 @@ mod tests {
         let spec =
             spec(json!({"interval": "1m", "threshold": 5, "maxWeight": 50, "stepWeight": 5}));
         let s = crate::canary::spec::settings(&spec).unwrap();
-        let ts = traefik_service(&s, &spec.service, &super::super::testing::owner(), 5);
+        let ts = traefik_service(
+            &s,
+            &spec.service,
+            &super::super::testing::owner(),
+            &Traffic::weight(5),
+        );
         assert_eq!(
             ts["spec"],
             json!({"weighted": {"services": [
@@ -84,7 +119,7 @@ mod tests {
                 {"name": "podinfo-canary", "port": 80, "weight": 5},
             ]}})
         );
-        assert_eq!(live_weight(&ts, "podinfo-canary"), Some(5));
+        assert_eq!(live(&ts, &s), Live::weighted(Some(5)));
     }
 
     #[test]
@@ -99,5 +134,36 @@ mod tests {
             err.contains("analysis.match") && err.contains("traefik"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn mirroring_replaces_the_weights_with_a_mirroring_service() {
+        let spec = spec(json!({"stepWeight": 10, "mirror": true}));
+        let s = crate::canary::spec::settings(&spec).unwrap();
+        let traffic = Traffic {
+            mirror: true,
+            ..Traffic::weight(0)
+        };
+        let ts = traefik_service(&s, &spec.service, &super::super::testing::owner(), &traffic);
+        assert_eq!(
+            ts["spec"],
+            json!({"mirroring": {"name": "podinfo-primary", "port": 80, "mirrors": [
+                {"name": "podinfo-canary", "port": 80, "percent": 100},
+            ]}})
+        );
+        let want = Live {
+            mirror: true,
+            ..Live::weighted(Some(0))
+        };
+        assert_eq!(live(&ts, &s), want);
+        assert!(matches!(
+            Live::weighted(Some(0)).routes("ts", &traffic),
+            Routes::Converging(why) if why.contains("does not mirror")
+        ));
+        let mut spec = spec;
+        spec.analysis.as_mut().unwrap().mirror_weight = Some(30);
+        let s = crate::canary::spec::settings(&spec).unwrap();
+        let ts = traefik_service(&s, &spec.service, &super::super::testing::owner(), &traffic);
+        assert_eq!(ts["spec"]["mirroring"]["mirrors"][0]["percent"], 30);
     }
 }
