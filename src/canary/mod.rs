@@ -1,7 +1,8 @@
 //! The canary analyzer: progressive delivery of Deployments that a `Canary` targets. Pure parts:
 //! `spec` (settings from a Canary's spec), `machine` (the analysis as a state machine), `alerts`
 //! (which of `analysis.alerts` hear an Event), `revision` (what counts as a new revision),
-//! `objects` (the generated primary, autoscaler and Services). I/O: `controller` (the Canary
+//! `objects` (the generated primary, autoscaler and Services), `report` (what a rollback writes
+//! into Git; `report::write` does it). I/O: `controller` (the Canary
 //! controller), `router/` (one file per traffic provider), `metrics/` (one file per metric
 //! provider), `webhooks`, `handoff` (what the applier tells the analyzer and asks it), `cluster`
 //! (the analyzer's own writes).
@@ -15,6 +16,7 @@ pub mod machine;
 pub mod metrics;
 pub mod objects;
 pub mod observe;
+pub mod report;
 pub mod revision;
 pub mod router;
 pub mod spec;
