@@ -199,7 +199,7 @@ async fn write_report(client: &Client, request: &Request) -> Result<Outcome, Wri
         }
     }
     Ok(Outcome::Reported {
-        message: format!("{} of {url}", said.join("; ")),
+        message: format!("{url}: {}", said.join("; ")),
         skipped,
     })
 }
