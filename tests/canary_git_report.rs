@@ -5,9 +5,10 @@
 //! standing in for GitHub's API), a note in `refs/notes/sluice` appended to someone else's note
 //! and pushed without force, and a branch reverting it; a report made again after the fact
 //! (as after a restart) adds nothing. A remote without push rights and a wrong password are said
-//! on the Canary and change nothing in Git, the rollback goes on regardless, and the report
-//! lands once the remote lets it; a Canary whose target no Kustomization applied says once that
-//! there is nothing to report.
+//! on the Canary and change nothing in Git, the rollback goes on regardless, and the note lands
+//! once the remote lets it (the revert, which a later commit made conflict, is skipped with a
+//! Warning); a Canary whose target no Kustomization applied says once that there is nothing to
+//! report. A notes push after the notes moved is refused, not forced.
 
 mod support;
 
@@ -62,12 +63,17 @@ fn canary(name: &str, refused: &str) -> Value {
     })
 }
 
-/// The app as committed: Deployment `web` at `image` and its Canary.
-fn app(image: &str, refused: &str) -> String {
-    [deployment("web", image), canary("web", refused)]
+/// Objects as a YAML stream, one line each.
+fn manifests(objects: &[Value]) -> String {
+    objects
         .iter()
         .map(|o| format!("---\n{}\n", serde_json::to_string(o).unwrap()))
         .collect()
+}
+
+/// The app as committed: Deployment `web` at `image` and its Canary.
+fn app(image: &str, refused: &str) -> String {
+    manifests(&[deployment("web", image), canary("web", refused)])
 }
 
 /// The source and Kustomization controllers of one namespace, handing over to `analyzer`.
@@ -466,12 +472,28 @@ async fn no_push_rights_and_a_wrong_password_are_said_and_change_nothing_in_git(
     );
     assert!(events.contains("pushing refs/notes/sluice"), "{events}");
 
+    // Meanwhile a later commit changes the same line (not the pod template): the revert no
+    // longer applies cleanly on main.
+    let mut annotated = deployment("web", "example.com/app:v2");
+    annotated["metadata"]["annotations"] = json!({"team": "shop"});
+    work.write(
+        "deploy/app.yaml",
+        &manifests(&[annotated, canary("web", &refused)]),
+    );
+    work.commit("web: team annotation", &Signing::None);
+    run(Command::new("git").arg("-C").arg(work.path()).args([
+        "push",
+        "-q",
+        bare.to_str().unwrap(),
+        "main",
+    ]));
+
     // Nothing changed in Git; the rollback went on regardless.
     let refs = run(Command::new("git")
         .arg("--git-dir")
         .arg(&bare)
         .args(["for-each-ref", "--format=%(refname)"]));
-    assert_eq!(refs.trim(), "refs/heads/main", "{refs}");
+    assert_eq!(refs.trim(), "refs/heads/main", "no note, no branch: {refs}");
     assert_eq!(
         c::image_of(&client, &n, "web-primary").await.as_deref(),
         Some("example.com/app:v1")
@@ -490,7 +512,7 @@ async fn no_push_rights_and_a_wrong_password_are_said_and_change_nothing_in_git(
     let status = wait_canary(&client, &n, "plain", LONG, "read", |_| true).await;
     assert_eq!(status.last_reported_spec, status.last_applied_spec);
 
-    // Once the remote lets it, the report lands.
+    // Once the remote lets it, the note lands; the revert is skipped, said in a Warning.
     secrets
         .replace(
             "git-auth",
@@ -515,6 +537,26 @@ async fn no_push_rights_and_a_wrong_password_are_said_and_change_nothing_in_git(
         note.contains(&format!("Canary {n}/web rolled back main@sha1:{bad}")),
         "{note}"
     );
+    let events = eventually(
+        Duration::from_secs(30),
+        "the skipped revert said",
+        || async {
+            let events = c::events(&client, &n, "web").await.join("\n");
+            if events.contains("no revert branch") {
+                Ok(events)
+            } else {
+                Err(events)
+            }
+        },
+    )
+    .await;
+    assert!(events.contains("conflicts in deploy/app.yaml"), "{events}");
+    let refs = run(Command::new("git").arg("--git-dir").arg(&bare).args([
+        "for-each-ref",
+        "--format=%(refname)",
+        "refs/heads/sluice",
+    ]));
+    assert_eq!(refs.trim(), "", "a revert branch was pushed: {refs}");
 
     for task in running {
         task.abort();

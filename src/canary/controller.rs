@@ -33,8 +33,8 @@ use super::metrics::template::{self, Variables};
 use super::metrics::{self, Auth, MetricProvider, ProviderConfig};
 use super::objects::{self, Owner};
 use super::observe;
+use super::report;
 use super::report::write::{Progress, Reports, Request};
-use super::report::{self, Failure, Outcome, ReportReason};
 use super::revision::{self, ConfigRef};
 use super::router::{self, Router};
 use super::spec::{self, HookType, Query, Settings};
@@ -43,7 +43,6 @@ use super::webhooks::{self, Payload};
 use crate::api::canary::{
     Canary, CanaryStatus, GATE_ANNOTATION, MetricTemplate, PAUSED_ANNOTATION, Phase,
 };
-use crate::apply::applier::{OWNER_NAME_LABEL, OWNER_NAMESPACE_LABEL};
 use crate::apply::handoff::HandoffRef;
 use crate::runtime::conditions::{Common, Reason, Stamp};
 use crate::runtime::controller::{Attempt, Plan, Reconciler, Scaffold, patch_status};
@@ -347,46 +346,25 @@ impl Canaries {
             Progress::Finished(outcome) => return report::settle(status, stamp, outcome),
             Progress::NotStarted => {}
         }
-        let labels = target.labels();
-        let (Some(owner), Some(owner_ns)) = (
-            labels.get(OWNER_NAME_LABEL),
-            labels.get(OWNER_NAMESPACE_LABEL),
-        ) else {
-            let message = format!(
-                "nothing reported to Git: Deployment {namespace}/{} was not applied by a Kustomization (it has no {OWNER_NAME_LABEL} label)",
-                s.target
-            );
-            return report::settle(status, stamp, Outcome::NotFromGit(message));
+        let seen = report::Seen {
+            namespace: &namespace,
+            name: &name,
+            target: &s.target,
+            threshold: s.threshold,
+            labels: target.labels(),
+            revision: self.handed.source_revision(&namespace, &s.target, &spec),
+            status,
+            now: stamp.now,
         };
-        let Some(revision) = self.handed.source_revision(&namespace, &s.target, &spec) else {
-            let message = format!(
-                "waiting to report to Git: the commit of the rolled-back revision is not known until Kustomization {owner_ns}/{owner} applies Deployment {namespace}/{} again",
-                s.target
-            );
-            let outcome = Outcome::Failed {
-                reason: ReportReason::RevisionUnknown,
-                message,
-            };
-            return report::settle(status, stamp, outcome);
-        };
-        let Some(sha) = report::commit(&revision).map(str::to_string) else {
-            let message = format!("nothing reported to Git: revision {revision} names no commit");
-            return report::settle(status, stamp, Outcome::NotFromGit(message));
-        };
-        let failure = Failure {
-            canary: format!("{namespace}/{name}"),
-            revision,
-            sha,
-            target: format!("Deployment/{}", s.target),
-            why: report::why(status),
-            failed_checks: format!("{}/{}", status.failed_checks, s.threshold),
-            at: status
-                .last_transition_time
-                .clone()
-                .unwrap_or_else(|| stamp.now.to_string()),
+        let (kustomization, failure) = match report::plan(seen) {
+            report::Plan::Say(outcome) => return report::settle(status, stamp, outcome),
+            report::Plan::Write {
+                kustomization,
+                failure,
+            } => (kustomization, failure),
         };
         let request = Request {
-            kustomization: (owner_ns.clone(), owner.clone()),
+            kustomization,
             failure,
             wants: obj.spec.git_report.clone().unwrap_or_default(),
             cache: self.storage.as_ref().map(|storage| {

@@ -2,11 +2,10 @@
 //! `spec` (settings from a Canary's spec), `machine` (the analysis as a state machine), `alerts`
 //! (which of `analysis.alerts` hear an Event), `revision` (what counts as a new revision),
 //! `objects` (the generated primary, autoscaler and Services), `report` (what a rollback writes
-//! into Git; `report::write` does it). I/O: `controller` (the Canary
-//! controller), `router/` (one file per traffic provider), `metrics/` (one file per metric
-//! provider), `webhooks`, `handoff` (what the applier tells the analyzer and asks it), `cluster`
-//! (the analyzer's own writes).
-
+//! into Git). I/O: `controller` (the Canary controller), `router/` (one file per traffic
+//! provider), `metrics/` (one file per metric provider), `webhooks`, `handoff` (what the applier
+//! tells the analyzer and asks it), `cluster` (the analyzer's own writes), `report::write` (the
+//! Git writes of a report).
 pub mod alerts;
 pub mod cluster;
 pub mod controller;

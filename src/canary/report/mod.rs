@@ -5,9 +5,12 @@
 
 pub mod write;
 
+use std::collections::BTreeMap;
+
 use crate::api::canary::{CanaryStatus, GIT_REPORTED, GitReport, Phase};
 use crate::api::condition::{self, READY};
 use crate::api::git_repository::GitRepositoryRef;
+use crate::apply::applier::{OWNER_NAME_LABEL, OWNER_NAMESPACE_LABEL};
 use crate::runtime::conditions::{Stamp, reasons};
 
 use super::machine::{CanaryReason, Note};
@@ -71,11 +74,80 @@ pub fn due(report: Option<&GitReport>, status: &CanaryStatus) -> bool {
         && status.last_reported_spec != status.last_applied_spec
 }
 
-/// Why the analysis rolled back, as the Ready condition says it (`Rolled back web.shop: ...`).
-pub fn why(status: &CanaryStatus) -> String {
-    condition::find(&status.conditions, READY)
-        .map(|c| c.message.clone())
-        .unwrap_or_default()
+/// What the controller knows of a rollback that is due.
+#[derive(Debug, Clone)]
+pub struct Seen<'a> {
+    pub namespace: &'a str,
+    /// The Canary's name.
+    pub name: &'a str,
+    /// The target Deployment's name and labels.
+    pub target: &'a str,
+    pub labels: &'a BTreeMap<String, String>,
+    pub threshold: u32,
+    /// The source revision that brought the rolled-back revision, when the applier said it.
+    pub revision: Option<String>,
+    pub status: &'a CanaryStatus,
+    /// RFC 3339.
+    pub now: &'a str,
+}
+
+/// What to do about a rollback that is due.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Plan {
+    /// Nothing to write (yet): say so.
+    Say(Outcome),
+    /// Write `failure` into the Git source of the Kustomization (`namespace`, `name`).
+    Write {
+        kustomization: (String, String),
+        failure: Failure,
+    },
+}
+
+/// Decides what to do about a rollback: nothing when no Kustomization applied the target (its
+/// owner labels are missing) or the revision names no commit; wait while the commit is not known
+/// (after a restart, until the applier applies the target again); otherwise write it.
+pub fn plan(seen: Seen<'_>) -> Plan {
+    let (ns, target) = (seen.namespace, seen.target);
+    let (Some(owner), Some(owner_ns)) = (
+        seen.labels.get(OWNER_NAME_LABEL),
+        seen.labels.get(OWNER_NAMESPACE_LABEL),
+    ) else {
+        return Plan::Say(Outcome::NotFromGit(format!(
+            "nothing reported to Git: Deployment {ns}/{target} was not applied by a Kustomization (it has no {OWNER_NAME_LABEL} label)"
+        )));
+    };
+    let Some(revision) = seen.revision else {
+        return Plan::Say(Outcome::Failed {
+            reason: ReportReason::RevisionUnknown,
+            message: format!(
+                "waiting to report to Git: the commit of the rolled-back revision is not known until Kustomization {owner_ns}/{owner} applies Deployment {ns}/{target} again"
+            ),
+        });
+    };
+    let Some(sha) = commit(&revision).map(str::to_string) else {
+        return Plan::Say(Outcome::NotFromGit(format!(
+            "nothing reported to Git: revision {revision} names no commit"
+        )));
+    };
+    let status = seen.status;
+    Plan::Write {
+        kustomization: (owner_ns.clone(), owner.clone()),
+        failure: Failure {
+            canary: format!("{ns}/{}", seen.name),
+            revision,
+            sha,
+            target: format!("Deployment/{target}"),
+            // As the Ready condition says it (`Rolled back web.shop: ...`).
+            why: condition::find(&status.conditions, READY)
+                .map(|c| c.message.clone())
+                .unwrap_or_default(),
+            failed_checks: format!("{}/{}", status.failed_checks, seen.threshold),
+            at: status
+                .last_transition_time
+                .clone()
+                .unwrap_or_else(|| seen.now.to_string()),
+        },
+    }
 }
 
 /// The first line of a note entry: one per Canary and revision, so a report made again (after
@@ -219,6 +291,80 @@ mod tests {
             failed_checks: "1/1".into(),
             at: "2026-12-02T08:00:00Z".into(),
         }
+    }
+
+    #[test]
+    fn which_commit_and_whether_there_is_one() {
+        let labels = BTreeMap::from([
+            (OWNER_NAME_LABEL.to_string(), "apps".to_string()),
+            (OWNER_NAMESPACE_LABEL.to_string(), "flux-system".to_string()),
+        ]);
+        let mut status = CanaryStatus {
+            phase: Some(Phase::Failed),
+            failed_checks: 2,
+            last_applied_spec: "abc".into(),
+            last_transition_time: Some("2026-12-02T08:00:00Z".into()),
+            ..Default::default()
+        };
+        let stamp = Stamp {
+            generation: Some(1),
+            now: "2026-12-02T09:00:00Z",
+        };
+        condition::set(
+            &mut status.conditions,
+            stamp.condition(
+                READY,
+                false,
+                CanaryReason::Failed,
+                "Rolled back web.shop: why",
+            ),
+        );
+        let seen = |labels, revision: Option<&str>| Seen {
+            namespace: "shop",
+            name: "web",
+            target: "web",
+            labels,
+            threshold: 2,
+            revision: revision.map(String::from),
+            status: &status,
+            now: stamp.now,
+        };
+        let revision = format!("main@sha1:{SHA}");
+        let Plan::Write {
+            kustomization,
+            failure,
+        } = plan(seen(&labels, Some(&revision)))
+        else {
+            panic!("nothing to write");
+        };
+        assert_eq!(kustomization, ("flux-system".into(), "apps".into()));
+        assert_eq!(
+            failure,
+            Failure {
+                canary: "shop/web".into(),
+                revision: revision.clone(),
+                sha: SHA.into(),
+                target: "Deployment/web".into(),
+                why: "Rolled back web.shop: why".into(),
+                failed_checks: "2/2".into(),
+                // When it rolled back, not when the report is made.
+                at: "2026-12-02T08:00:00Z".into(),
+            }
+        );
+        let none = BTreeMap::new();
+        assert!(matches!(
+            plan(seen(&none, Some(&revision))),
+            Plan::Say(Outcome::NotFromGit(m)) if m.contains("not applied by a Kustomization")
+        ));
+        assert!(matches!(
+            plan(seen(&labels, None)),
+            Plan::Say(Outcome::Failed { reason: ReportReason::RevisionUnknown, message })
+                if message.contains("Kustomization flux-system/apps")
+        ));
+        assert!(matches!(
+            plan(seen(&labels, Some("main@sha1:short"))),
+            Plan::Say(Outcome::NotFromGit(_))
+        ));
     }
 
     #[test]

@@ -347,11 +347,13 @@ impl Reports {
         self.reports.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Where the report of `spec` stands; a finished one's outcome is taken.
+    /// Where the report of `spec` stands; a finished one's outcome is taken. A report of an
+    /// earlier revision still running counts as running: one report per Canary at a time, so
+    /// two never write the same cache.
     pub fn progress(&self, uid: &str, spec: &str) -> Progress {
         let mut reports = self.lock();
         match reports.get(uid) {
-            Some((about, None)) if about == spec => Progress::Running,
+            Some((_, None)) => Progress::Running,
             Some((about, Some(_))) if about == spec => match reports.remove(uid) {
                 Some((_, Some(outcome))) => Progress::Finished(outcome),
                 _ => Progress::NotStarted,
