@@ -12,6 +12,7 @@ use crate::api::condition::{self, READY};
 use crate::api::git_repository::GitRepositoryRef;
 use crate::apply::applier::{OWNER_NAME_LABEL, OWNER_NAMESPACE_LABEL};
 use crate::runtime::conditions::{Stamp, reasons};
+use crate::source::revision::DEFAULT_BRANCH;
 
 use super::machine::{CanaryReason, Note};
 
@@ -212,7 +213,7 @@ pub fn source_reference(revision: &str, reference: Option<&GitRepositoryRef>) ->
         (None, r) => match (r.branch, r.name) {
             (Some(branch), _) => format!("refs/heads/{branch}"),
             (None, Some(name)) => name,
-            (None, None) => "refs/heads/main".to_string(),
+            (None, None) => format!("refs/heads/{DEFAULT_BRANCH}"),
         },
     }
 }
