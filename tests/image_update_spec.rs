@@ -2,7 +2,7 @@
 //! `git.push.branch` other than the checked-out branch (the commit lands there, fast-forwarded
 //! run after run, restarted from the checked-out branch once merged), `git.checkout.ref.branch`
 //! other than the GitRepository's, `git.push.options` as the server's hook sees them,
-//! `policySelector`, and `suspend`. ImagePolicies get their `latestRef` written directly, as in
+//! `policySelector`, `suspend` and `releaseWindows`. ImagePolicies get their `latestRef` written directly, as in
 //! `image_update.rs`.
 
 mod support;
@@ -269,5 +269,56 @@ async fn a_suspended_automation_commits_nothing_until_resumed() {
     assert_eq!(env.tip("main"), s.last_push_commit);
     let pushed = s.last_push_commit.unwrap();
     assert!(text(&env, &pushed, "crlf.yaml").contains("web:1.3.0"));
+    env.ns.cleanup(&env.client).await;
+}
+
+#[tokio::test]
+async fn outside_its_release_window_an_automation_commits_nothing() {
+    let env = start("imgwindow").await;
+    let main = env.tip("main").unwrap();
+    // A daily hour that opens twelve hours from now.
+    let hour = (k8s_openapi::jiff::Timestamp::now()
+        .to_zoned(k8s_openapi::jiff::tz::TimeZone::UTC)
+        .hour()
+        + 12)
+        % 24;
+    let closed = json!([{"schedule": format!("30 {hour} * * *"), "duration": "1h"}]);
+    env.automation_with("auto", json!({}), json!({"releaseWindows": closed}))
+        .await;
+    let s = env
+        .wait("auto", "held by the window", |s| {
+            support::automation::ready(s).is_some_and(|c| c.message.contains("release window"))
+        })
+        .await;
+    let ready = support::automation::ready(&s).unwrap();
+    assert!(
+        ready
+            .message
+            .starts_with("No commits are pushed: outside the release window, the next opens at"),
+        "{}",
+        ready.message
+    );
+    assert!(s.last_push_commit.is_none(), "{s:#?}");
+    assert_eq!(env.tip("main").as_deref(), Some(main.as_str()));
+
+    // A window that does not parse: the field named, still nothing.
+    let api = env.automations();
+    let bad = json!([{"schedule": "30 9 * *", "duration": "1h"}]);
+    support::merge_patch(&api, "auto", json!({"spec": {"releaseWindows": bad}})).await;
+    let s = env
+        .wait("auto", "refusing the schedule", |s| {
+            support::automation::ready(s)
+                .is_some_and(|c| c.message.starts_with("spec.releaseWindows[0].schedule"))
+        })
+        .await;
+    assert!(s.last_push_commit.is_none(), "{s:#?}");
+
+    // Open: the choices are committed.
+    let open = json!([{"schedule": "* * * * *", "duration": "1h"}]);
+    support::merge_patch(&api, "auto", json!({"spec": {"releaseWindows": open}})).await;
+    let s = env
+        .wait("auto", "pushed", |s| s.last_push_commit.is_some())
+        .await;
+    assert_eq!(env.tip("main"), s.last_push_commit);
     env.ns.cleanup(&env.client).await;
 }

@@ -11,6 +11,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::condition::{Condition, ReconcileStatus};
+use super::window::ReleaseWindow;
 
 /// Condition type saying whether the last revision was promoted (Flagger's).
 pub const PROMOTED: &str = "Promoted";
@@ -82,6 +83,10 @@ pub struct CanarySpec {
     /// repository with the GitRepository's credentials.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub git_report: Option<GitReport>,
+    /// When a promotion may start: an analysis that passes outside every window waits in
+    /// `WaitingPromotion` until one opens (none: at any time).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub release_windows: Vec<ReleaseWindow>,
 }
 
 /// Writes into Git when an analysis fails, on the commit the Kustomization applied the target at.

@@ -48,6 +48,10 @@ pub struct ImageUpdateAutomationSpec {
     /// Stop running while true.
     #[serde(default)]
     pub suspend: bool,
+    /// When commits may be pushed: outside every window the automation waits (none: at any
+    /// time).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub release_windows: Vec<super::window::ReleaseWindow>,
 }
 
 fn default_interval() -> String {

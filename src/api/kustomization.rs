@@ -74,6 +74,11 @@ pub struct KustomizationSpec {
     /// Stop reconciling while true.
     #[serde(default)]
     pub suspend: bool,
+    /// When changes may be applied: outside every window nothing is applied, corrected or
+    /// pruned until one opens (none: at any time). The annotation
+    /// `sluice.dev/release-window-open-until` opens them by hand until the time it holds.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub release_windows: Vec<super::window::ReleaseWindow>,
     /// Recreate objects whose immutable fields changed.
     #[serde(default)]
     pub force: bool,

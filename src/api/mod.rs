@@ -10,6 +10,7 @@ pub mod image_update_automation;
 pub mod inventory;
 pub mod kustomization;
 pub mod notification;
+pub mod window;
 
 /// The API group of every sluice kind.
 pub const GROUP: &str = "sluice.dev";

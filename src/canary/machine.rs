@@ -680,6 +680,9 @@ impl Run<'_> {
             return self.wait_for("traffic", why, ROUTE_POLL);
         }
         if self.s.skip_analysis {
+            if self.outside_window() {
+                return Ok(());
+            }
             let message = format!("Skipping the analysis of {}", self.name());
             self.note(false, CanaryReason::Promoting, message);
             return self.promote(true);
@@ -818,6 +821,9 @@ impl Run<'_> {
                 }
             }
         }
+        if self.outside_window() {
+            return Ok(());
+        }
         if let Some(why) = self.refused(HookType::ConfirmPromotion)? {
             self.set_phase(Phase::WaitingPromotion);
             let message = format!(
@@ -828,6 +834,23 @@ impl Run<'_> {
             return Ok(());
         }
         self.promote(true)
+    }
+
+    /// Holds the promotion in `WaitingPromotion` while every release window is closed, looking
+    /// again when the next opens (or an interval later, when the analysis checks again); `true`
+    /// when held. A promotion asked for by hand does not wait.
+    fn outside_window(&mut self) -> bool {
+        let state = self.s.windows.at(self.o.now);
+        let Some(why) = state.closed_message() else {
+            return false;
+        };
+        self.set_phase(Phase::WaitingPromotion);
+        let message = format!("Halt {} advancement: {why}", self.name());
+        self.note_once(CanaryReason::WaitingPromotion, message);
+        if let Some(opens_in) = state.opens_in(self.o.now) {
+            self.wait(opens_in + Duration::from_secs(1));
+        }
+        true
     }
 
     /// Starts the promotion. A blue/green switch (`switch`) moves all traffic to the running

@@ -1077,3 +1077,83 @@ fn every_phase_decides_without_panicking_and_writes_conditions() {
         }
     }
 }
+
+#[test]
+fn a_passed_analysis_outside_the_release_windows_waits_for_one_to_open() {
+    let windowed = settings_with(
+        json!({"releaseWindows": [{"schedule": "0 9 * * *", "duration": "1h", "timeZone": "Europe/Berlin"}]}),
+        json!({"interval": "10s", "threshold": 2, "stepWeights": [20, 50],
+            "metrics": [{"name": "request-success-rate", "thresholdRange": {"min": 99}}]}),
+    );
+    // 2026-01-01T00:00Z: the window opens at 08:00Z (09:00 in Berlin).
+    let mut sim = Sim::initialized(windowed);
+    sim.revision = rev("v2");
+    let steps = sim.run_until(Phase::WaitingPromotion, 12);
+    assert_eq!(routes_of(&steps), vec![0, 20, 50]);
+    assert_eq!(sim.status.canary_weight, 50, "traffic stays where it was");
+    let held = sim.events.last().unwrap().clone();
+    assert_eq!(
+        held,
+        "Halt web.shop advancement: outside the release window, the next opens at 2026-01-01T08:00:00Z"
+    );
+    assert_eq!(sim.ready().message, held);
+
+    // The checks go on every interval while it waits; the Event is said once.
+    for _ in 0..3 {
+        sim.later(10);
+        let step = sim.tick();
+        assert_eq!(sim.phase(), Phase::WaitingPromotion);
+        assert!(step.requeue <= Duration::from_secs(10));
+    }
+    assert_eq!(sim.events.iter().filter(|e| **e == held).count(), 1);
+
+    // Once the window is open, the next tick promotes.
+    sim.now = "2026-01-01T08:00:05Z".parse().unwrap();
+    sim.tick();
+    assert_eq!(sim.phase(), Phase::Promoting);
+    sim.run_until(Phase::Succeeded, 12);
+    assert_eq!(sim.status.last_promoted_spec, "v2");
+}
+
+#[test]
+fn a_manual_promotion_does_not_wait_for_the_window_and_skip_analysis_does() {
+    let closed = json!({"releaseWindows": [{"schedule": "0 9 * * *", "duration": "1h"}]});
+    let mut sim = Sim::initialized(settings_with(
+        closed.clone(),
+        json!({"interval": "10s", "threshold": 2, "stepWeights": [50]}),
+    ));
+    sim.revision = rev("v2");
+    sim.run_until(Phase::WaitingPromotion, 12);
+    sim.manual = Some((Manual::Promote, "now".into()));
+    sim.later(1);
+    sim.tick();
+    assert_eq!(sim.phase(), Phase::Promoting);
+
+    let mut skip = closed;
+    skip["skipAnalysis"] = json!(true);
+    let mut sim = Sim::initialized(settings_with(
+        skip,
+        json!({"interval": "10s", "stepWeight": 50}),
+    ));
+    sim.revision = rev("v2");
+    sim.run_until(Phase::WaitingPromotion, 5);
+    sim.now = "2026-01-01T09:00:01Z".parse().unwrap();
+    sim.tick();
+    assert_eq!(sim.phase(), Phase::Promoting);
+}
+
+#[test]
+fn a_release_window_that_does_not_parse_is_an_invalid_spec() {
+    let spec: CanarySpec = serde_json::from_value(json!({
+        "targetRef": {"name": "web"}, "service": {"port": 80},
+        "releaseWindows": [{"schedule": "0 9 * *", "duration": "1h"}],
+    }))
+    .unwrap();
+    let err = spec::settings(&spec).unwrap_err();
+    assert_eq!(err.field, "releaseWindows[0].schedule");
+    assert!(
+        err.to_string()
+            .starts_with("spec.releaseWindows[0].schedule: \"0 9 * *\" is not a crontab schedule"),
+        "{err}"
+    );
+}

@@ -12,6 +12,7 @@ use crate::api::canary::{
 };
 use crate::api::duration;
 use crate::runtime::references::Reference;
+use crate::runtime::window::{self, Windows};
 
 /// Flagger's floor for the analysis interval.
 pub const MIN_INTERVAL: Duration = Duration::from_secs(10);
@@ -221,6 +222,8 @@ pub struct Settings {
     pub matches: Vec<HttpMatch>,
     /// The Ingress whose traffic is shifted (`nginx`).
     pub ingress: Option<String>,
+    /// When a promotion may start.
+    pub windows: Windows,
 }
 
 impl Settings {
@@ -488,6 +491,8 @@ pub fn settings(spec: &CanarySpec) -> Result<Settings, InvalidSpec> {
         alerts,
         matches: analysis.matches.clone(),
         ingress,
+        windows: window::parse(&spec.release_windows)
+            .map_err(|e| invalid(e.field(), e.to_string()))?,
     })
 }
 

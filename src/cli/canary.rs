@@ -166,6 +166,10 @@ async fn status(target: Target) -> anyhow::Result<ExitCode> {
     println!("  weight:         {}", status.canary_weight);
     println!("  iterations:     {}", status.iterations);
     println!("  failed checks:  {}", status.failed_checks);
+    let now = k8s_openapi::jiff::Timestamp::now();
+    if let Some(window) = super::get::window_cell(&serde_json::to_value(&canary)?, now) {
+        println!("  release window: {window}");
+    }
     if let Some(time) = &status.last_transition_time {
         println!("  last step:      {time}");
     }

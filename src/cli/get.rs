@@ -1,5 +1,6 @@
 //! `sluice get KIND [NAME] [-A]`: a table of objects with their revision, suspension, Ready
-//! status and message, and age, as `flux get` shows them. One list or get request.
+//! status and message, and age, as `flux get` shows them, and where their release windows stand
+//! when they have some. One list or get request.
 
 use std::process::ExitCode;
 
@@ -9,6 +10,8 @@ use serde_json::Value;
 
 use super::kinds::{Kind, Scope, condition, parse_kind};
 use super::table;
+use crate::api::window::{OPEN_UNTIL_ANNOTATION, ReleaseWindow};
+use crate::runtime::window::{self, State};
 
 /// Arguments of `sluice get`.
 #[derive(Debug, clap::Args)]
@@ -74,6 +77,11 @@ pub fn render(
     let mut header: Vec<String> = ["NAME", "REVISION", "SUSPENDED", "READY", "STATUS", "AGE"]
         .map(String::from)
         .to_vec();
+    // A column for release windows, when any object has them.
+    let windows = objects.iter().any(|o| window_cell(o, now).is_some());
+    if windows {
+        header.push("WINDOW".into());
+    }
     if with_namespace {
         header.insert(0, "NAMESPACE".into());
     }
@@ -104,6 +112,9 @@ pub fn render(
                     now,
                 ),
             ];
+            if windows {
+                row.push(window_cell(obj, now).unwrap_or_else(|| "-".into()));
+            }
             if with_namespace {
                 row.insert(0, text(obj, "/metadata/namespace"));
             }
@@ -113,6 +124,30 @@ pub fn render(
     rows.sort();
     rows.insert(0, header);
     table::render(&rows)
+}
+
+/// Where an object's release windows stand at `now` (`None` without windows): when the open
+/// one closes or the next opens.
+pub fn window_cell(obj: &Value, now: k8s_openapi::jiff::Timestamp) -> Option<String> {
+    let windows: Vec<ReleaseWindow> =
+        serde_json::from_value(obj.pointer("/spec/releaseWindows")?.clone()).ok()?;
+    if windows.is_empty() {
+        return None;
+    }
+    let open_until = obj
+        .pointer("/metadata/annotations")
+        .and_then(|a| a.get(OPEN_UNTIL_ANNOTATION))
+        .and_then(Value::as_str);
+    Some(match window::parse(&windows) {
+        Err(e) => format!("invalid: {}", e.message()),
+        Ok(w) => match w.at_opened(open_until, now) {
+            State::Always => "-".into(),
+            State::Open { closes: Some(t) } => format!("open until {t}"),
+            State::Open { closes: None } => "open".into(),
+            State::Closed { opens: Some(t) } => format!("opens {t}"),
+            State::Closed { opens: None } => "never opens".into(),
+        },
+    })
 }
 
 #[cfg(test)]
@@ -149,5 +184,40 @@ mod tests {
             .collect();
         assert_eq!(web[2..5], ["main@sha1:ab", "True", "True"], "{table}");
         assert!(lines[2].ends_with("60m"), "{table}");
+    }
+
+    #[test]
+    fn a_window_column_says_when_the_window_closes_or_opens() {
+        let now: k8s_openapi::jiff::Timestamp = "2026-12-02T12:00:00Z".parse().unwrap();
+        let with = |windows: Value, annotations: Value| {
+            json!({"metadata": {"name": "web", "annotations": annotations},
+                "spec": {"releaseWindows": windows}})
+        };
+        let office =
+            json!([{"schedule": "0 9 * * 1-5", "duration": "8h", "timeZone": "Europe/Berlin"}]);
+        assert_eq!(
+            window_cell(&with(office.clone(), json!({})), now).unwrap(),
+            "open until 2026-12-02T16:00:00Z"
+        );
+        let night = json!([{"schedule": "0 22 * * *", "duration": "2h"}]);
+        assert_eq!(
+            window_cell(&with(night.clone(), json!({})), now).unwrap(),
+            "opens 2026-12-02T22:00:00Z"
+        );
+        let opened = json!({OPEN_UNTIL_ANNOTATION: "2026-12-02T13:00:00Z"});
+        assert_eq!(
+            window_cell(&with(night, opened), now).unwrap(),
+            "open until 2026-12-02T13:00:00Z"
+        );
+        let bad = json!([{"schedule": "0 22 * *", "duration": "2h"}]);
+        assert!(
+            window_cell(&with(bad, json!({})), now)
+                .unwrap()
+                .starts_with("invalid: spec.releaseWindows[0].schedule")
+        );
+        assert_eq!(window_cell(&json!({"spec": {}}), now), None);
+
+        let table = render(Kind::Kustomization, &[with(office, json!({}))], false, now);
+        assert!(table.lines().next().unwrap().ends_with("WINDOW"), "{table}");
     }
 }

@@ -1,5 +1,6 @@
-//! `sluice reconcile KIND NAME [--with-source]`: asks for a reconcile now (the
-//! `sluice.dev/requestedAt` annotation) and waits until the object reports it handled, showing
+//! `sluice reconcile KIND NAME [--with-source] [--open-window 1h]`: asks for a reconcile now (the
+//! `sluice.dev/requestedAt` annotation; with `--open-window`, a Kustomization's release windows
+//! opened by hand until then) and waits until the object reports it handled, showing
 //! progress; exit 0 when it ends Ready, 1 when it ends not Ready. Also the waiting part of
 //! `sluice resume`. Talks to the API server; `progress` is pure.
 
@@ -11,6 +12,7 @@ use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use serde_json::{Value, json};
 
 use super::kinds::{Kind, Scope, condition, parse_kind};
+use crate::api::window::OPEN_UNTIL_ANNOTATION;
 use crate::api::{REQUESTED_AT_ANNOTATION, duration};
 
 /// Arguments of `sluice reconcile`.
@@ -24,6 +26,10 @@ pub struct Args {
     /// For a Kustomization: reconcile its source first.
     #[arg(long)]
     pub with_source: bool,
+    /// For a Kustomization: open its release windows for this long (e.g. `1h`), so the
+    /// reconcile applies now even outside them.
+    #[arg(long, value_parser = duration::parse)]
+    pub open_window: Option<Duration>,
     /// How long to wait.
     #[arg(long, default_value = "5m", value_parser = duration::parse)]
     pub timeout: Duration,
@@ -33,6 +39,9 @@ pub struct Args {
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let (client, ns) = args.scope.connect().await?;
+    if args.open_window.is_some() && args.kind != Kind::Kustomization {
+        bail!("--open-window is for Kustomizations");
+    }
     if args.with_source {
         if args.kind != Kind::Kustomization {
             bail!("--with-source is for Kustomizations");
@@ -61,6 +70,20 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     }
     let api = args.kind.api(&client, Some(&ns));
+    if let Some(open) = args.open_window {
+        let until = k8s_openapi::jiff::Timestamp::now()
+            .checked_add(open)
+            .context("--open-window is too long")?;
+        eprintln!(
+            "► opening the release windows of {} {ns}/{} until {until}",
+            args.kind, args.name
+        );
+        let patch =
+            json!({"metadata": {"annotations": {OPEN_UNTIL_ANNOTATION: until.to_string()}}});
+        api.patch(&args.name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .with_context(|| format!("annotating {} {ns}/{}", args.kind, args.name))?;
+    }
     let ready = trigger_and_wait(&api, args.kind, &ns, &args.name, args.timeout).await?;
     Ok(if ready {
         ExitCode::SUCCESS

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, ServiceAccount};
+use k8s_openapi::jiff::Timestamp;
 use kube::api::Api;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
@@ -27,6 +28,7 @@ use crate::api::condition::{self, READY, RECONCILING};
 use crate::api::duration;
 use crate::api::git_repository::{ArtifactStatus, GitRepository};
 use crate::api::kustomization::{Kustomization, KustomizationSpec, KustomizationStatus};
+use crate::api::window::OPEN_UNTIL_ANNOTATION;
 use crate::apply::applier::{Applier, ApplyOptions, Owner};
 use crate::apply::discovery::Discovery;
 use crate::apply::handoff::HandoffRef;
@@ -35,10 +37,11 @@ use crate::apply::health_exprs::HealthExprs;
 use crate::apply::inventory::ObjectId;
 use crate::apply::reconcile::{ReconcileOptions, reconcile as reconcile_objects};
 use crate::build::{self, BuildOptions};
-use crate::runtime::conditions::{Common, Stamp};
+use crate::runtime::conditions::{Common, Reason as _, Stamp};
 use crate::runtime::controller::{Attempt, Plan, Reconciler, Scaffold, patch_status};
 use crate::runtime::events::EventPlan;
 use crate::runtime::text::error_chain;
+use crate::runtime::window::{self, State};
 use crate::source::sync::artifact_path;
 
 #[derive(Debug, thiserror::Error)]
@@ -264,7 +267,13 @@ impl Reconciler for Kustomizations {
         let started = tokio::time::Instant::now();
         let ns = obj.namespace().ok_or(ControllerError::NoNamespace)?;
         let mut current = obj.status.clone().unwrap_or_default();
-        if let Some(revision) = artifact.revision() {
+        let open_until = obj.annotations().get(OPEN_UNTIL_ANNOTATION);
+        let window = window::parse(&obj.spec.release_windows)
+            .map(|w| w.at_opened(open_until.map(String::as_str), Timestamp::now()))
+            .map_err(|e| e.message());
+        if let Some(revision) = artifact.revision()
+            && window.as_ref().is_ok_and(State::is_open)
+        {
             self.mark_reconciling(obj, &mut current, revision).await?;
         }
         let interval = duration::parse(&obj.spec.interval);
@@ -276,10 +285,10 @@ impl Reconciler for Kustomizations {
             (_, Some(Err(e))) => Outcome::InvalidSpec {
                 message: format!("spec.retryInterval: {e}"),
             },
-            (Ok(interval), _) => self.gather(obj, &ns, *interval, artifact.0).await,
+            (Ok(interval), _) => self.gather(obj, &ns, *interval, artifact.0, window).await,
         };
         let interval = interval.unwrap_or(Duration::from_secs(600));
-        let now = k8s_openapi::jiff::Timestamp::now().to_string();
+        let now = Timestamp::now().to_string();
         let ctx = status::Context {
             current: &current,
             stamp: Stamp {
@@ -292,6 +301,32 @@ impl Reconciler for Kustomizations {
             elapsed: started.elapsed(),
         };
         Ok(status::plan(&ctx, outcome))
+    }
+}
+
+/// What a reconcile outside every release window says: whether a revision or spec waits (it
+/// differs from what was applied, or it already waited), and nothing else.
+fn outside_window(
+    obj: &Kustomization,
+    revision: &str,
+    why: &str,
+    opens_in: Option<Duration>,
+) -> Outcome {
+    let status = obj.status.clone().unwrap_or_default();
+    let waited = condition::find(&status.conditions, RECONCILING)
+        .is_some_and(|c| c.reason == Reason::OutsideReleaseWindow.as_str());
+    let pending = waited
+        || status.last_applied_revision.as_deref() != Some(revision)
+        || status.observed_generation != obj.metadata.generation;
+    let message = if pending {
+        format!("Revision {revision} waits: {why}")
+    } else {
+        format!("Nothing is applied or corrected: {why}")
+    };
+    Outcome::OutsideWindow {
+        message,
+        pending,
+        opens_in,
     }
 }
 
@@ -354,6 +389,7 @@ impl Kustomizations {
         ns: &str,
         interval: Duration,
         artifact: Result<Option<ArtifactStatus>, String>,
+        window: Result<State, String>,
     ) -> Outcome {
         let name = obj.name_any();
         let name = name.as_str();
@@ -377,6 +413,10 @@ impl Kustomizations {
                     message: e.to_string(),
                 };
             }
+        };
+        let window = match window {
+            Ok(window) => window,
+            Err(message) => return Outcome::InvalidSpec { message },
         };
         if let Err(message) = self.tenancy.check_references(spec, ns) {
             return Outcome::AccessDenied { message };
@@ -426,6 +466,9 @@ impl Kustomizations {
             };
         };
         let revision = artifact.revision.clone();
+        if let Some(why) = window.closed_message() {
+            return outside_window(obj, &revision, &why, window.opens_in(Timestamp::now()));
+        }
         let failed = |digest: &str, reason, message| Outcome::Failed {
             revision: revision.clone(),
             digest: digest.into(),

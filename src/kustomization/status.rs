@@ -29,6 +29,8 @@ reasons! {
         /// Event: applied, but a Namespace or CRD that left the set was not pruned because it
         /// holds objects of others (or an inventory entry could not be read).
         PruneSkipped,
+        /// `Reconciling=True`: a new revision or spec waits for a release window.
+        OutsideReleaseWindow,
     }
 }
 
@@ -53,6 +55,13 @@ pub enum Outcome {
     Waiting {
         reason: KustomizationReason,
         message: String,
+    },
+    /// Every release window is closed: nothing was applied. `pending`: a revision or spec not
+    /// applied yet waits; look again when the next window opens (`opens_in`).
+    OutsideWindow {
+        message: String,
+        pending: bool,
+        opens_in: Option<Duration>,
     },
     /// Tried the revision and failed; the cluster holds what the message says.
     Failed {
@@ -118,6 +127,32 @@ pub fn plan(ctx: &Context<'_>, outcome: Outcome) -> Plan<KustomizationStatus> {
                 action: "Reconcile".into(),
             });
             (event, Requeue::Retry(ctx.retry_interval))
+        }
+        Outcome::OutsideWindow {
+            message,
+            pending,
+            opens_in,
+        } => {
+            // Ready keeps saying how the last apply went; an Event when the wait is news.
+            let reason = KustomizationReason::OutsideReleaseWindow;
+            let said = condition::find(&ctx.current.conditions, RECONCILING)
+                .is_some_and(|c| c.reason == reason.as_str() && c.message == message);
+            let event = (pending && !said).then(|| EventPlan {
+                warning: false,
+                reason: reason.as_str(),
+                message: message.clone(),
+                action: "Reconcile".into(),
+            });
+            if pending {
+                condition::set(
+                    conditions,
+                    stamp.condition(RECONCILING, true, reason, &message),
+                );
+            }
+            let next = opens_in.map_or(ctx.interval, |d| {
+                ctx.interval.min(d + Duration::from_secs(1))
+            });
+            (event, Requeue::After(next))
         }
         Outcome::Failed {
             revision,
@@ -317,6 +352,52 @@ mod tests {
         assert_eq!(status.history[0].result, "Succeeded");
         assert!(plan.event.unwrap().message.contains("created"));
         assert_eq!(plan.requeue, Requeue::After(Duration::from_secs(600)));
+    }
+
+    #[test]
+    fn outside_the_release_window_ready_stays_and_a_waiting_revision_is_said_once() {
+        let applied_status = plan(
+            &ctx(&KustomizationStatus::default()),
+            applied("main@sha1:ab"),
+        )
+        .status
+        .unwrap();
+        let waits = || Outcome::OutsideWindow {
+            message: "Revision main@sha1:cd waits: outside the release window".into(),
+            pending: true,
+            opens_in: Some(Duration::from_secs(120)),
+        };
+        let first = plan(&ctx(&applied_status), waits());
+        let status = first.status.unwrap();
+        assert_eq!(
+            ready(&status),
+            ready(&applied_status),
+            "Ready says how the last apply went"
+        );
+        let reconciling = condition::find(&status.conditions, RECONCILING).unwrap();
+        assert_eq!(reconciling.reason, "OutsideReleaseWindow");
+        assert_eq!(first.event.unwrap().reason, "OutsideReleaseWindow");
+        assert_eq!(first.requeue, Requeue::After(Duration::from_secs(121)));
+        assert_eq!(
+            status.last_applied_revision.as_deref(),
+            Some("main@sha1:ab")
+        );
+
+        let again = plan(&ctx(&status), waits());
+        assert_eq!(again.event, None);
+        assert_eq!(again.status, None, "nothing new to write");
+
+        // Nothing waits: no condition, no Event; the interval is nearer than the window.
+        let idle = plan(
+            &ctx(&applied_status),
+            Outcome::OutsideWindow {
+                message: "Nothing is applied or corrected: outside the release window".into(),
+                pending: false,
+                opens_in: Some(Duration::from_secs(3600)),
+            },
+        );
+        assert_eq!(idle.event, None);
+        assert_eq!(idle.requeue, Requeue::After(Duration::from_secs(600)));
     }
 
     #[test]

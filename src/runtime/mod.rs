@@ -16,4 +16,5 @@ pub mod schedule;
 pub mod server;
 pub mod text;
 pub mod trigger;
+pub mod window;
 pub mod written;

@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
@@ -31,6 +32,7 @@ use crate::git::{Credentials, GitRemote, credentials};
 use crate::runtime::conditions::{Stamp, reasons};
 use crate::runtime::controller::{Attempt, Plan, Reconciler, Scaffold};
 use crate::runtime::text::error_chain;
+use crate::runtime::window::{self, State, WindowError};
 use run::{Ran, Run, RunError};
 use signing::SigningKey;
 
@@ -90,8 +92,19 @@ impl Reconciler for Automations {
         if let Some(r) = attempt.requested_at {
             status.last_handled_reconcile_at = Some(r.to_owned());
         }
-        let now = k8s_openapi::jiff::Timestamp::now().to_string();
-        let outcome = self.automate(obj, selected, &mut status, &now).await;
+        let now = Timestamp::now();
+        let window = window::parse(&obj.spec.release_windows).map(|w| w.at(now));
+        // Outside every window, look again when the next opens (or at the interval).
+        let interval = match &window {
+            Ok(state) => state
+                .opens_in(now)
+                .map_or(interval, |d| interval.min(d + Duration::from_secs(1))),
+            Err(_) => interval,
+        };
+        let now = now.to_string();
+        let outcome = self
+            .automate(obj, selected, &mut status, &now, window)
+            .await;
         if matches!(outcome, Outcome::Failed { .. }) {
             status.last_automation_run_time = Some(now.clone());
         }
@@ -168,6 +181,7 @@ impl Automations {
         selected: BTreeMap<String, Option<ImageRef>>,
         status: &mut ImageUpdateAutomationStatus,
         now: &str,
+        window: Result<State, WindowError>,
     ) -> Outcome<AutomationReason> {
         let spec = &obj.spec;
         if spec.suspend {
@@ -183,6 +197,21 @@ impl Automations {
             return Outcome::InvalidSpec {
                 message: "spec.sourceRef.namespace: only GitRepositories of the automation's own namespace can be used".into(),
             };
+        }
+        match window {
+            Err(e) => {
+                return Outcome::InvalidSpec {
+                    message: e.message(),
+                };
+            }
+            Ok(state) => {
+                if let Some(why) = state.closed_message() {
+                    return Outcome::Ready {
+                        message: format!("No commits are pushed: {why}"),
+                        event: None,
+                    };
+                }
+            }
         }
         let failed = |reason, message: String| Outcome::Failed { reason, message };
         let sources: Api<GitRepository> = Api::namespaced(self.client.clone(), &ns);
