@@ -21,6 +21,9 @@ pub const PROMOTED: &str = "Promoted";
 pub const GATE_ANNOTATION: &str = "sluice.dev/canary-gate";
 /// Annotation holding a Canary where it is while `true` (`sluice canary pause|resume`).
 pub const PAUSED_ANNOTATION: &str = "sluice.dev/canary-paused";
+/// Condition type saying whether the last rolled-back revision was reported to Git
+/// (`spec.gitReport`).
+pub const GIT_REPORTED: &str = "GitReported";
 
 /// Progressive delivery of a Deployment: a new revision of the target is rolled out gradually,
 /// measured, and promoted or rolled back.
@@ -75,10 +78,29 @@ pub struct CanarySpec {
     /// Leave the canary alone while true: no routing, scaling or analysis.
     #[serde(default)]
     pub suspend: bool,
+    /// What to write into the Git repository a rolled-back revision came from (when the target
+    /// was applied by a Kustomization): nothing unless asked, since it pushes to the user's
+    /// repository with the GitRepository's credentials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git_report: Option<GitReport>,
     /// When a promotion may start: an analysis that passes outside every window waits in
     /// `WaitingPromotion` until one opens (none: at any time).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub release_windows: Vec<ReleaseWindow>,
+}
+
+/// Writes into Git when an analysis fails, on the commit the Kustomization applied the target at.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GitReport {
+    /// Add a note to the commit in `refs/notes/sluice` (the Canary, the failed check and its
+    /// values, the time), appended to what the note already says.
+    #[serde(default)]
+    pub note: bool,
+    /// Push a branch `sluice/revert-<short sha>` holding a commit that reverts the commit, for
+    /// review; an existing branch of that name is left alone.
+    #[serde(default)]
+    pub revert_branch: bool,
 }
 
 /// A reference to the target Deployment or its autoscaler, in the Canary's namespace.
@@ -472,6 +494,10 @@ pub struct CanaryStatus {
     /// The `sluice.dev/canary-gate` annotation value last acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_handled_gate: Option<String>,
+    /// Checksum of the rolled-back pod template whose failure `spec.gitReport` is done with
+    /// (written to Git, or found to come from no Kustomization).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub last_reported_spec: String,
 }
 
 impl ReconcileStatus for CanaryStatus {

@@ -51,6 +51,8 @@ pub struct ApplyOptions {
     /// Another controller of the process to yield fields to and tell about applies (the canary
     /// analyzer).
     pub handoff: Option<HandoffRef>,
+    /// The source revision being applied (`main@sha1:<sha>`), told to the hand-off.
+    pub revision: Option<String>,
 }
 
 impl Default for ApplyOptions {
@@ -61,6 +63,7 @@ impl Default for ApplyOptions {
             crd_timeout: Duration::from_secs(60),
             concurrency: 8,
             handoff: None,
+            revision: None,
         }
     }
 }
@@ -275,7 +278,7 @@ impl Applier {
         let (mut action, exists, fresh, takeover, yielded) = match d.verdict.clone() {
             Some(Verdict::Settled(action, message)) => {
                 if let (Action::Unchanged, Some(handoff)) = (action, handoff) {
-                    handoff.handed(&d.id, &d.object.value(), None);
+                    handoff.handed(&d.id, &d.object.value(), None, options.revision.as_deref());
                 }
                 return Ok((action, message));
             }
@@ -341,7 +344,7 @@ impl Applier {
         }
         if action == Action::Unchanged && !took_over {
             if let Some(handoff) = handoff {
-                handoff.handed(&d.id, &d.object.value(), None);
+                handoff.handed(&d.id, &d.object.value(), None, options.revision.as_deref());
             }
             return Ok((Action::Unchanged, None));
         }
@@ -355,7 +358,12 @@ impl Applier {
         })?;
         if let Some(handoff) = handoff {
             let written = serde_json::to_value(written).expect("objects serialize");
-            handoff.handed(&d.id, &d.object.value(), Some(&written));
+            handoff.handed(
+                &d.id,
+                &d.object.value(),
+                Some(&written),
+                options.revision.as_deref(),
+            );
         }
         let left = yielded.map(|y| format!("left {} to their owner", y.fields.join(", ")));
         Ok(match action {

@@ -17,9 +17,15 @@ pub trait Handoff: Send + Sync {
     /// rest.
     fn yields_to(&self, id: &ObjectId) -> Option<&'static str>;
 
-    /// The applier handled `id`: `desired` as built, and `written` the API server's answer
-    /// when the apply wrote it (`None` when nothing changed).
-    fn handed(&self, id: &ObjectId, desired: &Value, written: Option<&Value>);
+    /// The applier handled `id`: `desired` as built, `written` the API server's answer when the
+    /// apply wrote it (`None` when nothing changed), and the source revision it applied, if any.
+    fn handed(
+        &self,
+        id: &ObjectId,
+        desired: &Value,
+        written: Option<&Value>,
+        revision: Option<&str>,
+    );
 
     /// The health of `live` when that controller decides it.
     fn health(&self, id: &ObjectId, live: &Value) -> Option<Health>;

@@ -6,9 +6,11 @@
 //! come from `machine`.
 
 use std::hash::Hash;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::channel::mpsc::UnboundedSender;
 use futures::future::join_all;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::Secret;
@@ -31,6 +33,8 @@ use super::metrics::template::{self, Variables};
 use super::metrics::{self, Auth, MetricProvider, ProviderConfig};
 use super::objects::{self, Owner};
 use super::observe;
+use super::report;
+use super::report::write::{Progress, Reports, Request};
 use super::revision::{self, ConfigRef};
 use super::router::{self, Router};
 use super::spec::{self, HookType, Query, Settings, TargetKind};
@@ -63,6 +67,9 @@ pub struct AnalyzerSettings {
     pub metrics_server: Option<String>,
     /// Whether a Canary may name MetricTemplates and alert Providers of other namespaces.
     pub cross_namespace_refs: CrossNamespaceRefs,
+    /// Where reports to Git keep their Git objects (`<storage>/canary/<namespace>/<name>`); a
+    /// temporary directory for each report without it.
+    pub storage: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -107,6 +114,7 @@ impl Analyzer {
         let daemon_set_events =
             reflector(writer, watcher(daemon_sets, watcher::Config::default())).touched_objects();
         let handed = Arc::new(Handed::default());
+        let (wake, woken) = futures::channel::mpsc::unbounded();
         let reporter = Reporter {
             controller: Canaries::REPORTER.into(),
             instance: std::env::var("POD_NAME").ok(),
@@ -123,9 +131,11 @@ impl Analyzer {
             refs: settings.cross_namespace_refs,
             memo: RouteMemo::default(),
             written: Written::default(),
+            reports: Arc::default(),
+            storage: settings.storage,
+            wake: wake.clone(),
         };
         let scaffold = Scaffold::new(reconciler, client, canaries, watcher::Config::default());
-        let (wake, woken) = futures::channel::mpsc::unbounded();
         let handoff = Arc::new(CanaryHandoff::new(scaffold.store(), handed, wake));
         let store = scaffold.store();
         // A change of a target or a primary wakes its Canaries.
@@ -178,6 +188,11 @@ pub struct Canaries {
     memo: RouteMemo,
     /// The statuses written, for reconciles that come before the watch shows them.
     written: Written<CanaryStatus>,
+    /// Reports of rollbacks to Git under way.
+    reports: Arc<Reports>,
+    storage: Option<PathBuf>,
+    /// Asks for a reconcile of a Canary (once its report finished).
+    wake: UnboundedSender<ObjectRef<Canary>>,
 }
 
 /// What a Deployment looks like to the analysis: its spec and the progress of its pods.
@@ -291,6 +306,15 @@ impl Canaries {
             (Some(s), Some(status)) => alerts::metadata(status, s),
             _ => Default::default(),
         };
+        // The commit the analysed revision came from, when a Kustomization of this process
+        // applied it: a commit-status Provider reports on it.
+        let revision = match (s, status, &reference.namespace) {
+            (Some(s), Some(status), Some(ns)) => {
+                self.handed
+                    .source_revision(ns, &s.target, &status.last_applied_spec)
+            }
+            _ => None,
+        };
         for note in notes {
             let plan = EventPlan {
                 warning: note.warning,
@@ -313,7 +337,7 @@ impl Canaries {
                 &reference,
                 plan,
                 Canaries::REPORTER,
-                None,
+                revision.as_deref(),
                 events::Addressed {
                     recipients,
                     metadata: metadata.clone(),
@@ -334,6 +358,66 @@ impl Canaries {
                 }
             }
         }
+    }
+
+    /// Reports a rollback to Git when `spec.gitReport` asks for it, in a task of its own (the
+    /// analysis never waits for a remote); writes a finished report's outcome into `status` and
+    /// returns the Events that say it.
+    fn report_to_git(
+        &self,
+        obj: &Canary,
+        s: &Settings,
+        target: &Deployment,
+        status: &mut CanaryStatus,
+        stamp: &Stamp<'_>,
+    ) -> Vec<machine::Note> {
+        if !report::due(obj.spec.git_report.as_ref(), status) {
+            return Vec::new();
+        }
+        let (uid, name) = (obj.uid().unwrap_or_default(), obj.name_any());
+        let namespace = obj.namespace().unwrap_or_default();
+        let spec = status.last_applied_spec.clone();
+        match self.reports.progress(&uid, &spec) {
+            Progress::Running => return Vec::new(),
+            Progress::Finished(outcome) => return report::settle(status, stamp, outcome),
+            Progress::NotStarted => {}
+        }
+        let seen = report::Seen {
+            namespace: &namespace,
+            name: &name,
+            target: &s.target,
+            threshold: s.threshold,
+            labels: target.labels(),
+            revision: self.handed.source_revision(&namespace, &s.target, &spec),
+            status,
+            now: stamp.now,
+        };
+        let (kustomization, failure) = match report::plan(seen) {
+            report::Plan::Say(outcome) => return report::settle(status, stamp, outcome),
+            report::Plan::Write {
+                kustomization,
+                failure,
+            } => (kustomization, failure),
+        };
+        let request = Request {
+            kustomization,
+            failure,
+            wants: obj.spec.git_report.clone().unwrap_or_default(),
+            cache: self.storage.as_ref().map(|storage| {
+                storage
+                    .join("canary")
+                    .join(&namespace)
+                    .join(&name)
+                    .join("cache.git")
+            }),
+        };
+        let (wake, canary) = (self.wake.clone(), ObjectRef::from_obj(obj));
+        self.reports
+            .start(self.client.clone(), uid, spec, request, move || {
+                // The controller is gone only when the agent stops.
+                let _ = wake.unbounded_send(canary);
+            });
+        Vec::new()
     }
 
     /// Writes `new` over `old` (a merge patch that also removes what is gone) and remembers it
@@ -514,6 +598,7 @@ impl Canaries {
         if let Some(uid) = obj.uid() {
             self.memo.forget(&uid);
             self.written.forget(&uid);
+            self.reports.forget(&uid);
         }
         Ok(Some(Plan {
             status: None,
@@ -900,6 +985,7 @@ impl Reconciler for Canaries {
             });
             retry = Some(backoff(attempt.failures.saturating_add(1), BACKOFF_MAX).min(s.interval));
         }
+        notes.extend(self.report_to_git(obj, &s, &target, &mut new, &stamp));
         self.write_status(obj, &current, &new).await?;
         // Counted once the step is written: a step that failed to be written runs again.
         if let Some(tick) = step.late {

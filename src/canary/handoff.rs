@@ -3,8 +3,9 @@
 //! generated Services), wakes the analysis at once when it writes a target or a configuration
 //! it tracks (no waiting for a watch), tells it the replicas the manifest wants, and asks it the
 //! health of a target: healthy once its Canary promoted or initialized the applied revision,
-//! failed when the analysis rolled it back, in progress meanwhile. No I/O besides waking the
-//! controller; `target_health` is pure.
+//! failed when the analysis rolled it back, in progress meanwhile. It also remembers the source
+//! revision (the Git commit) each target's analysed revision came from, for the reports to Git.
+//! No I/O besides waking the controller; `target_health` is pure.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -43,6 +44,19 @@ pub struct Handed {
     node_selectors: Mutex<HashMap<Key, Value>>,
     /// Checksums of the ConfigMaps and Secrets the applier wrote, by `namespace`, `Kind/name`.
     configs: Mutex<HashMap<Key, String>>,
+    /// The source revision at which the applier last changed what each target's analysis looks
+    /// at (its template as built, or a configuration its Canary tracks).
+    sources: Mutex<HashMap<Key, Source>>,
+}
+
+/// Where a target's manifest last changed: the checksum of its template as built, the checksum
+/// of the template the API server stored when the applier last wrote it, and the source
+/// revision that built it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Source {
+    template: String,
+    live: Option<String>,
+    revision: String,
 }
 
 impl Handed {
@@ -78,6 +92,51 @@ impl Handed {
         lock(&self.node_selectors)
             .get(&(namespace.to_string(), name.to_string()))
             .cloned()
+    }
+
+    /// The source revision (`main@sha1:<sha>`) that brought the target's revision `analysed`
+    /// (the checksum of its live template), as far as this process applied it; `None` when the
+    /// applier did not write that template (someone changed the target by hand).
+    pub fn source_revision(&self, namespace: &str, target: &str, analysed: &str) -> Option<String> {
+        lock(&self.sources)
+            .get(&(namespace.to_string(), target.to_string()))
+            .filter(|s| s.live.as_ref().is_none_or(|live| live == analysed))
+            .map(|s| s.revision.clone())
+    }
+
+    /// Remembers that the applier applied `target` with `template` at `revision` (`live`: the
+    /// checksum of what it wrote, if it wrote): a new source revision only when the template
+    /// changed (a later commit that leaves it alone did not bring it).
+    fn applied_target(&self, key: Key, template: String, live: Option<String>, revision: &str) {
+        let mut sources = lock(&self.sources);
+        match sources.get_mut(&key) {
+            Some(source) if source.template == template => {
+                if live.is_some() {
+                    source.live = live;
+                }
+            }
+            _ => {
+                sources.insert(
+                    key,
+                    Source {
+                        template,
+                        live,
+                        revision: revision.to_string(),
+                    },
+                );
+            }
+        }
+    }
+
+    /// Remembers that a configuration `target` reads changed at `revision`.
+    fn changed_config(&self, key: Key, revision: &str) {
+        let mut sources = lock(&self.sources);
+        let source = sources.entry(key).or_insert_with(|| Source {
+            template: String::new(),
+            live: None,
+            revision: String::new(),
+        });
+        source.revision = revision.to_string();
     }
 
     fn written_config(&self, namespace: &str, key: &str) -> Option<String> {
@@ -193,7 +252,13 @@ impl Handoff for CanaryHandoff {
         self.manages(id).then_some(FIELD_MANAGER)
     }
 
-    fn handed(&self, id: &ObjectId, desired: &Value, written: Option<&Value>) {
+    fn handed(
+        &self,
+        id: &ObjectId,
+        desired: &Value,
+        written: Option<&Value>,
+        source: Option<&str>,
+    ) {
         let key = (id.namespace.clone(), id.name.clone());
         if matches!(id.kind.as_str(), "ConfigMap" | "Secret") && id.group.is_empty() {
             let Some(written) = written else {
@@ -209,6 +274,10 @@ impl Handoff for CanaryHandoff {
                     .as_ref()
                     .is_some_and(|s| s.tracked_configs.contains_key(&config))
             }) {
+                if let Some(source) = source {
+                    let target = (id.namespace.clone(), canary.spec.target_ref.name.clone());
+                    self.handed.changed_config(target, source);
+                }
                 self.wake(&canary);
             }
             return;
@@ -225,6 +294,13 @@ impl Handoff for CanaryHandoff {
                 .cloned()
                 .unwrap_or_else(|| serde_json::json!({}));
             lock(&self.handed.node_selectors).insert(key.clone(), selector);
+        }
+        if let Some(source) = source {
+            let checksum =
+                |object: &Value| revision::template_checksum(&workload::template(object));
+            let live = written.map(checksum);
+            self.handed
+                .applied_target(key.clone(), checksum(desired), live, source);
         }
         if id.kind == "Deployment" {
             if let Some(replicas) = desired.pointer("/spec/replicas").and_then(Value::as_i64) {
@@ -340,6 +416,27 @@ mod tests {
             target_health(&canary(Some(at(Phase::Failed, "a"))), "a", false),
             Health::Failed(_)
         ));
+    }
+
+    #[test]
+    fn the_source_revision_is_the_one_that_last_changed_the_target() {
+        let handed = Handed::default();
+        let key = || ("shop".to_string(), "web".to_string());
+        let source = |analysed| handed.source_revision("shop", "web", analysed);
+        assert_eq!(source("live1"), None);
+        handed.applied_target(key(), "t1".into(), Some("live1".into()), "main@sha1:1");
+        // A later commit that leaves the template alone did not bring it.
+        handed.applied_target(key(), "t1".into(), None, "main@sha1:2");
+        assert_eq!(source("live1").as_deref(), Some("main@sha1:1"));
+        // A template the applier did not write came from no commit.
+        assert_eq!(source("by-hand"), None);
+        handed.applied_target(key(), "t2".into(), Some("live2".into()), "main@sha1:3");
+        assert_eq!(source("live2").as_deref(), Some("main@sha1:3"));
+        // A configuration the Canary tracks changed: that commit brought the new revision.
+        handed.changed_config(key(), "main@sha1:4");
+        handed.applied_target(key(), "t2".into(), None, "main@sha1:4");
+        assert_eq!(source("live2").as_deref(), Some("main@sha1:4"));
+        assert_eq!(handed.source_revision("shop", "api", "live2"), None);
     }
 
     #[test]

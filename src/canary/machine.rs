@@ -38,6 +38,11 @@ reasons! {
         MetricTemplateNotFound,
         /// Carrying out a step failed (a route the API server refused); it is retried.
         Retrying,
+        /// Events of `spec.gitReport`: the rollback was written to Git, writing it failed, or a
+        /// part of it was skipped.
+        GitReported,
+        GitReportFailed,
+        GitReportSkipped,
     }
 }
 
@@ -841,8 +846,10 @@ impl Run<'_> {
         );
         self.note(true, CanaryReason::Halted, message);
         if self.status.failed_checks >= self.s.threshold as i32 {
+            // The check that decided stays in the rollback's message (and the Ready condition),
+            // where the reports to Git read it.
             let why = format!(
-                "failed checks threshold reached {}",
+                "failed checks threshold reached {} (last: {why})",
                 self.status.failed_checks
             );
             return self.rollback(why);

@@ -493,10 +493,13 @@ fn failed_checks_reach_the_threshold_and_roll_back() {
     );
     assert_eq!(sim.promoted(), ConditionStatus::False);
     assert_eq!(sim.ready().status, ConditionStatus::False);
+    // The check that decided stays in the condition, for the reports to Git.
     assert!(
         sim.ready()
             .message
-            .contains("failed checks threshold reached 2")
+            .contains("failed checks threshold reached 2 (last: request-success-rate"),
+        "{}",
+        sim.ready().message
     );
     // Traffic first, then the canary scales down.
     sim.routes = Routes::Converging("canary endpoints remain".into());

@@ -111,6 +111,7 @@ pub async fn run_with(args: Args, config: kube::Config) -> anyhow::Result<ExitCo
         ..Default::default()
     };
     let (image_namespace, image_storage) = (args.namespace.clone(), args.storage_dir.clone());
+    let canary_storage = args.storage_dir.clone();
     let kustomizations = crate::kustomization::controller::Settings {
         storage: args.storage_dir,
         namespace: args.namespace,
@@ -126,6 +127,7 @@ pub async fn run_with(args: Args, config: kube::Config) -> anyhow::Result<ExitCo
             namespace: image_namespace.clone(),
             metrics_server: args.metrics_server,
             cross_namespace_refs: refs,
+            storage: Some(canary_storage),
         },
     );
     let handoff = Some(analyzer.handoff());

@@ -1,7 +1,7 @@
-//! Reading files of a commit and writing a commit that changes some of them, in a bare cache
-//! without a work tree: blobs go in and out byte for byte (no line-ending conversion), file modes
-//! are kept, and the commit is signed by a caller-supplied signer. Disk I/O under
-//! `spawn_blocking`.
+//! Reading files of a commit and writing a commit that changes some of them, or that reverts
+//! another, in a bare cache without a work tree: blobs go in and out byte for byte (no
+//! line-ending conversion), file modes are kept, and the commit is signed by a caller-supplied
+//! signer. Disk I/O under `spawn_blocking`.
 
 use std::path::Path;
 
@@ -143,6 +143,60 @@ pub async fn write_commit(cache: &Path, new: NewCommit) -> Result<String, GitErr
     .await
 }
 
+/// How a revert went: the commit written, or the paths that conflict.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Revert {
+    Committed(String),
+    Conflicts(Vec<String>),
+}
+
+/// Writes a commit on top of `onto` that undoes what `commit` changed (against its first
+/// parent), with `message`, unless the change does not revert cleanly there.
+pub async fn write_revert(
+    cache: &Path,
+    commit: &str,
+    onto: &str,
+    author: (&str, &str),
+    message: &str,
+) -> Result<Revert, GitError> {
+    let (cache, commit, onto) = (cache.to_owned(), commit.to_owned(), onto.to_owned());
+    let (name, email, message) = (author.0.to_owned(), author.1.to_owned(), message.to_owned());
+    blocking(move || {
+        let repo = open_cache(&cache)?;
+        let fail = |e: git2::Error| GitError::Commit {
+            path: cache.clone(),
+            source: e,
+        };
+        let reverted = commit_of(&repo, &cache, &commit)?;
+        let base = commit_of(&repo, &cache, &onto)?;
+        // A merge is reverted against its first parent, as `git revert -m 1` does.
+        let mainline = u32::from(reverted.parent_count() > 1);
+        let mut index = repo
+            .revert_commit(&reverted, &base, mainline, None)
+            .map_err(fail)?;
+        if index.has_conflicts() {
+            let mut paths: Vec<String> = index
+                .conflicts()
+                .map_err(fail)?
+                .filter_map(Result::ok)
+                .filter_map(|c| c.our.or(c.their).or(c.ancestor))
+                .map(|entry| String::from_utf8_lossy(&entry.path).into_owned())
+                .collect();
+            paths.dedup();
+            return Ok(Revert::Conflicts(paths));
+        }
+        let tree = repo
+            .find_tree(index.write_tree_to(&repo).map_err(fail)?)
+            .map_err(fail)?;
+        let who = Signature::now(&name, &email).map_err(fail)?;
+        let oid = repo
+            .commit(None, &who, &who, &message, &tree, &[&base])
+            .map_err(fail)?;
+        Ok(Revert::Committed(oid.to_string()))
+    })
+    .await
+}
+
 /// Whether `ancestor` is `descendant` or one of its ancestors, in the cache.
 pub async fn is_ancestor(cache: &Path, ancestor: &str, descendant: &str) -> Result<bool, GitError> {
     let (cache, a, d) = (cache.to_owned(), ancestor.to_owned(), descendant.to_owned());
@@ -157,11 +211,11 @@ pub async fn is_ancestor(cache: &Path, ancestor: &str, descendant: &str) -> Resu
     .await
 }
 
-fn oid(sha: &str) -> Result<Oid, GitError> {
+pub(super) fn oid(sha: &str) -> Result<Oid, GitError> {
     Oid::from_str(sha).map_err(|e| read_error(sha, e))
 }
 
-fn commit_of<'r>(
+pub(super) fn commit_of<'r>(
     repo: &'r Repository,
     cache: &Path,
     sha: &str,
@@ -179,7 +233,7 @@ fn read_error(oid: &str, source: git2::Error) -> GitError {
     }
 }
 
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, GitError> + Send + 'static,
 ) -> Result<T, GitError> {
     tokio::task::spawn_blocking(work)

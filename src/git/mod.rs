@@ -18,6 +18,7 @@ mod callbacks;
 pub mod commit;
 pub mod credentials;
 pub mod known_hosts;
+pub mod notes;
 mod objects;
 mod push;
 pub mod url;
@@ -26,7 +27,7 @@ use callbacks::CallbackFailure;
 pub use objects::{
     SignedObjects, SignedPayload, TagHeaders, TagObject, list_local_refs, read_signed_objects,
 };
-pub use push::{BranchUpdate, PushOutcome};
+pub use push::{BranchUpdate, PushOutcome, RefUpdate};
 
 #[derive(Debug, thiserror::Error)]
 pub enum GitError {

@@ -1,7 +1,7 @@
-//! Updating a remote: fetching whole branches into a bare cache and pushing commits to them,
-//! never forced. A push names the tip it expects each remote branch to have; when the remote
-//! moved meanwhile (someone else pushed), the push is refused, not overwritten. Network and disk
-//! I/O; libgit2 runs under `spawn_blocking`.
+//! Updating a remote: fetching whole branches (or other references, such as `refs/notes/*`)
+//! into a bare cache and pushing commits to them, never forced. A push names the tip it expects
+//! each remote reference to have; when the remote moved meanwhile (someone else pushed), the push
+//! is refused, not overwritten. Network and disk I/O; libgit2 runs under `spawn_blocking`.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -21,11 +21,30 @@ pub struct BranchUpdate {
     pub expected: Option<String>,
 }
 
+/// One reference to update, by its full name (`refs/notes/sluice`): as `BranchUpdate`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefUpdate {
+    pub reference: String,
+    pub commit: String,
+    pub expected: Option<String>,
+}
+
+impl From<&BranchUpdate> for RefUpdate {
+    fn from(u: &BranchUpdate) -> RefUpdate {
+        RefUpdate {
+            reference: format!("refs/heads/{}", u.branch),
+            commit: u.commit.clone(),
+            expected: u.expected.clone(),
+        }
+    }
+}
+
 /// How a push ended when nothing failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PushOutcome {
     Pushed,
-    /// The remote refused or moved; nothing was overwritten.
+    /// The remote refused or moved; nothing was overwritten. `branch` is the branch's name, or
+    /// the reference's full name when it is not a branch.
     Rejected {
         branch: String,
         reason: String,
@@ -41,12 +60,30 @@ impl GitRemote {
         cache: &Path,
         branches: &[String],
     ) -> Result<BTreeMap<String, Option<String>>, GitError> {
+        let references: Vec<String> = branches.iter().map(|b| format!("refs/heads/{b}")).collect();
+        let tips = self.fetch_references(cache, &references).await?;
+        Ok(branches
+            .iter()
+            .zip(references)
+            .map(|(branch, reference)| (branch.clone(), tips.get(&reference).cloned().flatten()))
+            .collect())
+    }
+
+    /// Fetches `references` (full names) with their whole history into the bare cache at
+    /// `cache`, as local references of the same names; one the remote does not have is removed
+    /// from the cache too, so the cache says what the remote has. Returns each reference's
+    /// commit, or `None` when the remote has no such reference.
+    pub async fn fetch_references(
+        &self,
+        cache: &Path,
+        references: &[String],
+    ) -> Result<BTreeMap<String, Option<String>>, GitError> {
         let this = self.clone();
         let cache = cache.to_owned();
-        let branches = branches.to_vec();
+        let references = references.to_vec();
         self.run(move |cancel| {
             let repo = open_cache(&cache)?;
-            let what = format!("branches {}", branches.join(", "));
+            let what = references.join(", ");
             let mut remote = repo
                 .remote_anonymous(this.url.as_libgit2())
                 .map_err(|e| this.fetch_error(&what, e))?;
@@ -62,15 +99,12 @@ impl GitRemote {
                     .map(|h| h.name().to_owned())
                     .collect()
             };
-            let present: Vec<&String> = branches
+            let present: Vec<&String> = references
                 .iter()
-                .filter(|b| advertised.contains(&format!("refs/heads/{b}")))
+                .filter(|r| advertised.contains(r))
                 .collect();
             if !present.is_empty() {
-                let refspecs: Vec<String> = present
-                    .iter()
-                    .map(|b| format!("+refs/heads/{b}:refs/heads/{b}"))
-                    .collect();
+                let refspecs: Vec<String> = present.iter().map(|r| format!("+{r}:{r}")).collect();
                 let mut opts = FetchOptions::new();
                 opts.remote_callbacks(this.callbacks(cancel.clone(), failure.clone())?);
                 opts.download_tags(git2::AutotagOption::None);
@@ -79,20 +113,23 @@ impl GitRemote {
                     .map_err(|e| failure.take().unwrap_or_else(|| this.fetch_error(&what, e)))?;
             }
             let mut tips = BTreeMap::new();
-            for branch in &branches {
-                let tip = if present.contains(&branch) {
-                    let reference = repo
-                        .find_reference(&format!("refs/heads/{branch}"))
+            for reference in &references {
+                let tip = if present.contains(&reference) {
+                    let found = repo
+                        .find_reference(reference)
                         .and_then(|r| r.peel_to_commit())
                         .map_err(|_| GitError::NotFound {
                             url: this.url.to_string(),
-                            what: format!("branch {branch}"),
+                            what: reference.clone(),
                         })?;
-                    Some(reference.id().to_string())
+                    Some(found.id().to_string())
                 } else {
+                    if let Ok(mut stale) = repo.find_reference(reference) {
+                        stale.delete().map_err(|e| this.fetch_error(&what, e))?;
+                    }
                     None
                 };
-                tips.insert(branch.clone(), tip);
+                tips.insert(reference.clone(), tip);
             }
             Ok(tips)
         })
@@ -107,6 +144,17 @@ impl GitRemote {
         updates: &[BranchUpdate],
         options: &[String],
     ) -> Result<PushOutcome, GitError> {
+        let updates: Vec<RefUpdate> = updates.iter().map(RefUpdate::from).collect();
+        self.push_references(cache, &updates, options).await
+    }
+
+    /// `push`, for references given by their full names.
+    pub async fn push_references(
+        &self,
+        cache: &Path,
+        updates: &[RefUpdate],
+        options: &[String],
+    ) -> Result<PushOutcome, GitError> {
         let this = self.clone();
         let cache = cache.to_owned();
         let updates = updates.to_vec();
@@ -118,7 +166,7 @@ impl GitRemote {
     fn push_blocking(
         &self,
         cache: &Path,
-        updates: &[BranchUpdate],
+        updates: &[RefUpdate],
         options: &[String],
         cancel: &Arc<std::sync::atomic::AtomicBool>,
     ) -> Result<PushOutcome, GitError> {
@@ -132,11 +180,12 @@ impl GitRemote {
         let mut refspecs = Vec::new();
         for u in updates {
             let oid = Oid::from_str(&u.commit).map_err(push_error)?;
-            let local = format!("refs/sluice/push/{}", u.branch);
+            let name = u.reference.strip_prefix("refs/").unwrap_or(&u.reference);
+            let local = format!("refs/sluice/push/{name}");
             repo.reference(&local, oid, true, "sluice: to push")
                 .map_err(push_error)?;
             // Never `+`: libgit2 refuses a non-fast-forward itself, too.
-            refspecs.push(format!("{local}:refs/heads/{}", u.branch));
+            refspecs.push(format!("{local}:{}", u.reference));
         }
         let mut remote = repo
             .remote_anonymous(self.url.as_libgit2())
@@ -153,10 +202,10 @@ impl GitRemote {
             .map(|h| (h.name().to_owned(), h.oid().to_string()))
             .collect();
         for u in updates {
-            let now = advertised.get(&format!("refs/heads/{}", u.branch));
+            let now = advertised.get(&u.reference);
             if now != u.expected.as_ref() {
                 return Ok(PushOutcome::Rejected {
-                    branch: u.branch.clone(),
+                    branch: short_name(&u.reference),
                     reason: format!(
                         "the remote branch moved to {} since it was fetched ({})",
                         now.map_or("nothing", String::as_str),
@@ -196,7 +245,7 @@ impl GitRemote {
                 return Ok(PushOutcome::Rejected {
                     branch: updates
                         .first()
-                        .map(|u| u.branch.clone())
+                        .map(|u| short_name(&u.reference))
                         .unwrap_or_default(),
                     reason: e.message().to_owned(),
                 });
@@ -205,10 +254,18 @@ impl GitRemote {
         }
         if let Some((refname, status)) = rejected.lock().ok().and_then(|mut s| s.take()) {
             return Ok(PushOutcome::Rejected {
-                branch: refname.trim_start_matches("refs/heads/").to_owned(),
+                branch: short_name(&refname),
                 reason: status,
             });
         }
         Ok(PushOutcome::Pushed)
     }
+}
+
+/// A branch's name without `refs/heads/`; other references by their full name.
+fn short_name(reference: &str) -> String {
+    reference
+        .strip_prefix("refs/heads/")
+        .unwrap_or(reference)
+        .to_owned()
 }

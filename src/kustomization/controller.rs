@@ -515,6 +515,7 @@ impl Kustomizations {
                 force: spec.force,
                 crd_timeout: timeout,
                 handoff: self.handoff.clone(),
+                revision: Some(revision.clone()),
                 ..Default::default()
             },
             owner,

@@ -64,12 +64,28 @@ pub enum State {
     Pending,
 }
 
-pub fn state(event: &Notification) -> State {
-    match event.severity {
-        Severity::Error => State::Failure,
-        Severity::Info if event.reason == "Progressing" => State::Pending,
-        Severity::Info => State::Success,
-    }
+/// The commit a notification is about and the state it gives it; `None` when it says nothing
+/// about how a commit went. Kustomizations say how applying it went (every Event: progressing,
+/// applied, failed). Canaries say how releasing it went, from the Events that end or start an
+/// analysis: `NewRevision` (pending), `Succeeded` (the promotion: success) and `RolledBack`
+/// (failure, with the check that decided in the description); their other Events (each step,
+/// a halt) would only make the status flicker.
+pub fn of(event: &Notification) -> Option<(&str, State)> {
+    let state = match event.involved_object.kind.as_str() {
+        "Kustomization" => match event.severity {
+            Severity::Error => State::Failure,
+            Severity::Info if event.reason == "Progressing" => State::Pending,
+            Severity::Info => State::Success,
+        },
+        "Canary" => match event.reason.as_str() {
+            "NewRevision" => State::Pending,
+            "Succeeded" => State::Success,
+            "RolledBack" => State::Failure,
+            _ => return None,
+        },
+        _ => return None,
+    };
+    Some((commit(event)?, state))
 }
 
 /// The status's name: one per object (`kustomization/web`), so each Kustomization applying the
@@ -90,11 +106,6 @@ pub fn description(event: &Notification) -> String {
     } else {
         format!("{}…", line.chars().take(139).collect::<String>())
     }
-}
-
-/// Whether a notification becomes a commit status: only Kustomizations say how a commit went.
-pub fn relevant(event: &Notification) -> bool {
-    event.involved_object.kind == "Kustomization"
 }
 
 #[cfg(test)]
@@ -136,15 +147,52 @@ mod tests {
     #[test]
     fn commits_states_and_contexts() {
         let sha = "0123456789abcdef0123456789abcdef01234567";
-        let ok = event(Severity::Info, Some(&format!("main@sha1:{sha}")));
+        let revision = format!("main@sha1:{sha}");
+        let ok = event(Severity::Info, Some(&revision));
         assert_eq!(commit(&ok), Some(sha));
-        assert_eq!(state(&ok), State::Success);
+        assert_eq!(of(&ok), Some((sha, State::Success)));
         assert_eq!(context(&ok), "kustomization/web");
         assert_eq!(
             commit(&event(Severity::Info, Some("main@sha1:short"))),
             None
         );
         assert_eq!(commit(&event(Severity::Info, None)), None);
-        assert_eq!(state(&event(Severity::Error, None)), State::Failure);
+        assert_eq!(of(&event(Severity::Info, None)), None);
+        assert_eq!(
+            of(&event(Severity::Error, Some(&revision))),
+            Some((sha, State::Failure))
+        );
+        let mut source = event(Severity::Error, Some(&revision));
+        source.involved_object.kind = "GitRepository".into();
+        assert_eq!(of(&source), None, "only Kustomizations and Canaries");
+    }
+
+    #[test]
+    fn canaries_say_how_a_release_went_at_its_start_and_end_only() {
+        let sha = "0123456789abcdef0123456789abcdef01234567";
+        let canary = |severity, reason: &str| {
+            let mut e = event(severity, Some(&format!("main@sha1:{sha}")));
+            e.involved_object.kind = "Canary".into();
+            e.reason = reason.into();
+            e.message = "Rolling back web.shop: failed checks threshold reached 1 (last: \
+                         request-success-rate 42 outside >= 99)"
+                .into();
+            e
+        };
+        assert_eq!(
+            of(&canary(Severity::Info, "NewRevision")),
+            Some((sha, State::Pending))
+        );
+        assert_eq!(
+            of(&canary(Severity::Info, "Succeeded")),
+            Some((sha, State::Success))
+        );
+        let rolled_back = canary(Severity::Error, "RolledBack");
+        assert_eq!(of(&rolled_back), Some((sha, State::Failure)));
+        assert_eq!(context(&rolled_back), "canary/web");
+        assert!(description(&rolled_back).contains("request-success-rate 42 outside >= 99"));
+        for reason in ["Advanced", "Halted", "Failed", "Waiting"] {
+            assert_eq!(of(&canary(Severity::Error, reason)), None, "{reason}");
+        }
     }
 }

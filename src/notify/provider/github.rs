@@ -12,8 +12,7 @@ pub struct Github(pub Repository);
 impl Provider for Github {
     fn request(&self, event: &Notification) -> Result<Option<HttpRequest>, ProviderError> {
         let repo = &self.0;
-        let Some(sha) = commit_status::commit(event).filter(|_| commit_status::relevant(event))
-        else {
+        let Some((sha, state)) = commit_status::of(event) else {
             return Ok(None);
         };
         let api = if repo.host == "github.com" {
@@ -21,7 +20,7 @@ impl Provider for Github {
         } else {
             format!("{}/api/v3", repo.base)
         };
-        let state = match commit_status::state(event) {
+        let state = match state {
             State::Success => "success",
             State::Failure => "failure",
             State::Pending => "pending",

@@ -12,11 +12,10 @@ pub struct Gitlab(pub Repository);
 impl Provider for Gitlab {
     fn request(&self, event: &Notification) -> Result<Option<HttpRequest>, ProviderError> {
         let repo = &self.0;
-        let Some(sha) = commit_status::commit(event).filter(|_| commit_status::relevant(event))
-        else {
+        let Some((sha, state)) = commit_status::of(event) else {
             return Ok(None);
         };
-        let state = match commit_status::state(event) {
+        let state = match state {
             State::Success => "success",
             State::Failure => "failed",
             State::Pending => "running",
