@@ -36,6 +36,58 @@ fn generic_reasons(recorder: &Recorder, path: &str) -> BTreeSet<String> {
         .collect()
 }
 
+/// A server that answers every request with 500, and one that accepts connections and never
+/// answers; their URLs.
+async fn failing_servers() -> (String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let failing = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let urls = (
+        format!("http://{}/", failing.local_addr().unwrap()),
+        format!("http://{}/", silent.local_addr().unwrap()),
+    );
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = failing.accept().await {
+            tokio::spawn(async move {
+                let mut buffer = [0; 65536];
+                let _ = socket.read(&mut buffer).await;
+                let _ = socket
+                    .write_all(b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 4\r\nconnection: close\r\n\r\noops")
+                    .await;
+            });
+        }
+    });
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            held.push(socket);
+        }
+    });
+    urls
+}
+
+/// The messages of the Warning Events about Provider `name`.
+async fn provider_warnings(client: &kube::Client, namespace: &str, name: &str) -> Vec<String> {
+    use k8s_openapi::api::core::v1::Event;
+    use kube::api::{Api, ListParams};
+    let api: Api<Event> = Api::namespaced(client.clone(), namespace);
+    let selector = format!("involvedObject.kind=Provider,involvedObject.name={name}");
+    api.list(&ListParams::default().fields(&selector))
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|e| e.type_.as_deref() == Some("Warning"))
+        .map(|e| {
+            format!(
+                "{}: {}",
+                e.reason.unwrap_or_default(),
+                e.message.unwrap_or_default()
+            )
+        })
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_alert_hears_the_canary_events_its_severity_asks_for() {
     let client = support::client().await;
@@ -75,6 +127,12 @@ async fn each_alert_hears_the_canary_events_its_severity_asks_for() {
         )
         .await;
     }
+    // Providers that fail: one answers 500, one never answers.
+    let (failing, silent) = failing_servers().await;
+    c::create(&client, &n, provider("broken", "generic", failing)).await;
+    let mut hanging = provider("silent", "generic", silent);
+    hanging["spec"]["timeout"] = json!("2s");
+    c::create(&client, &n, hanging).await;
     // A pre-rollout webhook nobody answers: the first check fails.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let refused = format!("http://{}/", closed.local_addr().unwrap());
@@ -100,6 +158,8 @@ async fn each_alert_hears_the_canary_events_its_severity_asks_for() {
                     {"name": "discord", "severity": "error", "providerRef": {"name": "discord"}},
                     {"name": "gchat", "severity": "error", "providerRef": {"name": "gchat"}},
                     {"name": "rocket", "severity": "error", "providerRef": {"name": "rocket"}},
+                    {"name": "broken", "severity": "error", "providerRef": {"name": "broken"}},
+                    {"name": "silent", "severity": "error", "providerRef": {"name": "silent"}},
                 ],
             },
         },
@@ -133,6 +193,27 @@ async fn each_alert_hears_the_canary_events_its_severity_asks_for() {
 
     let error = generic_reasons(&recorder, "/error");
     assert_eq!(error, rollback, "errors only");
+
+    // The Providers that failed say so in Warning Events; the others were served all the same.
+    for (name, says) in [("broken", "500"), ("silent", "RolledBack")] {
+        let warnings = eventually(
+            Duration::from_secs(60),
+            &format!("a DeliveryFailed Event on Provider {name}"),
+            || async {
+                let warnings = provider_warnings(&client, &n, name).await;
+                if warnings
+                    .iter()
+                    .any(|w| w.starts_with("DeliveryFailed: ") && w.contains(says))
+                {
+                    Ok(warnings)
+                } else {
+                    Err(format!("{warnings:?}"))
+                }
+            },
+        )
+        .await;
+        println!("{name}: {warnings:?}");
+    }
     for r in recorder.at("/error") {
         assert_eq!(r.json()["severity"], "error");
     }

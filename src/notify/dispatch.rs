@@ -8,17 +8,21 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Client, ResourceExt};
+use kube::{Client, Resource, ResourceExt};
 use tokio::sync::mpsc;
 
 use super::controllers::{api, provider_config, provider_timeout};
 use super::send::Sender;
+use super::status::NotificationReason;
 use super::{InvolvedObject, Notification, Severity, alert};
 use crate::api::notification::{Alert, Provider};
 use crate::runtime::events::{EventSink, Published, Recipient};
+use crate::runtime::conditions::Reason as _;
 use crate::runtime::references::CrossNamespaceRefs;
+use crate::runtime::text::truncate;
 
 /// How many Events may wait for delivery; more are dropped with a warning.
 const QUEUE: usize = 1024;
@@ -103,13 +107,24 @@ pub fn start(
         .applied_objects()
         .for_each(|_| async {});
         let instance = std::env::var("POD_NAME").ok();
+        let out = Out {
+            client: client.clone(),
+            sender,
+            recorder: Recorder::new(
+                client.clone(),
+                Reporter {
+                    controller: REPORTER.into(),
+                    instance: instance.clone(),
+                },
+            ),
+        };
         let deliver = async {
             while let Some(event) = events.recv().await {
                 let notification = notification(&event, instance.clone());
                 for recipient in &event.recipients {
-                    to_recipient(&client, &sender, &providers, recipient, &notification);
+                    to_recipient(&out, &providers, recipient, &notification);
                 }
-                dispatch(&client, &sender, &alerts, &providers, refs, notification).await;
+                dispatch(&out, &alerts, &providers, refs, notification).await;
             }
         };
         tokio::select! {
@@ -121,11 +136,22 @@ pub fn start(
     (Arc::new(Dispatcher { queue }), task)
 }
 
+/// The Events about failed deliveries are reported as this controller.
+const REPORTER: &str = "sluice-notification";
+
+/// What delivering needs: the API server (Secrets, Events), the HTTP sender, the recorder of
+/// Events about Providers that fail.
+#[derive(Clone)]
+struct Out {
+    client: Client,
+    sender: Sender,
+    recorder: Recorder,
+}
+
 /// Sends `event` to the Provider of every Alert that selects it, each delivery in a task of its
 /// own so a slow service delays nothing else.
 async fn dispatch(
-    client: &Client,
-    sender: &Sender,
+    out: &Out,
     alerts: &Store<Alert>,
     providers: &Store<Provider>,
     refs: CrossNamespaceRefs,
@@ -141,7 +167,7 @@ async fn dispatch(
             continue; // refused: its status says AccessDenied
         }
         if labels.is_none() && alert::needs_labels(&alert.spec) {
-            labels = Some(object_labels(client, &event).await);
+            labels = Some(object_labels(&out.client, &event).await);
         }
         if !alert::matches(
             &alert.spec,
@@ -158,20 +184,13 @@ async fn dispatch(
             continue;
         };
         let event = alert::decorate(&alert.spec, &event);
-        deliver(
-            client,
-            sender,
-            provider,
-            event,
-            format!("{ns}/{}", alert.name_any()),
-        );
+        deliver(out, provider, event, format!("{ns}/{}", alert.name_any()));
     }
 }
 
 /// Sends `event` to the Provider a publisher named for it.
 fn to_recipient(
-    client: &Client,
-    sender: &Sender,
+    out: &Out,
     providers: &Store<Provider>,
     recipient: &Recipient,
     event: &Notification,
@@ -183,7 +202,7 @@ fn to_recipient(
     } = recipient;
     let alert = format!("{name} of {}", event.involved_object.display());
     match providers.get(&ObjectRef::new(provider).within(namespace)) {
-        Some(found) => deliver(client, sender, found, event.clone(), alert),
+        Some(found) => deliver(out, found, event.clone(), alert),
         None => {
             tracing::warn!(%alert, provider = %format!("{namespace}/{provider}"), "the alert's Provider does not exist; nothing sent")
         }
@@ -191,18 +210,17 @@ fn to_recipient(
 }
 
 /// Delivers `event` to `provider` (unless it is suspended) in a task of its own; `alert` names
-/// who asked, for logs.
-fn deliver(
-    client: &Client,
-    sender: &Sender,
-    provider: Arc<Provider>,
-    event: Notification,
-    alert: String,
-) {
+/// who asked, for logs. A failure is logged and said in a Warning Event on the Provider (which
+/// no Alert hears, so a failing Provider cannot feed itself).
+fn deliver(out: &Out, provider: Arc<Provider>, event: Notification, alert: String) {
     if provider.spec.suspend {
         return;
     }
-    let (client, sender) = (client.clone(), sender.clone());
+    let Out {
+        client,
+        sender,
+        recorder,
+    } = out.clone();
     tokio::spawn(async move {
         let provider_name = format!(
             "{}/{}",
@@ -223,13 +241,36 @@ fn deliver(
             Ok(sent) => {
                 tracing::debug!(%alert, provider = %provider_name, sent, object = %event.involved_object.display(), "notification delivered")
             }
-            Err(e) => tracing::warn!(
-                %alert,
-                provider = %provider_name,
-                object = %event.involved_object.display(),
-                error = %crate::runtime::text::error_chain(&e),
-                "delivering a notification failed"
-            ),
+            Err(e) => {
+                let error = crate::runtime::text::error_chain(&e);
+                tracing::warn!(
+                    %alert,
+                    provider = %provider_name,
+                    object = %event.involved_object.display(),
+                    %error,
+                    "delivering a notification failed"
+                );
+                let failed = Event {
+                    type_: EventType::Warning,
+                    reason: NotificationReason::DeliveryFailed.as_str().into(),
+                    note: Some(truncate(
+                        &format!(
+                            "delivering the {} Event of {} (alert {alert}) failed: {error}",
+                            event.reason,
+                            event.involved_object.display()
+                        ),
+                        1024,
+                    )),
+                    action: "Notify".into(),
+                    secondary: None,
+                };
+                if let Err(e) = recorder
+                    .publish(&failed, &provider.object_ref(&()))
+                    .await
+                {
+                    tracing::warn!(provider = %provider_name, error = %e, "publishing an Event failed");
+                }
+            }
         }
     });
 }

@@ -17,6 +17,9 @@ reasons! {
         ProviderNotFound,
         /// A Provider's address or token cannot work.
         InvalidProvider,
+        /// Event on a Provider: a notification could not be delivered (an error status, no
+        /// answer in time, no connection).
+        DeliveryFailed,
     }
 }
 
