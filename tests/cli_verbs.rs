@@ -13,16 +13,7 @@ use serde_json::json;
 use sluice::api::kustomization::Kustomization;
 use support::in_process::Agent;
 
-fn sluice(ns: &str, args: &[&str]) -> Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(args)
-        .args(["--namespace", ns])
-        .env("KUBECONFIG", support::kubeconfig())
-        .env_remove("RUST_LOG")
-        .env_remove("SLUICE_NAMESPACE")
-        .output()
-        .expect("sluice runs")
-}
+use support::sluice_in as sluice;
 
 fn out(output: &Output) -> (String, String) {
     (

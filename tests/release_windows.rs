@@ -6,7 +6,6 @@
 
 mod support;
 
-use std::process::Output;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -18,16 +17,7 @@ use sluice::api::kustomization::Kustomization;
 use support::canary::{self as c, Analyzer, wait_canary};
 use support::in_process::Agent;
 
-fn sluice(ns: &str, args: &[&str]) -> Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(args)
-        .args(["--namespace", ns])
-        .env("KUBECONFIG", support::kubeconfig())
-        .env_remove("RUST_LOG")
-        .env_remove("SLUICE_NAMESPACE")
-        .output()
-        .expect("sluice runs")
-}
+use support::sluice_in as sluice;
 
 fn config(color: &str) -> String {
     format!(

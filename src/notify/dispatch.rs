@@ -19,8 +19,8 @@ use super::send::Sender;
 use super::status::NotificationReason;
 use super::{InvolvedObject, Notification, Severity, alert};
 use crate::api::notification::{Alert, Provider};
-use crate::runtime::events::{EventSink, Published, Recipient};
 use crate::runtime::conditions::Reason as _;
+use crate::runtime::events::{EventSink, Published, Recipient};
 use crate::runtime::references::CrossNamespaceRefs;
 use crate::runtime::text::truncate;
 
@@ -188,7 +188,8 @@ async fn dispatch(
     }
 }
 
-/// Sends `event` to the Provider a publisher named for it.
+/// Sends `event` to the Provider a publisher named for it (`name`: what the publisher calls it,
+/// such as a Canary's alert).
 fn to_recipient(
     out: &Out,
     providers: &Store<Provider>,
@@ -200,11 +201,10 @@ fn to_recipient(
         namespace,
         provider,
     } = recipient;
-    let alert = format!("{name} of {}", event.involved_object.display());
     match providers.get(&ObjectRef::new(provider).within(namespace)) {
-        Some(found) => deliver(out, found, event.clone(), alert),
+        Some(found) => deliver(out, found, event.clone(), name.clone()),
         None => {
-            tracing::warn!(%alert, provider = %format!("{namespace}/{provider}"), "the alert's Provider does not exist; nothing sent")
+            tracing::warn!(alert = %name, object = %event.involved_object.display(), provider = %format!("{namespace}/{provider}"), "the alert's Provider does not exist; nothing sent")
         }
     }
 }
@@ -264,10 +264,7 @@ fn deliver(out: &Out, provider: Arc<Provider>, event: Notification, alert: Strin
                     action: "Notify".into(),
                     secondary: None,
                 };
-                if let Err(e) = recorder
-                    .publish(&failed, &provider.object_ref(&()))
-                    .await
-                {
+                if let Err(e) = recorder.publish(&failed, &provider.object_ref(&())).await {
                     tracing::warn!(provider = %provider_name, error = %e, "publishing an Event failed");
                 }
             }

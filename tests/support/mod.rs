@@ -31,6 +31,18 @@ pub fn repo_root() -> &'static Path {
 
 /// The kubeconfig of the cluster the tests run against: `KUBECONFIG` when set, otherwise the
 /// local control plane, started by `scripts/cluster up` on first use.
+/// Runs the `sluice` binary with `args` in namespace `ns` of the test cluster.
+pub fn sluice_in(ns: &str, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(args)
+        .args(["--namespace", ns])
+        .env("KUBECONFIG", kubeconfig())
+        .env_remove("RUST_LOG")
+        .env_remove("SLUICE_NAMESPACE")
+        .output()
+        .expect("sluice runs")
+}
+
 pub fn kubeconfig() -> &'static Path {
     static PATH: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     let found = PATH.get_or_init(|| {
