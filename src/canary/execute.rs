@@ -251,22 +251,24 @@ impl Work<'_> {
             .and_then(|l| l.get(APEX_LABEL))
             .map(String::as_str);
         // A DaemonSet has a size of zero (scaled to zero) or one pod per node, and the node
-        // selector its manifest asks for.
+        // selector its manifest asks for (none and empty are the same).
         let mut target = self.target_value();
-        let selector_at = "/spec/template/spec/nodeSelector";
-        let live_selector = target.pointer(selector_at).cloned();
-        if let Some(selector) = &self.node_selector {
-            target["spec"]["template"]["spec"]["nodeSelector"] = selector.clone();
+        let selector = |target: &Value| {
+            target
+                .pointer("/spec/template/spec/nodeSelector")
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default()
+        };
+        let live_selector = selector(&target);
+        if let Some(wanted) = &self.node_selector {
+            target["spec"]["template"]["spec"]["nodeSelector"] = wanted.clone();
         }
-        let empty =
-            |s: Option<&Value>| s.is_none_or(|s| s.as_object().is_none_or(|m| m.is_empty()));
         let sized = match self.settings.target_kind {
             TargetKind::Deployment => replicas_of(self.target) == wanted,
             TargetKind::DaemonSet => {
-                let wanted_selector = target.pointer(selector_at);
                 (replicas_of(self.target) == 0) == (wanted == 0)
-                    && (live_selector.as_ref() == wanted_selector
-                        || empty(live_selector.as_ref()) && empty(wanted_selector))
+                    && live_selector == selector(&target)
             }
         };
         if sized && (label.is_none() || live_label == label) {

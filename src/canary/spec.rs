@@ -865,7 +865,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn spec(analysis: serde_json::Value) -> CanarySpec {
+    pub(super) fn spec(analysis: serde_json::Value) -> CanarySpec {
         serde_json::from_value(json!({
             "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
             "service": {"port": 80},

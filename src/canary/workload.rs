@@ -37,18 +37,12 @@ impl Workload {
         let mut object = serde_json::to_value(daemon_set).expect("objects serialize");
         object["apiVersion"] = json!("apps/v1");
         object["kind"] = json!("DaemonSet");
-        let scaled_to_zero = without_scale_to_zero(&mut object);
+        let scaled_to_zero = without_scale_to_zero(&mut object["spec"]["template"]);
         let spec = daemon_set.spec.clone();
         let status = daemon_set.status.clone().unwrap_or_default();
-        let mut template = spec.template;
-        if let Some(pod) = template.spec.as_mut()
-            && let Some(selector) = pod.node_selector.as_mut()
-        {
-            selector.remove(SCALE_TO_ZERO);
-            if selector.is_empty() {
-                pod.node_selector = None;
-            }
-        }
+        // The view's template is the object's, the selector already taken out.
+        let template = serde_json::from_value(object["spec"]["template"].clone())
+            .expect("a template read from the API server reads back");
         let view = Deployment {
             metadata: daemon_set.metadata.clone(),
             spec: DeploymentSpec {
@@ -82,25 +76,25 @@ impl Workload {
 /// A target's pod template as the analysis counts its revision: without the scale-to-zero
 /// selector.
 pub fn template(object: &Value) -> Value {
-    let mut object = json!({"spec": {"template": object.pointer("/spec/template").cloned().unwrap_or_default()}});
-    without_scale_to_zero(&mut object);
-    object["spec"]["template"].take()
+    let mut template = object
+        .pointer("/spec/template")
+        .cloned()
+        .unwrap_or_default();
+    without_scale_to_zero(&mut template);
+    template
 }
 
-/// Removes the scale-to-zero selector from an object's pod template; whether it was there.
-fn without_scale_to_zero(object: &mut Value) -> bool {
-    let Some(selector) = object
-        .pointer_mut("/spec/template/spec/nodeSelector")
-        .and_then(Value::as_object_mut)
-    else {
+/// Removes the scale-to-zero selector from a pod template (and the selector, when nothing else
+/// is left in it); whether it was there.
+fn without_scale_to_zero(template: &mut Value) -> bool {
+    let Some(pod) = template.get_mut("spec").and_then(Value::as_object_mut) else {
+        return false;
+    };
+    let Some(selector) = pod.get_mut("nodeSelector").and_then(Value::as_object_mut) else {
         return false;
     };
     let found = selector.remove(SCALE_TO_ZERO).is_some();
-    if selector.is_empty()
-        && let Some(pod) = object
-            .pointer_mut("/spec/template/spec")
-            .and_then(Value::as_object_mut)
-    {
+    if selector.is_empty() {
         pod.remove("nodeSelector");
     }
     found

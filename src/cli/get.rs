@@ -78,8 +78,9 @@ pub fn render(
         .map(String::from)
         .to_vec();
     // A column for release windows, when any object has them.
-    let windows = objects.iter().any(|o| window_cell(o, now).is_some());
-    if windows {
+    let windows: Vec<Option<String>> = objects.iter().map(|o| window_cell(o, now)).collect();
+    let with_windows = windows.iter().any(Option::is_some);
+    if with_windows {
         header.push("WINDOW".into());
     }
     if with_namespace {
@@ -93,7 +94,8 @@ pub fn render(
     };
     let mut rows: Vec<Vec<String>> = objects
         .iter()
-        .map(|obj| {
+        .zip(windows)
+        .map(|(obj, window)| {
             let (ready, message) =
                 condition(obj, "Ready").unwrap_or(("Unknown", "not reconciled yet"));
             let suspended = obj
@@ -112,8 +114,8 @@ pub fn render(
                     now,
                 ),
             ];
-            if windows {
-                row.push(window_cell(obj, now).unwrap_or_else(|| "-".into()));
+            if with_windows {
+                row.push(window.unwrap_or_else(|| "-".into()));
             }
             if with_namespace {
                 row.insert(0, text(obj, "/metadata/namespace"));

@@ -138,18 +138,9 @@ pub(super) fn affinity(
 #[cfg(test)]
 mod tests {
     use super::super::settings;
+    use super::super::tests::spec;
     use super::*;
-    use crate::api::canary::CanarySpec;
     use serde_json::json;
-
-    fn spec(analysis: serde_json::Value) -> CanarySpec {
-        serde_json::from_value(json!({
-            "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
-            "service": {"port": 80},
-            "analysis": analysis,
-        }))
-        .unwrap()
-    }
 
     #[test]
     fn mirroring_and_session_affinity_need_a_router_and_strategy_that_can_express_them() {
