@@ -238,13 +238,12 @@ pub(super) fn prepare(
     objects: Vec<Value>,
     options: &ApplyOptions,
 ) -> Result<Vec<Desired>, ApplyError> {
-    let mut seen = HashSet::new();
-    let mut desired = Vec::with_capacity(objects.len());
+    // Each value is dropped once its text is made. Nothing is reserved up front (while the first
+    // objects are prepared every value is still held), and duplicates are found by reference
+    // afterwards rather than by a copy of every identity.
+    let mut desired = Vec::new();
     for (index, mut object) in objects.into_iter().enumerate() {
         let (id, version) = ObjectId::of(&object).ok_or(ApplyError::Malformed { index })?;
-        if !seen.insert(id.clone()) {
-            return Err(ApplyError::Duplicate { id });
-        }
         if let Some(owner) = &options.owner {
             let labels = &mut object["metadata"]["labels"];
             if !labels.is_object() {
@@ -265,6 +264,12 @@ pub(super) fn prepare(
             resolved: None,
             verdict: None,
             recreate: false,
+        });
+    }
+    let mut seen = HashSet::with_capacity(desired.len());
+    if let Some(twice) = desired.iter().find(|d| !seen.insert(&d.id)) {
+        return Err(ApplyError::Duplicate {
+            id: twice.id.clone(),
         });
     }
     Ok(desired)

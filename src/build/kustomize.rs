@@ -2,8 +2,10 @@
 //! components, transformers; then, at the top only, hash suffixes and name references. Reads
 //! files through [`Source`] only.
 
-use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
 use std::path::{Path, PathBuf};
+
+use hashbrown::HashTable;
 
 use super::builtin;
 use super::config::{self, TransformerConfig};
@@ -108,37 +110,60 @@ pub fn build_top(
     Ok(acc)
 }
 
-type IdKey = (String, String, String, String);
+/// What makes two objects of a build the same object: group, kind, namespace and name.
+type IdKey<'a> = (&'a str, &'a str, &'a str, &'a str);
 
-fn id_key(res: &Resource) -> IdKey {
+fn id_key(res: &Resource) -> IdKey<'_> {
     let o = &res.obj;
-    let ns = o.namespace().unwrap_or_default().to_string();
     (
-        o.group().to_string(),
-        o.kind().to_string(),
-        ns,
-        o.name().to_string(),
+        o.group(),
+        o.kind(),
+        o.namespace().unwrap_or_default(),
+        o.name(),
     )
 }
 
 /// The identities of the objects accumulated so far, to refuse a second object with the same
-/// group, kind, namespace and name.
-pub(crate) struct Seen(HashMap<IdKey, Loc>);
+/// group, kind, namespace and name. Holds only a hash and a position per object (the identity
+/// is read back from the accumulated object), so a set of 10,000 objects costs no copy of their
+/// names. Objects keep their identity while a `Seen` is in use: what changes accumulated objects
+/// meanwhile (a generator's `merge` or `replace`) leaves name and namespace as they are.
+pub(crate) struct Seen {
+    table: HashTable<usize>,
+    hasher: RandomState,
+}
 
 impl Seen {
     pub fn of(acc: &[Resource]) -> Self {
-        Self(acc.iter().map(|r| (id_key(r), r.loc.clone())).collect())
+        let mut seen = Self {
+            table: HashTable::with_capacity(acc.len()),
+            hasher: RandomState::new(),
+        };
+        for (i, res) in acc.iter().enumerate() {
+            let hash = seen.hasher.hash_one(id_key(res));
+            seen.table
+                .insert_unique(hash, i, |&j| seen.hasher.hash_one(id_key(&acc[j])));
+        }
+        seen
     }
 
     /// Appends an object unless one with the same identity is there.
     pub fn push(&mut self, acc: &mut Vec<Resource>, res: Resource) -> Result<(), BuildError> {
-        if let Some(first) = self.0.get(&id_key(&res)) {
+        let key = id_key(&res);
+        let hash = self.hasher.hash_one(key);
+        if let Some(&first) = self.table.find(hash, |&j| id_key(&acc[j]) == key) {
             return Err(BuildError::Duplicate {
                 at: res.loc.clone(),
-                message: format!("{} is defined twice: first at {first}", res.obj.key()),
+                message: format!(
+                    "{} is defined twice: first at {}",
+                    res.obj.key(),
+                    acc[first].loc
+                ),
             });
         }
-        self.0.insert(id_key(&res), res.loc.clone());
+        let hasher = &self.hasher;
+        self.table
+            .insert_unique(hash, acc.len(), |&j| hasher.hash_one(id_key(&acc[j])));
         acc.push(res);
         Ok(())
     }
