@@ -7,6 +7,9 @@ mod support;
 use std::path::Path;
 use std::process::{Command, Output};
 
+use k8s_openapi::api::admissionregistration::v1::{
+    ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
+};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::Api;
 use kube::api::ListParams;
@@ -144,6 +147,134 @@ async fn apply_diff_and_prune_from_the_command_line() {
         text(&out)
     );
 
+    Api::<Namespace>::all(client.clone())
+        .delete(&ns, &Default::default())
+        .await
+        .unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    home.cleanup(&client).await;
+}
+
+/// A deletion the API server refuses (here a ValidatingAdmissionPolicy denying it) fails `sluice
+/// apply --prune` with the object and the server's reason; the object stays in the inventory and
+/// is pruned by the next run once the server allows it.
+#[tokio::test]
+async fn a_refused_prune_fails_the_command_and_is_tried_again() {
+    let client = support::client().await;
+    let home = support::TestNamespace::new(&client, "cli-refused").await;
+    let ns = format!("{}-app", home.name());
+    let dir = temp("refused");
+    let owner = ["--name", "guarded", "--namespace", home.name()];
+    let dir_arg = dir.to_str().unwrap();
+
+    write_set(&dir, &ns, &["a", "keep-b"], "one");
+    let out = sluice(&[&["apply", dir_arg, "--prune"][..], &owner].concat(), None);
+    assert!(out.status.success(), "{}", text(&out));
+
+    // Deleting a ConfigMap whose name starts with keep- is denied in this namespace.
+    let policy_name = format!("{}-no-delete", home.name());
+    let policies: Api<ValidatingAdmissionPolicy> = Api::all(client.clone());
+    let bindings: Api<ValidatingAdmissionPolicyBinding> = Api::all(client.clone());
+    let policy = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": policy_name},
+        "spec": {
+            "failurePolicy": "Fail",
+            "matchConstraints": {
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}},
+                "resourceRules": [{
+                    "apiGroups": [""], "apiVersions": ["v1"],
+                    "operations": ["DELETE"], "resources": ["configmaps"],
+                }],
+            },
+            "validations": [{
+                "expression": "!oldObject.metadata.name.startsWith('keep-')",
+                "message": "keep- objects are not deleted here",
+            }],
+        },
+    }))
+    .unwrap();
+    policies.create(&Default::default(), &policy).await.unwrap();
+    let binding = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": policy_name},
+        "spec": {"policyName": policy_name, "validationActions": ["Deny"]},
+    }))
+    .unwrap();
+    bindings
+        .create(&Default::default(), &binding)
+        .await
+        .unwrap();
+    // The policy is in force once a dry-run deletion of another keep- object is denied.
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    let probe: ConfigMap = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "keep-probe"},
+    }))
+    .unwrap();
+    config_maps
+        .create(&Default::default(), &probe)
+        .await
+        .unwrap();
+    let dry_run = kube::api::DeleteParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while config_maps.delete("keep-probe", &dry_run).await.is_ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the policy was not in force within 60 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+
+    // Refused by the server, as a refused apply is: exit code 2.
+    write_set(&dir, &ns, &["a"], "one");
+    let out = sluice(&[&["apply", dir_arg, "--prune"][..], &owner].concat(), None);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(&format!("ConfigMap/{ns}/keep-b failed")),
+        "{}",
+        text(&out)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("1 object(s) could not be pruned")
+            && stderr.contains("keep-b")
+            && stderr.contains("keep- objects are not deleted here"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        owned_config_maps(&client, &ns, "guarded").await,
+        ["a", "keep-b"]
+    );
+
+    // Allowed again: the next run prunes it.
+    bindings
+        .delete(&policy_name, &Default::default())
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while config_maps.delete("keep-probe", &dry_run).await.is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the policy was still in force after 60 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let out = sluice(&[&["apply", dir_arg, "--prune"][..], &owner].concat(), None);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&format!("ConfigMap/{ns}/keep-b deleted")),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(owned_config_maps(&client, &ns, "guarded").await, ["a"]);
+
+    policies
+        .delete(&policy_name, &Default::default())
+        .await
+        .unwrap();
     Api::<Namespace>::all(client.clone())
         .delete(&ns, &Default::default())
         .await

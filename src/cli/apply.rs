@@ -113,6 +113,16 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             entry.id
         );
     }
+    // A deletion the server refused leaves the object in the inventory (the next run tries it
+    // again), and the command fails like a refused apply does.
+    let refused = report.pruned.failures();
+    if !refused.is_empty() {
+        anyhow::bail!(
+            "{} object(s) could not be pruned and stay in the inventory: {}",
+            refused.len(),
+            refused.join("; ")
+        );
+    }
 
     if args.wait {
         let ids: Vec<(ObjectId, String)> = report.applied_objects();
