@@ -123,7 +123,7 @@ async fn bad_canaries_say_what_is_wrong_promote_nothing_and_the_others_keep_goin
         ("zero", "threshold: 0"),
         ("down", "50 follows 60"),
     ] {
-        let events = c::events(&client, &n, name).await;
+        let events = c::events_including(&client, &n, name, says).await;
         assert!(
             events
                 .iter()
@@ -163,7 +163,7 @@ async fn bad_canaries_say_what_is_wrong_promote_nothing_and_the_others_keep_goin
                 .as_deref(),
             Some("example.com/app:v1")
         );
-        let events = c::events(&client, &n, name).await;
+        let events = c::events_including(&client, &n, name, says).await;
         println!("{name}:\n{}", events.join("\n"));
         assert!(
             events
