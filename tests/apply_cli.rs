@@ -155,6 +155,24 @@ async fn apply_diff_and_prune_from_the_command_line() {
     home.cleanup(&client).await;
 }
 
+/// Waits (up to 60 s) until a dry-run deletion of `name` is denied, or allowed: admission
+/// policies take effect a moment after they are created or unbound.
+async fn deletion_denied(api: &Api<ConfigMap>, name: &str, denied: bool) {
+    let dry_run = kube::api::DeleteParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while api.delete(name, &dry_run).await.is_err() != denied {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a deletion of {name} was not {} within 60 s",
+            if denied { "denied" } else { "allowed" }
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
 /// A deletion the API server refuses (here a ValidatingAdmissionPolicy denying it) fails `sluice
 /// apply --prune` with the object and the server's reason; the object stays in the inventory and
 /// is pruned by the next run once the server allows it.
@@ -213,18 +231,7 @@ async fn a_refused_prune_fails_the_command_and_is_tried_again() {
         .create(&Default::default(), &probe)
         .await
         .unwrap();
-    let dry_run = kube::api::DeleteParams {
-        dry_run: true,
-        ..Default::default()
-    };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while config_maps.delete("keep-probe", &dry_run).await.is_ok() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the policy was not in force within 60 s"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
+    deletion_denied(&config_maps, "keep-probe", true).await;
 
     // Refused by the server, as a refused apply is: exit code 2.
     write_set(&dir, &ns, &["a"], "one");
@@ -254,14 +261,7 @@ async fn a_refused_prune_fails_the_command_and_is_tried_again() {
         .delete(&policy_name, &Default::default())
         .await
         .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while config_maps.delete("keep-probe", &dry_run).await.is_err() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the policy was still in force after 60 s"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
+    deletion_denied(&config_maps, "keep-probe", false).await;
     let out = sluice(&[&["apply", dir_arg, "--prune"][..], &owner].concat(), None);
     assert!(out.status.success(), "{}", text(&out));
     assert!(
