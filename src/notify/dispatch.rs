@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
@@ -20,9 +20,8 @@ use super::status::NotificationReason;
 use super::{InvolvedObject, Notification, Severity, alert};
 use crate::api::notification::{Alert, Provider};
 use crate::runtime::conditions::Reason as _;
-use crate::runtime::events::{EventSink, Published, Recipient};
+use crate::runtime::events::{self, EventPlan, EventSink, Published, Recipient};
 use crate::runtime::references::CrossNamespaceRefs;
-use crate::runtime::text::truncate;
 
 /// How many Events may wait for delivery; more are dropped with a warning.
 const QUEUE: usize = 1024;
@@ -250,23 +249,19 @@ fn deliver(out: &Out, provider: Arc<Provider>, event: Notification, alert: Strin
                     %error,
                     "delivering a notification failed"
                 );
-                let failed = Event {
-                    type_: EventType::Warning,
-                    reason: NotificationReason::DeliveryFailed.as_str().into(),
-                    note: Some(truncate(
-                        &format!(
-                            "delivering the {} Event of {} (alert {alert}) failed: {error}",
-                            event.reason,
-                            event.involved_object.display()
-                        ),
-                        1024,
-                    )),
+                let failed = EventPlan {
+                    warning: true,
+                    reason: NotificationReason::DeliveryFailed.as_str(),
+                    message: format!(
+                        "delivering the {} Event of {} (alert {alert}) failed: {error}",
+                        event.reason,
+                        event.involved_object.display()
+                    ),
                     action: "Notify".into(),
-                    secondary: None,
                 };
-                if let Err(e) = recorder.publish(&failed, &provider.object_ref(&())).await {
-                    tracing::warn!(provider = %provider_name, error = %e, "publishing an Event failed");
-                }
+                // Recorded, not published: no Alert hears it, so a failing Provider cannot
+                // feed itself.
+                events::record(&recorder, &provider.object_ref(&()), &failed).await;
             }
         }
     });

@@ -104,6 +104,22 @@ pub async fn publish_to(
     revision: Option<&str>,
     to: Addressed,
 ) {
+    record(recorder, regarding, &plan).await;
+    if let Some(sink) = sink() {
+        sink.published(Published {
+            regarding: regarding.clone(),
+            plan,
+            reporter: reporter.into(),
+            revision: revision.map(String::from),
+            recipients: to.recipients,
+            metadata: to.metadata,
+        });
+    }
+}
+
+/// Records `plan` about `regarding` on the API server only (the sink does not hear it); a
+/// failure is logged.
+pub async fn record(recorder: &Recorder, regarding: &ObjectReference, plan: &EventPlan) {
     let event = Event {
         type_: if plan.warning {
             EventType::Warning
@@ -122,15 +138,5 @@ pub async fn publish_to(
             regarding.name.as_deref().unwrap_or("")
         );
         tracing::warn!(error = %e, %object, "publishing an Event failed");
-    }
-    if let Some(sink) = sink() {
-        sink.published(Published {
-            regarding: regarding.clone(),
-            plan,
-            reporter: reporter.into(),
-            revision: revision.map(String::from),
-            recipients: to.recipients,
-            metadata: to.metadata,
-        });
     }
 }
