@@ -73,17 +73,54 @@ fn temp(name: &str) -> std::path::PathBuf {
     std::env::temp_dir().join(format!("sluice-apply-cli-{name}-{}", std::process::id()))
 }
 
+/// A set applied from a directory of its own under one owner: the test namespace holding its
+/// inventory, the namespace the set creates, and `sluice` run on it.
+struct CliSet {
+    client: kube::Client,
+    home: support::TestNamespace,
+    ns: String,
+    dir: std::path::PathBuf,
+    owner: &'static str,
+}
+
+impl CliSet {
+    async fn new(prefix: &str, owner: &'static str) -> CliSet {
+        let client = support::client().await;
+        let home = support::TestNamespace::new(&client, prefix).await;
+        let ns = format!("{}-app", home.name());
+        CliSet {
+            dir: temp(prefix),
+            client,
+            home,
+            ns,
+            owner,
+        }
+    }
+
+    /// `sluice VERB DIR ARGS... --name OWNER --namespace HOME`.
+    fn run(&self, verb: &str, args: &[&str]) -> Output {
+        let dir = self.dir.to_str().unwrap();
+        let owner = ["--name", self.owner, "--namespace", self.home.name()];
+        sluice(&[&[verb, dir][..], args, &owner].concat(), None)
+    }
+
+    async fn cleanup(self) {
+        Api::<Namespace>::all(self.client.clone())
+            .delete(&self.ns, &Default::default())
+            .await
+            .unwrap();
+        std::fs::remove_dir_all(&self.dir).unwrap();
+        self.home.cleanup(&self.client).await;
+    }
+}
+
 #[tokio::test]
 async fn apply_diff_and_prune_from_the_command_line() {
-    let client = support::client().await;
-    let home = support::TestNamespace::new(&client, "cli-home").await;
-    let ns = format!("{}-app", home.name());
-    let dir = temp("basic");
-    let owner = ["--name", "shop", "--namespace", home.name()];
-    let dir_arg = dir.to_str().unwrap();
+    let set = CliSet::new("cli-home", "shop").await;
+    let (client, ns, dir) = (&set.client, &set.ns, &set.dir);
 
-    write_set(&dir, &ns, &["a", "b"], "one");
-    let out = sluice(&[&["apply", dir_arg, "--prune"][..], &owner].concat(), None);
+    write_set(dir, ns, &["a", "b"], "one");
+    let out = set.run("apply", &["--prune"]);
     assert!(out.status.success(), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -95,7 +132,7 @@ async fn apply_diff_and_prune_from_the_command_line() {
         "{stdout}"
     );
 
-    let out = sluice(&[&["diff", dir_arg, "--prune"][..], &owner].concat(), None);
+    let out = set.run("diff", &["--prune"]);
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -103,8 +140,8 @@ async fn apply_diff_and_prune_from_the_command_line() {
         text(&out)
     );
 
-    write_set(&dir, &ns, &["a"], "two");
-    let out = sluice(&[&["diff", dir_arg, "--prune"][..], &owner].concat(), None);
+    write_set(dir, ns, &["a"], "two");
+    let out = set.run("diff", &["--prune"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -117,10 +154,7 @@ async fn apply_diff_and_prune_from_the_command_line() {
         "{stdout}"
     );
 
-    let out = sluice(
-        &[&["apply", dir_arg, "--prune", "--wait"][..], &owner].concat(),
-        None,
-    );
+    let out = set.run("apply", &["--prune", "--wait"]);
     assert!(out.status.success(), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -131,7 +165,7 @@ async fn apply_diff_and_prune_from_the_command_line() {
         stdout.contains(&format!("ConfigMap/{ns}/b deleted")),
         "{stdout}"
     );
-    assert_eq!(owned_config_maps(&client, &ns, "shop").await, ["a"]);
+    assert_eq!(owned_config_maps(client, ns, "shop").await, ["a"]);
 
     // Bad input: nothing is applied and the exit code says so.
     std::fs::write(
@@ -139,7 +173,7 @@ async fn apply_diff_and_prune_from_the_command_line() {
         "apiVersion: v1\nkind: ConfigMap\nmetadata: [oops\n",
     )
     .unwrap();
-    let out = sluice(&[&["apply", dir_arg][..], &owner].concat(), None);
+    let out = set.run("apply", &[]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("broken.yaml"),
@@ -147,12 +181,7 @@ async fn apply_diff_and_prune_from_the_command_line() {
         text(&out)
     );
 
-    Api::<Namespace>::all(client.clone())
-        .delete(&ns, &Default::default())
-        .await
-        .unwrap();
-    std::fs::remove_dir_all(&dir).unwrap();
-    home.cleanup(&client).await;
+    set.cleanup().await;
 }
 
 /// Waits (up to 60 s) until a dry-run deletion of `name` is denied, or allowed: admission
@@ -178,19 +207,15 @@ async fn deletion_denied(api: &Api<ConfigMap>, name: &str, denied: bool) {
 /// is pruned by the next run once the server allows it.
 #[tokio::test]
 async fn a_refused_prune_fails_the_command_and_is_tried_again() {
-    let client = support::client().await;
-    let home = support::TestNamespace::new(&client, "cli-refused").await;
-    let ns = format!("{}-app", home.name());
-    let dir = temp("refused");
-    let owner = ["--name", "guarded", "--namespace", home.name()];
-    let dir_arg = dir.to_str().unwrap();
+    let set = CliSet::new("cli-refused", "guarded").await;
+    let (client, ns, dir) = (&set.client, &set.ns, &set.dir);
 
-    write_set(&dir, &ns, &["a", "keep-b"], "one");
-    let out = sluice(&[&["apply", dir_arg, "--prune"][..], &owner].concat(), None);
+    write_set(dir, ns, &["a", "keep-b"], "one");
+    let out = set.run("apply", &["--prune"]);
     assert!(out.status.success(), "{}", text(&out));
 
     // Deleting a ConfigMap whose name starts with keep- is denied in this namespace.
-    let policy_name = format!("{}-no-delete", home.name());
+    let policy_name = format!("{}-no-delete", set.home.name());
     let policies: Api<ValidatingAdmissionPolicy> = Api::all(client.clone());
     let bindings: Api<ValidatingAdmissionPolicyBinding> = Api::all(client.clone());
     let policy = serde_json::from_value(serde_json::json!({
@@ -222,7 +247,7 @@ async fn a_refused_prune_fails_the_command_and_is_tried_again() {
         .await
         .unwrap();
     // The policy is in force once a dry-run deletion of another keep- object is denied.
-    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
     let probe: ConfigMap = serde_json::from_value(serde_json::json!({
         "metadata": {"name": "keep-probe"},
     }))
@@ -234,8 +259,8 @@ async fn a_refused_prune_fails_the_command_and_is_tried_again() {
     deletion_denied(&config_maps, "keep-probe", true).await;
 
     // Refused by the server, as a refused apply is: exit code 2.
-    write_set(&dir, &ns, &["a"], "one");
-    let out = sluice(&[&["apply", dir_arg, "--prune"][..], &owner].concat(), None);
+    write_set(dir, ns, &["a"], "one");
+    let out = set.run("apply", &["--prune"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -252,7 +277,7 @@ async fn a_refused_prune_fails_the_command_and_is_tried_again() {
         text(&out)
     );
     assert_eq!(
-        owned_config_maps(&client, &ns, "guarded").await,
+        owned_config_maps(client, ns, "guarded").await,
         ["a", "keep-b"]
     );
 
@@ -262,25 +287,20 @@ async fn a_refused_prune_fails_the_command_and_is_tried_again() {
         .await
         .unwrap();
     deletion_denied(&config_maps, "keep-probe", false).await;
-    let out = sluice(&[&["apply", dir_arg, "--prune"][..], &owner].concat(), None);
+    let out = set.run("apply", &["--prune"]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(
         String::from_utf8_lossy(&out.stdout).contains(&format!("ConfigMap/{ns}/keep-b deleted")),
         "{}",
         text(&out)
     );
-    assert_eq!(owned_config_maps(&client, &ns, "guarded").await, ["a"]);
+    assert_eq!(owned_config_maps(client, ns, "guarded").await, ["a"]);
 
     policies
         .delete(&policy_name, &Default::default())
         .await
         .unwrap();
-    Api::<Namespace>::all(client.clone())
-        .delete(&ns, &Default::default())
-        .await
-        .unwrap();
-    std::fs::remove_dir_all(&dir).unwrap();
-    home.cleanup(&client).await;
+    set.cleanup().await;
 }
 
 /// The points `SLUICE_CRASH_AT` can name, in the order a reconcile passes them.
