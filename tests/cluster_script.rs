@@ -295,6 +295,49 @@ fn a_failing_component_is_named_with_its_log_and_everything_is_stopped() {
     let _ = std::fs::remove_dir_all(dir.with_extension("logs"));
 }
 
+/// A component counts as running from the moment `start` returns, although right after the fork
+/// its process still runs the shell, and stops counting once it exits. (`up` once took a
+/// kube-apiserver that had not yet exec'd for one that had exited, and gave up.) The log here is
+/// a named pipe, so the forked shell waits on opening it, before any exec, until it is read.
+#[test]
+fn a_started_component_is_running_at_once_and_not_after_it_exits() {
+    let dir = tempdir("starting");
+    std::fs::create_dir_all(dir.join("run")).unwrap();
+    std::fs::create_dir_all(dir.join("logs")).unwrap();
+    let script = r#"
+        set -euo pipefail
+        dir="$1"
+        source "$2/scripts/cluster.d/lib.sh"
+        mkfifo "$dir/logs/sleeper.log"
+        start sleeper host /bin/sleep 1 2>/dev/null
+        if pid_of sleeper >/dev/null; then echo "before exec: running"; else echo "before exec: gone"; fi
+        cat "$dir/logs/sleeper.log" >/dev/null &
+        sleep 0.2
+        if pid_of sleeper >/dev/null; then echo "after exec: running"; else echo "after exec: gone"; fi
+        wait
+        if pid_of sleeper >/dev/null; then echo "after exit: running"; else echo "after exit: gone"; fi
+    "#;
+    let out = Command::new("timeout")
+        .args(["20", "bash", "-c", script, "bash"])
+        .arg(&dir)
+        .arg(support::repo_root())
+        .output()
+        .expect("bash runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>(),
+        [
+            "before exec: running",
+            "after exec: running",
+            "after exit: gone"
+        ],
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn up_without_root_says_so() {
     let dir = tempdir("user");

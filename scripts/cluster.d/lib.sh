@@ -25,16 +25,29 @@ require_tools() {
 		die "missing: ${missing[*]} (scripts/test installs them from scripts/apt-packages.txt)"
 }
 
-# A process counts as running until it exits; a zombie waiting for its parent to reap it has.
-alive() { [[ -r "/proc/$1/stat" && "$(cut -d' ' -f3 "/proc/$1/stat" 2>/dev/null)" != Z ]]; }
+# stat_field <pid> <n>: field n of /proc/<pid>/stat (3 is the state, 22 the start time), read
+# after the command name, which may itself hold spaces and parentheses.
+stat_field() {
+	local stat
+	stat="$(cat "/proc/$1/stat" 2>/dev/null)" || return 1
+	local -a rest
+	read -r -a rest <<<"${stat##*) }"
+	[[ -n "${rest[$(($2 - 3))]:-}" ]] || return 1
+	echo "${rest[$(($2 - 3))]}"
+}
 
-pid_of() { # the PID of a component we started, if it still runs the program we started it with
-	local file="$dir/run/$1.pid" pid exe
+# A process counts as running until it exits; a zombie waiting for its parent to reap it has.
+alive() { local state; state="$(stat_field "$1" 3)" && [[ "$state" != Z ]]; }
+
+pid_of() { # the PID of a component we started, if that process still runs
+	local file="$dir/run/$1.pid" pid started exe
 	[[ -f "$file" ]] || return 1
-	read -r pid exe <"$file" || return 1
-	[[ -n "$pid" ]] && alive "$pid" || return 1
-	# Guard against PID reuse: the process must run our program (nsenter execs it in place).
-	tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | grep -qxF "$exe" || return 1
+	read -r pid started exe <"$file" || return 1
+	[[ -n "$pid" && -n "$started" ]] && alive "$pid" || return 1
+	# Guard against PID reuse with the process's start time, which stays the same through the
+	# execs from the shell's fork to setsid, nsenter and the program (its command line does not:
+	# right after the fork it is still the shell's).
+	[[ "$(stat_field "$pid" 22)" == "$started" ]] || return 1
 	echo "$pid"
 }
 
@@ -77,8 +90,11 @@ start() {
 	local enter=()
 	[[ "$where" == netns ]] && enter=(nsenter "--net=/run/netns/$name" --)
 	setsid "${enter[@]}" "$exe" "$@" >>"$dir/logs/$component.log" 2>&1 </dev/null 9>&- &
-	echo "$! $exe" >"$dir/run/$component.pid"
-	log "started $component (pid $!)"
+	local pid=$! started
+	# Empty when it has already exited: pid_of then says so.
+	started="$(stat_field "$pid" 22)" || started=""
+	echo "$pid ${started:-gone} $exe" >"$dir/run/$component.pid"
+	log "started $component (pid $pid)"
 }
 
 # stop <component>: TERM, then KILL after 10 s; waits until it is gone.
