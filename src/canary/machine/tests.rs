@@ -1170,5 +1170,4 @@ fn a_release_window_that_does_not_parse_is_an_invalid_spec() {
     );
 }
 
-#[path = "machine_mirror_tests.rs"]
 mod mirror;
