@@ -583,7 +583,7 @@ async fn alerts_reach_chat_services_through_their_filters() {
 }
 
 #[tokio::test]
-async fn commit_statuses_in_github_and_gitea_shapes() {
+async fn commit_statuses_in_github_gitea_and_gitlab_shapes() {
     let _sink = SINK.lock().await;
     let recorder = Recorder::start().await;
     let mut agent = Agent::start("statuses").await;
@@ -592,6 +592,7 @@ async fn commit_statuses_in_github_and_gitea_shapes() {
 
     secret(&agent, "github-token", &[("token", "ghp_t0ken")]).await;
     secret(&agent, "gitea-token", &[("token", "gitea_t0ken")]).await;
+    secret(&agent, "gitlab-token", &[("token", "glpat-t0ken")]).await;
     let repo = |owner: &str| format!("{}/{owner}/app", recorder.base);
     provider(
         &agent,
@@ -607,7 +608,15 @@ async fn commit_statuses_in_github_and_gitea_shapes() {
         json!({"address": repo("team"), "secretRef": {"name": "gitea-token"}}),
     )
     .await;
-    for name in ["github", "gitea"] {
+    // A project in a subgroup: its path goes into the URL encoded, as one segment.
+    provider(
+        &agent,
+        "gitlab",
+        "gitlab",
+        json!({"address": repo("group/sub"), "secretRef": {"name": "gitlab-token"}}),
+    )
+    .await;
+    for name in ["github", "gitea", "gitlab"] {
         let mut extra = json!({"eventSources": [{"kind": "Kustomization", "name": "app"}]});
         extra["eventSeverity"] = json!("info");
         alert(&agent, name, name, extra).await;
@@ -645,6 +654,14 @@ async fn commit_statuses_in_github_and_gitea_shapes() {
     .await;
     assert_eq!(gitea.header("Authorization"), Some("token gitea_t0ken"));
     assert_eq!(gitea.json()["context"], "kustomization/app");
+    let gitlab_path = |sha: &str| format!("/api/v4/projects/group%2Fsub%2Fapp/statuses/{sha}");
+    let gitlab = received(&recorder, &gitlab_path(&sha), "success", success).await;
+    assert_eq!(gitlab.header("PRIVATE-TOKEN"), Some("glpat-t0ken"));
+    assert_eq!(gitlab.json()["name"], "kustomization/app");
+    assert_eq!(
+        gitlab.json()["description"],
+        format!("Applied revision: {good}")
+    );
 
     let broken = agent.push(&[("app/cm.yaml", "kind: ConfigMap\n  metadata: [unclosed\n")]);
     let broken_sha = broken.rsplit_once("sha1:").unwrap().1.to_string();
@@ -663,5 +680,7 @@ async fn commit_statuses_in_github_and_gitea_shapes() {
         failure,
     )
     .await;
+    let failed = |r: &Recorded| r.json()["state"] == "failed";
+    received(&recorder, &gitlab_path(&broken_sha), "failed", failed).await;
     agent.finish().await;
 }
