@@ -107,7 +107,7 @@ async fn a_deleted_canary_gives_its_target_the_traffic_back_only_when_asked() {
     support::install_crds(&client).await;
     let ns = support::TestNamespace::new(&client, "canary-revert").await;
     let n = ns.name().to_string();
-    let _analyzer = Analyzer::start(&client, &n, None);
+    let analyzer = Analyzer::start(&client, &n, None);
     let canaries: Api<Canary> = Api::namespaced(client.clone(), &n);
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &n);
     let services: Api<Service> = Api::namespaced(client.clone(), &n);
@@ -187,4 +187,6 @@ async fn a_deleted_canary_gives_its_target_the_traffic_back_only_when_asked() {
     .await;
     let dropped = deployments.get("dropped").await.unwrap();
     assert_eq!(dropped.spec.replicas, Some(0));
+    drop(analyzer);
+    ns.cleanup(&client).await;
 }
