@@ -28,21 +28,19 @@ require_tools() {
 # stat_field <pid> <n>: field n of /proc/<pid>/stat (3 is the state, 22 the start time), read
 # after the command name, which may itself hold spaces and parentheses.
 stat_field() {
-	local stat
+	local stat rest
 	stat="$(cat "/proc/$1/stat" 2>/dev/null)" || return 1
-	local -a rest
 	read -r -a rest <<<"${stat##*) }"
-	[[ -n "${rest[$(($2 - 3))]:-}" ]] || return 1
-	echo "${rest[$(($2 - 3))]}"
+	[[ -n "${rest[$2 - 3]:-}" ]] && echo "${rest[$2 - 3]}"
 }
 
 # A process counts as running until it exits; a zombie waiting for its parent to reap it has.
 alive() { local state; state="$(stat_field "$1" 3)" && [[ "$state" != Z ]]; }
 
 pid_of() { # the PID of a component we started, if that process still runs
-	local file="$dir/run/$1.pid" pid started exe
+	local file="$dir/run/$1.pid" pid started
 	[[ -f "$file" ]] || return 1
-	read -r pid started exe <"$file" || return 1
+	read -r pid started _ <"$file" || return 1
 	[[ -n "$pid" && -n "$started" ]] && alive "$pid" || return 1
 	# Guard against PID reuse with the process's start time, which stays the same through the
 	# execs from the shell's fork to setsid, nsenter and the program (its command line does not:
@@ -91,9 +89,10 @@ start() {
 	[[ "$where" == netns ]] && enter=(nsenter "--net=/run/netns/$name" --)
 	setsid "${enter[@]}" "$exe" "$@" >>"$dir/logs/$component.log" 2>&1 </dev/null 9>&- &
 	local pid=$! started
-	# Empty when it has already exited: pid_of then says so.
-	started="$(stat_field "$pid" 22)" || started=""
-	echo "$pid ${started:-gone} $exe" >"$dir/run/$component.pid"
+	# "gone" when it has already exited, which no start time matches. The program is there for
+	# whoever reads the file.
+	started="$(stat_field "$pid" 22)" || started=gone
+	echo "$pid $started $exe" >"$dir/run/$component.pid"
 	log "started $component (pid $pid)"
 }
 
