@@ -2,7 +2,8 @@
 //! target gets its traffic back before the Canary goes: scaled like the primary, selected by an
 //! apex Service the Canary no longer owns, while the primary and the other generated objects go
 //! with the Canary. Without it, everything the Canary generated goes and the target stays as the
-//! analysis left it, scaled to zero.
+//! analysis left it, scaled to zero. A target deleted before its Canary does not hold the
+//! Canary's deletion.
 
 mod support;
 
@@ -111,13 +112,13 @@ async fn a_deleted_canary_gives_its_target_the_traffic_back_only_when_asked() {
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &n);
     let services: Api<Service> = Api::namespaced(client.clone(), &n);
 
-    for (name, revert) in [("kept", true), ("dropped", false)] {
+    for (name, revert) in [("kept", true), ("dropped", false), ("orphan", true)] {
         let mut target = c::kwok_deployment(name);
         target["spec"]["replicas"] = json!(3);
         c::create(&client, &n, target).await;
         c::create(&client, &n, canary(name, revert)).await;
     }
-    for name in ["kept", "dropped"] {
+    for name in ["kept", "dropped", "orphan"] {
         wait_canary(&client, &n, name, LONG, "initialized", |s| {
             c::phase(s) == "Initialized"
         })
@@ -137,12 +138,24 @@ async fn a_deleted_canary_gives_its_target_the_traffic_back_only_when_asked() {
     );
     assert!(finalizers(&canaries.get("dropped").await.unwrap()).is_empty());
 
-    for name in ["kept", "dropped"] {
+    // A target deleted first leaves nothing to revert: the Canary's deletion does not hang on it.
+    deployments
+        .delete("orphan", &Default::default())
+        .await
+        .unwrap();
+    wait_gone(
+        &deployments,
+        &["orphan".into()],
+        "the target orphan deleted",
+    )
+    .await;
+
+    for name in ["kept", "dropped", "orphan"] {
         canaries.delete(name, &Default::default()).await.unwrap();
     }
     wait_gone(
         &canaries,
-        &["kept".into(), "dropped".into()],
+        &["kept".into(), "dropped".into(), "orphan".into()],
         "the Canaries deleted",
     )
     .await;
@@ -156,7 +169,11 @@ async fn a_deleted_canary_gives_its_target_the_traffic_back_only_when_asked() {
     assert!(!owned(&apex), "{:?}", apex.metadata.owner_references);
     wait_gone(
         &deployments,
-        &["kept-primary".into(), "dropped-primary".into()],
+        &[
+            "kept-primary".into(),
+            "dropped-primary".into(),
+            "orphan-primary".into(),
+        ],
         "the primaries deleted with their Canaries",
     )
     .await;
